@@ -1,0 +1,96 @@
+"""The error catalogue: every error pixlink raises on purpose has a code and a message here.
+
+Codes are grouped by area so that each part of the library owns a range:
+
+====== =========================================
+E0xx   core records, images, masks, geometry
+E1xx   knowledge base (store, importers)
+E2xx   indexes (lexical, dense)
+E3xx   model registry and backends
+E4xx   regions and linking
+E5xx   NER / GMNER / SMNER
+E6xx   datasets, metrics, evaluation
+E7xx   CLI, service, batch jobs, annotation
+====== =========================================
+
+Use: ``raise InputError(Errors.E002.format(box=box, size=size))``. The message carries its
+code in brackets (``[E002] ...``) so that users can search for it, as in spaCy's catalogue.
+"""
+
+from __future__ import annotations
+
+
+class _ErrorsWithCodes(type):
+    def __getattribute__(cls, code: str) -> str:
+        msg = super().__getattribute__(code)
+        if code.startswith("__"):
+            return msg
+        return f"[{code}] {msg}"
+
+
+class Errors(metaclass=_ErrorsWithCodes):
+    # --- E0xx: core ---------------------------------------------------------------------
+    E001 = "Image {path!r} cannot be read: {reason}"
+    E002 = "Box {box} is not a valid XYXY box: {reason}"
+    E003 = "Box {box} lies outside the image of size (H={height}, W={width})."
+    E004 = "Mask is empty (no foreground pixel): a region needs at least one pixel."
+    E005 = "Mask has shape {shape} but the image is (H={height}, W={width}): sizes must match."
+    E006 = "Points {points} are not valid: {reason}"
+    E007 = "RLE is not valid COCO RLE ({{'size': [h, w], 'counts': ...}}): {reason}"
+    E008 = "A region needs a box, points or a mask; none was given."
+    E009 = "Image size {size} is not valid: expected (height, width) of positive integers."
+    E010 = "{what} {value!r} is not valid: {reason}"
+    E011 = "Line {line} of {path} is not valid JSON: {reason}"
+    E012 = "Mask file {path!r} cannot be read as a mask: {reason}"
+
+    # --- E1xx: knowledge base -----------------------------------------------------------
+    # (owned by pixlink.kb)
+
+    # --- E2xx: indexes ------------------------------------------------------------------
+    # (owned by pixlink.index)
+
+    # --- E3xx: models -------------------------------------------------------------------
+    # (owned by pixlink.models)
+
+    # --- E4xx: regions and linking ------------------------------------------------------
+    # (owned by pixlink.regions and pixlink.link)
+
+    # --- E5xx: NER / GMNER --------------------------------------------------------------
+    # (owned by pixlink.ner)
+
+    # --- E6xx: datasets and evaluation --------------------------------------------------
+    # (owned by pixlink.eval)
+
+    # --- E7xx: CLI, service, jobs, annotation -------------------------------------------
+    # (owned by pixlink.cli, pixlink.serve, pixlink.jobs, pixlink.annotate)
+
+
+class PixlinkError(Exception):
+    """Base class of every error pixlink raises on purpose."""
+
+    @property
+    def code(self) -> str | None:
+        msg = str(self)
+        if msg.startswith("[E") and "]" in msg:
+            return msg[1 : msg.index("]")]
+        return None
+
+
+class InputError(PixlinkError, ValueError):
+    """The caller gave something pixlink cannot use (bad image, box, mask, record, file)."""
+
+
+class KBError(PixlinkError):
+    """The knowledge base is missing, damaged, or asked for something it does not hold."""
+
+
+class IndexError_(PixlinkError):
+    """An index is missing, damaged, or was built by another model than the one asked for."""
+
+
+class ModelUnavailableError(PixlinkError, RuntimeError):
+    """A model role has no backend that can run here (missing package, no weights, no hub)."""
+
+
+class DatasetError(PixlinkError, ValueError):
+    """A dataset file does not have the format its loader expects."""
