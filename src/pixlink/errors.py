@@ -51,6 +51,10 @@ class Errors(metaclass=_ErrorsWithCodes):
 
     # --- E3xx: models -------------------------------------------------------------------
     # (owned by pixlink.models)
+    E300 = "No backend for role {role!r} can run with profile {profile!r}: {reason}"
+    E301 = "Unknown model role {role!r}; roles are: {roles}"
+    E302 = "Role {role!r} has no backend named {name!r}; registered: {names}"
+    E303 = "Unknown profile {profile!r}; profiles are: offline, hub, auto"
 
     # --- E4xx: regions and linking ------------------------------------------------------
     # (owned by pixlink.regions and pixlink.link)

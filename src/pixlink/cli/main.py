@@ -23,6 +23,11 @@ def _register_all() -> None:
 
 
 
+@app.callback()
+def _root() -> None:
+    """pixlink: link image regions (click, box, mask, caption) to knowledge-base entities."""
+
+
 @app.command()
 def version() -> None:
     """Print pixlink's version."""
