@@ -45,6 +45,26 @@ class Errors(metaclass=_ErrorsWithCodes):
 
     # --- E1xx: knowledge base -----------------------------------------------------------
     # (owned by pixlink.kb)
+    E100 = "No knowledge base at {path!r}: {reason}. Build one with `pixlink kb build SOURCE... --out KBDIR`."
+    E101 = "The knowledge base at {path!r} is incomplete (its build stopped {where}); re-run the build with --resume."
+    E102 = "{path!r} is not a pixlink knowledge base or is damaged: {reason}"
+    E103 = "{path!r} already holds a knowledge base; pass overwrite=True (--force) to replace it or resume=True (--resume) to finish it."
+    E104 = "Cannot resume the build in {path!r}: {reason}. Start again with overwrite=True (--force)."
+    E105 = "Source {path!r} cannot be read: {reason}"
+    E106 = "Cannot tell the format of source {path!r}: {reason}. Give it explicitly as FORMAT:PATH, one of {formats}."
+    E107 = "Unknown source format {fmt!r}; formats are: {formats}"
+    E108 = "Line {line} of {path} is not valid JSON: {reason}"
+    E109 = "Record at line {line} of {path} is not a valid entity record: {reason}"
+    E110 = "Duplicate id {id!r} at line {line} of {path}: the first record (line {first_line}) is kept, this one is skipped."
+    E111 = "Source {path} is truncated: {reason}. Records before the cut were imported."
+    E112 = "Image {ref!r} of entity {id!r} does not exist{where}; it is kept as an unresolved reference."
+    E113 = "Entity {id!r} at line {line} of {path} carries only {what} and no other source defines it, so it was not imported."
+    E114 = "Entity {id!r} is not in the knowledge base {path!r}."
+    E115 = "Record at line {line} of {path} is skipped: {reason}"
+    E116 = "Search query {query!r} is not valid: {reason}"
+    E117 = "{what} {value!r} is not valid: {reason}"
+    E118 = "Source {path} stops being valid JSON at line {line} ({reason}); the records before it were imported, the rest of the file could not be read."
+    E119 = "Cannot write the knowledge base to {path!r}: {reason}"
 
     # --- E2xx: indexes ------------------------------------------------------------------
     # (owned by pixlink.index)
