@@ -99,6 +99,15 @@ class Errors(metaclass=_ErrorsWithCodes):
 
     # --- E5xx: NER / GMNER --------------------------------------------------------------
     # (owned by pixlink.ner)
+    # E500-E549: the MNER tagger (pixlink.ner)
+    E500 = "NER input {what} at index {index} is not valid: {reason}"
+    E501 = "The NER model in {path} cannot be loaded: {reason}"
+    E502 = "Unknown NER label scheme {scheme!r}; expected one of: {schemes}"
+    E503 = "Training tweet {post!r} cannot be used: {reason}"
+    E504 = "NER training needs {what}; {reason}"
+    E505 = "The NER backbone {backbone!r} is not available: {reason}. {hint}"
+    E506 = "Auxiliary knowledge could not be generated for text {index}: {reason}"
+    E507 = "NER training option {option} = {value!r} is not valid: {reason}"
 
     # --- E6xx: datasets and evaluation --------------------------------------------------
     # (owned by pixlink.eval)
