@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from pixlink.errors import InputError
+from pixlink.link.fusion import Fusion, SignalCalibration
+
+
+def test_fuse_is_weighted_mean_of_applicable_signals():
+    f = Fusion(calibration={"a": SignalCalibration(0.5, 1000.0, 3.0), "b": SignalCalibration(0.5, 1000.0, 1.0)})
+    fused, probs = f.fuse({"a": 0.9, "b": 0.1})
+    assert probs == {"a": pytest.approx(1.0), "b": pytest.approx(0.0)}
+    assert fused == pytest.approx(0.75)
+    # a signal that does not apply is left out, not counted as zero
+    assert f.fuse({"b": 0.9})[0] == pytest.approx(1.0)
+    assert f.fuse({})[0] == 0.0
+
+
+def test_fit_learns_a_separating_center_and_ranks_informative_signals_higher():
+    rng = np.random.default_rng(0)
+    ex = []
+    for _ in range(200):
+        ex.append(({"good": rng.normal(0.8, 0.05), "noise": rng.normal(0.5, 0.1)}, True))
+        ex.append(({"good": rng.normal(0.4, 0.05), "noise": rng.normal(0.5, 0.1)}, False))
+    f = Fusion(calibration={}).fit(ex)
+    assert 0.5 < f.calibration["good"].center < 0.7
+    assert f.calibration["good"].slope > 0
+    assert f.calibration["good"].weight > 5 * f.calibration["noise"].weight
+
+
+def test_calibrate_nil_maximises_accuracy():
+    f = Fusion()
+    # two right links with high scores, two NIL mentions with low scores
+    t = f.calibrate_nil([0.9, 0.8, 0.3, 0.2], [True, True, False, False], [False, False, True, True])
+    assert 0.3 < t <= 0.8
+    with pytest.raises(InputError, match="E410"):
+        f.calibrate_nil([], [], [])
+
+
+def test_round_trip(tmp_path):
+    f = Fusion(nil_threshold=0.42)
+    f.save(tmp_path / "f.json")
+    g = Fusion.load(tmp_path / "f.json")
+    assert g.nil_threshold == 0.42 and g.calibration["face"] == f.calibration["face"]
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(InputError, match="E410"):
+        Fusion.load(tmp_path / "bad.json")
