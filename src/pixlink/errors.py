@@ -68,6 +68,35 @@ class Errors(metaclass=_ErrorsWithCodes):
 
     # --- E2xx: indexes ------------------------------------------------------------------
     # (owned by pixlink.index)
+    # E220-E239: dense index (pixlink.index.dense)
+    E220 = "No dense index at {path!r}: {reason}. Build one with DenseIndex.build (or `pixlink kb embed KBDIR`)."
+    E221 = "The dense index at {path!r} is damaged or incomplete: {reason}. Rebuild it."
+    E222 = ("The dense index at {path!r} holds vectors of model {found!r}, but model {expected!r} was asked for: "
+            "vectors of different models are not comparable and an index never mixes models. "
+            "Build an index for {expected!r} (`pixlink kb embed`) or query with the model that made it.")
+    E223 = "Queries have shape {shape} and dtype {dtype}; this index expects a (Q, {dim}) float array{reason}."
+    E224 = "Vector row {row} is not usable for a {metric} index: {reason}"
+    E225 = "Unknown dense backend {backend!r}; backends are: {backends}"
+    E226 = "Unknown metric {metric!r}; metrics are: {metrics}"
+    E227 = "Vector space name {space!r} is not valid: {reason} (known spaces: {spaces})"
+    E228 = "{n_ids} ids were given for {n_vectors} vectors: a dense index needs exactly one id per vector row."
+    E229 = "Entity id {value!r} at row {row} is not valid: {reason}"
+    E230 = "{path!r} already exists; pass overwrite=True to replace it."
+    E231 = "Parameter {name}={value!r} is not valid for backend {backend!r}: {reason}"
+    E232 = "The dense index at {path!r} holds {found!r} vectors, but {expected!r} vectors were asked for."
+    E233 = "k={k!r} is not valid: expected an integer >= 1."
+    E234 = ("Backend {backend!r} cannot be trained on {n} vectors: it needs at least {need} ({reason}). "
+            "Use backend='exact' (or 'auto') for small sets.")
+    E235 = "Vectors have shape {shape}; expected a 2-D (N, D) array of floats with N >= 1 and D >= 1{reason}."
+    # E240-E259: KB embedding cache (pixlink.index.embed)
+    E240 = "The embedding cache at {path!r} belongs to model {found!r}, not {expected!r}."
+    E241 = "The embedding cache at {path!r} is damaged: {reason}. Delete that directory to start it again."
+    E242 = "The encoder of model {model!r} returned {what} for a batch of {n} items; expected an ({n}, {dim}) float array."
+    E243 = "The encoder of model {model!r} returned a non-finite vector for item {key!r}; it is not cached."
+    E244 = "Item key {key!r} at position {index} is not valid: {reason}"
+    E245 = ("Cannot fingerprint the payload of item {key!r} (type {type}): payloads are str, bytes, paths or "
+            "numpy arrays; pass fingerprint= to embed_items for other kinds.")
+    E246 = "The embedding store of model {model!r} has no vectors to index ({reason})."
 
     # --- E3xx: models -------------------------------------------------------------------
     # (owned by pixlink.models)
