@@ -145,6 +145,7 @@ class _Block:
 
 def load_conll(
     path: str | Path, dataset: str | None = None, image_root: str | Path | None = None,
+    log_report: bool = True,
 ) -> LoadResult[Post]:
     """Read a Twitter-2015/2017/GMNER CoNLL file into posts, with a :class:`LoadReport`.
 
@@ -155,6 +156,8 @@ def load_conll(
             one of these, else any type is accepted.
         image_root: folder of the tweet images; ``post.image`` is ``<image_root>/<IMGID>.jpg``
             (``<IMGID>.jpg`` without it). Images need not exist.
+        log_report: log the report's repairs and errors at WARNING (callers that add to the
+            report and log it themselves pass False).
 
     Returns:
         :class:`LoadResult` of :class:`~pixlink.types.Post`, each with ``id`` = the IMGID
@@ -268,7 +271,7 @@ def load_conll(
     if not posts and report.n_records:
         first = report.errors[0].error if report.errors else "no tweets"
         raise DatasetError(Errors.E611.format(path=str(p), n_errors=len(report.errors), first=first))
-    if not report.ok or report.counts:
+    if log_report and (not report.ok or report.counts):
         report.log()
     return LoadResult(posts, report)
 
