@@ -1,0 +1,97 @@
+"""Pictures a person would rather look at: masks, boxes and answers drawn on the image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .types import Link, NamedEntity, Region
+
+PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
+           (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128)]
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    """DejaVu Sans from matplotlib's data (always installed with pixlink), else PIL's default."""
+    try:
+        import matplotlib
+
+        path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        return ImageFont.truetype(str(path), size)
+    except (ImportError, OSError):
+        return ImageFont.load_default()
+
+
+def draw_region(img: Image.Image, region: Region, color: tuple[int, int, int], alpha: float = 0.45) -> Image.Image:
+    """Mask as a translucent fill with its outline, box as a rectangle, clicks as dots."""
+    out = img.convert("RGBA")
+    if region.mask is not None:
+        layer = np.zeros((*region.mask.shape, 4), np.uint8)
+        layer[region.mask] = (*color, int(255 * alpha))
+        out = Image.alpha_composite(out, Image.fromarray(layer, "RGBA"))
+    d = ImageDraw.Draw(out)
+    w = max(2, round(max(img.size) / 250))
+    x1, y1, x2, y2 = (float(v) for v in region.bbox)
+    d.rectangle([x1, y1, x2 - 1, y2 - 1], outline=(*color, 255), width=w)
+    if region.points is not None:
+        for (px, py), lab in zip(region.points, region.point_labels if region.point_labels is not None else []):
+            r = 2 * w + 2
+            d.ellipse([px - r, py - r, px + r, py + r], fill=(0, 255, 0, 255) if lab else (255, 0, 0, 255),
+                      outline=(255, 255, 255, 255))
+    return out
+
+
+def _label(d: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, color: tuple[int, int, int], size: int) -> None:
+    font = _font(size)
+    x, y = xy
+    l, t, r, b = d.textbbox((x, y), text, font=font)
+    d.rectangle([l - 3, t - 2, r + 3, b + 2], fill=(*color, 220))
+    d.text((x, y), text, fill=(255, 255, 255, 255), font=font)
+
+
+def link_overlay(image: np.ndarray, links: Sequence[Link], out_path: str | Path, top: int = 3) -> Path:
+    """Draw each link's region and its top answers (or NIL) on the image; write a PNG/JPEG."""
+    img = Image.fromarray(image)
+    size = max(12, round(max(img.size) / 45))
+    for i, link in enumerate(links):
+        color = PALETTE[i % len(PALETTE)]
+        if link.region is None:
+            continue
+        img = draw_region(img, link.region, color)
+        d = ImageDraw.Draw(img)
+        x1, y1, _, y2 = (float(v) for v in link.region.bbox)
+        lines = ["NIL (not in the KB)"] if link.nil else []
+        for c in link.candidates[:top]:
+            lines.append(f"{c.label or c.entity_id} ({c.entity_id}) {c.score:.2f}")
+        y = y2 + 4 if y2 + 4 + len(lines) * (size + 6) < img.size[1] else max(y1 - len(lines) * (size + 6) - 4, 0)
+        for j, line in enumerate(lines):
+            _label(d, (x1 + 2, y + j * (size + 6)), line, color if j == 0 else (60, 60, 60), size if j == 0 else
+                   int(size * 0.8))
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    img.convert("RGB").save(out_path)
+    return out_path
+
+
+def entities_overlay(image: np.ndarray, entities: Sequence[NamedEntity], out_path: str | Path) -> Path:
+    """GMNER/SMNER picture: each grounded entity's box (and mask) with ``text (TYPE)``."""
+    img = Image.fromarray(image)
+    size = max(12, round(max(img.size) / 45))
+    for i, ent in enumerate(entities):
+        if ent.region is None:
+            continue
+        color = PALETTE[i % len(PALETTE)]
+        img = draw_region(img, ent.region, color)
+        d = ImageDraw.Draw(img)
+        x1, y1 = (float(v) for v in ent.region.bbox[:2])
+        linked = ""
+        if ent.link is not None and ent.link.prediction:
+            linked = f" -> {ent.link.candidates[0].label or ent.link.prediction}"
+        _label(d, (x1 + 2, max(y1 - size - 8, 0)), f"{ent.text} ({ent.type}){linked}", color, size)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    img.convert("RGB").save(out_path)
+    return out_path
