@@ -180,6 +180,9 @@ class Errors(metaclass=_ErrorsWithCodes):
     E609 = "Predictions file {path!r}, line {line}, is not a prediction record: {reason}"
     E610 = "Unknown dataset format {fmt!r}; formats are: {formats}"
     E611 = "No dataset item could be loaded from {path!r} ({n_errors} errors; first: {first})"
+    E612 = "Image {path!r} of item {item!r} is not on this machine; the item is skipped and counted."
+    E613 = "The {what} returned {got} results for {expected} inputs; it must return one per input."
+    E614 = "{what} {value!r} is not valid: {reason}"
 
     # --- E7xx: CLI, service, jobs, annotation -------------------------------------------
     # (owned by pixlink.cli, pixlink.serve, pixlink.jobs, pixlink.annotate)
