@@ -1,9 +1,182 @@
-"""CLI commands of pixlink.kb (filled in by its area)."""
+"""``pixlink kb``: build a knowledge base from dumps and entity files, describe it, search it,
+show an entity with its type / hypernym chain.
+
+``--json`` prints machine-readable JSON on stdout; progress bars and messages go to stderr.
+Errors print one ``error: [Exxx] ...`` line and exit with code 2.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, List, Optional
+
 import typer
+
+from .common import console, handle_errors, print_json
+
+kb_app = typer.Typer(help="Knowledge base: kb build | info | search | entity.", no_args_is_help=True)
+
+
+def _entity_dict(kb: Any, ent: Any) -> dict[str, Any]:
+    d = ent.to_dict()
+    d["hypernyms"] = [{"relation": r, "id": t, "label": lab, "depth": dep} for r, t, lab, dep in kb.hypernyms(ent.id)]
+    d["hypernym_text"] = kb.hypernym_text(ent.id)
+    d["image_refs"] = [{"ref": ref, "path": p} for ref, p in kb.image_refs(ent.id)]
+    return d
+
+
+@kb_app.command("build")
+@handle_errors
+def build_command(
+    sources: List[str] = typer.Argument(..., help=(
+        "Source files; FORMAT:PATH forces a format (wikidata, wiki6m, mel, fb15k237, codex-types, entity-json, "
+        "jsonl, csv), a bare PATH is sniffed. Several sources merge into one KB.")),
+    out: Path = typer.Option(..., "--out", "-o", help="The KB directory to write."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Directory that resolves image file names (P18, MEL image_list)."),
+    lang: str = typer.Option("en", "--lang", help="Language of labels, aliases and descriptions (Wikidata dumps)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a build of the same sources that stopped."),
+    force: bool = typer.Option(False, "--force", help="Replace a KB already in --out."),
+    max_records: Optional[int] = typer.Option(None, "--max-records", min=1,
+                                              help="Stop after N records (a trial run); finish later with --resume."),
+    name: Optional[str] = typer.Option(None, "--name", help="KB name in meta.json (default: the directory name)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the build report as JSON on stdout."),
+) -> None:
+    """Import SOURCE files into a KB directory (SQLite + meta.json + build_report.jsonl)."""
+    from rich.table import Table
+
+    from ..kb import build_kb
+
+    rep = build_kb(sources, out, images_root=images, lang=lang, resume=resume, progress=not as_json,
+                   overwrite=force, max_records=max_records, name=name, max_issues=50)
+    if as_json:
+        print_json(rep.to_dict())
+        return
+    t = Table(title=f"KB {out}" + ("" if rep.complete else " (incomplete: re-run with --resume)"))
+    for col in ("source", "read", "imported", "merged", "bad", "duplicates", "unmatched", "images", "resolved"):
+        t.add_column(col, justify="left" if col == "source" else "right")
+    for s in rep.sources:
+        c = s.counts
+        t.add_row(s.name + (" [red](truncated)[/]" if c.truncated else ""), f"{c.read:,}", f"{c.imported:,}",
+                  f"{c.merged:,}", f"{c.bad:,}", f"{c.duplicates:,}", f"{c.unmatched:,}", f"{c.images:,}",
+                  f"{c.images_resolved:,}")
+    console.print(t)
+    if rep.complete:
+        cn = rep.counts
+        console.print(f"{cn.get('entities', 0):,} entities, {cn.get('aliases', 0):,} aliases, "
+                      f"{cn.get('types', 0):,} P31 and {cn.get('parents', 0):,} P279 links, "
+                      f"{cn.get('images_resolved', 0):,}/{cn.get('images', 0):,} images resolved "
+                      f"in {rep.seconds.get('total', 0):.1f} s", highlight=False)
+    if rep.n_issues:
+        codes = ", ".join(f"{k}: {v:,}" for k, v in rep.issue_counts.items())
+        console.print(f"[yellow]{rep.n_issues:,} reported records[/] ({codes})", highlight=False)
+        for i in [i for i in rep.issues if i.level != "info"][:5]:
+            console.print(f"  {i.message}", highlight=False, markup=False)
+        if rep.report_path:
+            console.print(f"all of them in {rep.report_path}", highlight=False)
+
+
+@kb_app.command("info")
+@handle_errors
+def info_command(
+    kbdir: Path = typer.Argument(..., help="KB directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+) -> None:
+    """Name, language, counts and sources of a KB."""
+    from rich.table import Table
+
+    from ..kb import KB
+
+    with KB.open(kbdir) as kb:
+        info = kb.info()
+    if as_json:
+        print_json(info)
+        return
+    t = Table(title=f"KB {info['name']}", show_header=False)
+    t.add_column("key")
+    t.add_column("value")
+    for k in ("path", "language", "created", "images_root"):
+        t.add_row(k, str(info.get(k)))
+    for k, v in info["counts"].items():
+        t.add_row(k, f"{v:,}")
+    for s in info["sources"]:
+        t.add_row("source", f"{s['name']} ({s['counts'].get('imported', 0):,} records) {s['path']}")
+    if info["issues"]:
+        t.add_row("reported", ", ".join(f"{k}: {v:,}" for k, v in info["issues"].items()) + f" — {info['build_report']}")
+    from rich.console import Console
+
+    Console().print(t)
+
+
+@kb_app.command("search")
+@handle_errors
+def search_command(
+    kbdir: Path = typer.Argument(..., help="KB directory."),
+    query: str = typer.Argument(..., help="Words to look for (label, aliases, description)."),
+    k: int = typer.Option(10, "-k", "--k", min=1, help="How many results."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+) -> None:
+    """Exact label / alias matches first, then BM25 (case and accents folded)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..kb import KB
+
+    with KB.open(kbdir) as kb:
+        hits = kb.search(query, k=k)
+    if as_json:
+        print_json([{"rank": i + 1, "score": s, "id": e.id, "label": e.label, "description": e.description,
+                     "aliases": list(e.aliases), "types": list(e.types)} for i, (e, s) in enumerate(hits)])
+        return
+    t = Table(title=f"{query!r} in {kbdir}")
+    for col in ("#", "score", "id", "label", "description"):
+        t.add_column(col)
+    for i, (e, s) in enumerate(hits, 1):
+        t.add_row(str(i), f"{s:.3f}", e.id, e.label, e.description)
+    Console().print(t)
+    if not hits:
+        console.print("no match", highlight=False)
+
+
+@kb_app.command("entity")
+@handle_errors
+def entity_command(
+    kbdir: Path = typer.Argument(..., help="KB directory."),
+    entity_id: str = typer.Argument(..., metavar="ID", help="Entity id, e.g. Q76."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+) -> None:
+    """One entity: names, description, images, types and hypernym chain (P31 then P279)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..errors import Errors, KBError
+    from ..kb import KB
+
+    with KB.open(kbdir) as kb:
+        ent = kb.get(entity_id)
+        if ent is None:
+            raise KBError(Errors.E114.format(id=entity_id, path=str(kbdir)))
+        d = _entity_dict(kb, ent)
+    if as_json:
+        print_json(d)
+        return
+    t = Table(title=f"{d['label']} ({d['id']})", show_header=False)
+    t.add_column("key")
+    t.add_column("value", overflow="fold")
+    t.add_row("description", d["description"])
+    t.add_row("aliases", ", ".join(d["aliases"]))
+    t.add_row("popularity", "" if d["popularity"] is None else f"{d['popularity']:g}")
+    t.add_row("source", d["source"])
+    for h in d["hypernyms"]:
+        rel = "instance of" if h["relation"] == "P31" else "subclass of"
+        t.add_row(f"{'  ' * (h['depth'] - 1)}{rel}", f"{h['label'] or '?'} ({h['id']})")
+    for im in d["image_refs"]:
+        t.add_row("image", im["path"] or f"{im['ref']} (unresolved)")
+    for key, v in d["attrs"].items():
+        t.add_row(f"attrs.{key}", str(v))
+    Console().print(t)
+    Console().print(d["hypernym_text"], highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the main app."""
+    """Add ``pixlink kb ...`` to the main app (``kb embed`` is added by the dense index)."""
+    app.add_typer(kb_app, name="kb")
