@@ -1,0 +1,247 @@
+"""The trained head: layer mix of the frozen backbone + char-CNN + case features + word
+embeddings -> BiLSTM -> CRF with BIO constraints.
+
+Shapes: ``feats (B, T, L, D)`` float (backbone hidden states per word), ``chars (B, T, C)``
+long, ``case (B, T, F)`` float, ``words (B, T)`` long, ``mask (B, T)`` bool (True = a real
+word; every row has at least one). Emissions are ``(B, T, K)`` for K BIO tags.
+
+Torch is imported by the functions that build the modules (:func:`build_head`), so that
+importing :mod:`pixlink.ner` stays light.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any, Sequence
+
+import numpy as np
+
+CASE_FEATURES = (
+    "title", "upper", "lower", "mixed", "has_digit", "all_digit", "punct", "hashtag", "mention",
+    "url", "after_hash", "after_at", "first", "long",
+)
+"""Per-word surface features (case matters for NER; an uncased backbone cannot see it)."""
+
+MAX_WORD_CHARS = 24
+PAD, UNK = 0, 1
+
+
+def case_features(words: Sequence[str]) -> np.ndarray:
+    """``(T, F)`` float32 0/1 features of :data:`CASE_FEATURES`."""
+    out = np.zeros((len(words), len(CASE_FEATURES)), dtype=np.float32)
+    for i, w in enumerate(words):
+        letters = [c for c in w if c.isalpha()]
+        f = out[i]
+        if letters:
+            f[0] = letters[0].isupper() and all(c.islower() for c in letters[1:])
+            f[1] = len(letters) > 1 and all(c.isupper() for c in letters)
+            f[2] = all(c.islower() for c in letters)
+            f[3] = letters[0].islower() and any(c.isupper() for c in letters)
+        f[4] = any(c.isdigit() for c in w)
+        f[5] = w.isdigit()
+        f[6] = bool(w) and all(unicodedata.category(c).startswith(("P", "S")) for c in w)
+        f[7] = w.startswith("#")
+        f[8] = w.startswith("@")
+        lw = w.lower()
+        f[9] = lw.startswith(("http", "www.", "//t.co", "t.co/"))
+        f[10] = i > 0 and words[i - 1] == "#"
+        f[11] = i > 0 and words[i - 1] == "@"
+        f[12] = i == 0
+        f[13] = len(w) > 12
+    return out
+
+
+def char_ids(words: Sequence[str], vocab: dict[str, int]) -> np.ndarray:
+    """``(T, MAX_WORD_CHARS)`` int64 char ids (cased; 0 pad, 1 unknown)."""
+    out = np.zeros((len(words), MAX_WORD_CHARS), dtype=np.int64)
+    for i, w in enumerate(words):
+        for j, c in enumerate(w[:MAX_WORD_CHARS]):
+            out[i, j] = vocab.get(c, UNK)
+    return out
+
+
+def word_ids(words: Sequence[str], vocab: dict[str, int]) -> np.ndarray:
+    """``(T,)`` int64 ids of the words as written (cased; 0 pad, 1 unknown)."""
+    return np.array([vocab.get(w, UNK) for w in words], dtype=np.int64)
+
+
+def bio_tagset(types: Sequence[str]) -> list[str]:
+    return ["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")]
+
+
+def allowed_transitions(tags: Sequence[str]) -> np.ndarray:
+    """``(K, K)`` bool: may tag j follow tag i under BIO (``I-X`` only after ``B-X``/``I-X``)."""
+    k = len(tags)
+    ok = np.ones((k, k), dtype=bool)
+    for j, t in enumerate(tags):
+        if t.startswith("I-"):
+            for i, s in enumerate(tags):
+                ok[i, j] = s[2:] == t[2:] and s != "O"
+    return ok
+
+
+def allowed_starts(tags: Sequence[str]) -> np.ndarray:
+    return np.array([not t.startswith("I-") for t in tags], dtype=bool)
+
+
+def build_head(cfg: dict[str, Any]) -> Any:
+    """The head module for a config (see :class:`TweetNERHead` built inside)."""
+    import torch
+    from torch import nn
+
+    class CRF(nn.Module):
+        """Linear-chain CRF; invalid BIO transitions get a fixed -1e4 score."""
+
+        def __init__(self, tags: Sequence[str]) -> None:
+            super().__init__()
+            k = len(tags)
+            self.trans = nn.Parameter(torch.zeros(k, k))
+            self.start = nn.Parameter(torch.zeros(k))
+            self.end = nn.Parameter(torch.zeros(k))
+            self.register_buffer("trans_mask", torch.tensor(~allowed_transitions(tags)) * -1e4, persistent=False)
+            self.register_buffer("start_mask", torch.tensor(~allowed_starts(tags)) * -1e4, persistent=False)
+
+        def _t(self) -> Any:
+            return self.trans + self.trans_mask
+
+        def nll(self, em: Any, tags: Any, mask: Any) -> Any:
+            """Mean negative log-likelihood of gold ``tags (B, T)`` under emissions ``(B, T, K)``."""
+            b, t, _k = em.shape
+            trans, start = self._t(), self.start + self.start_mask
+            maskf = mask.float()
+            # gold score
+            idx = torch.arange(b)
+            score = start[tags[:, 0]] + em[idx, 0, tags[:, 0]]
+            for i in range(1, t):
+                s = trans[tags[:, i - 1], tags[:, i]] + em[idx, i, tags[:, i]]
+                score = score + s * maskf[:, i]
+            lengths = mask.long().sum(1)
+            last = tags[idx, lengths - 1]
+            score = score + self.end[last]
+            # partition
+            alpha = start.unsqueeze(0) + em[:, 0]  # (B, K)
+            for i in range(1, t):
+                nxt = torch.logsumexp(alpha.unsqueeze(2) + trans.unsqueeze(0) + em[:, i].unsqueeze(1), dim=1)
+                m = mask[:, i].unsqueeze(1)
+                alpha = torch.where(m, nxt, alpha)
+            z = torch.logsumexp(alpha + self.end.unsqueeze(0), dim=1)
+            return (z - score).mean()
+
+        def decode(self, em: Any, mask: Any) -> tuple[list[list[int]], list[list[float]]]:
+            """Viterbi paths and per-word marginal probabilities of the chosen tags."""
+            b, t, k = em.shape
+            trans, start = self._t(), self.start + self.start_mask
+            score = start.unsqueeze(0) + em[:, 0]
+            back = []
+            for i in range(1, t):
+                cand = score.unsqueeze(2) + trans.unsqueeze(0)  # (B, K, K)
+                best, arg = cand.max(dim=1)
+                nxt = best + em[:, i]
+                m = mask[:, i].unsqueeze(1)
+                score = torch.where(m, nxt, score)
+                back.append(torch.where(m, arg, torch.arange(k).unsqueeze(0).expand(b, k)))
+            score = score + self.end.unsqueeze(0)
+            # forward-backward marginals
+            alpha = [start.unsqueeze(0) + em[:, 0]]
+            for i in range(1, t):
+                nxt = torch.logsumexp(alpha[-1].unsqueeze(2) + trans.unsqueeze(0) + em[:, i].unsqueeze(1), dim=1)
+                alpha.append(torch.where(mask[:, i].unsqueeze(1), nxt, alpha[-1]))
+            beta = [self.end.unsqueeze(0).expand(b, k)]
+            for i in range(t - 1, 0, -1):
+                nxt = torch.logsumexp(trans.unsqueeze(0) + (em[:, i] + beta[0]).unsqueeze(1), dim=2)
+                beta.insert(0, torch.where(mask[:, i].unsqueeze(1), nxt, beta[0]))
+            z = torch.logsumexp(alpha[-1] + self.end.unsqueeze(0), dim=1)
+            lengths = mask.long().sum(1).tolist()
+            paths, probs = [], []
+            best_last = score.argmax(1).tolist()
+            for r in range(b):
+                n = lengths[r]
+                p = [best_last[r]]
+                for i in range(n - 1, 0, -1):
+                    p.insert(0, int(back[i - 1][r, p[0]]))
+                paths.append(p)
+                probs.append([float(torch.exp(alpha[i][r, p[i]] + beta[i][r, p[i]] - z[r])) for i in range(n)])
+            return paths, probs
+
+    class TweetNERHead(nn.Module):
+        def __init__(self, c: dict[str, Any]) -> None:
+            super().__init__()
+            self.c = c
+            self.layer_w = nn.Parameter(torch.zeros(c["n_layers"]))
+            self.gamma = nn.Parameter(torch.ones(1))
+            self.char_emb = nn.Embedding(c["n_chars"], c["char_dim"], padding_idx=PAD)
+            self.char_cnn = nn.Conv1d(c["char_dim"], c["char_filters"], kernel_size=3, padding=1)
+            self.word_emb = nn.Embedding(c["n_words"], c["word_dim"], padding_idx=PAD) if c["word_dim"] else None
+            n_in = c["dim"] + c["char_filters"] + len(CASE_FEATURES) + (c["word_dim"] or 0)
+            self.drop = nn.Dropout(c["dropout"])
+            self.proj = nn.Linear(n_in, c["proj"])
+            self.lstm = nn.LSTM(c["proj"], c["hidden"], batch_first=True, bidirectional=True)
+            self.out = nn.Linear(2 * c["hidden"], len(c["tags"]))
+            self.crf = CRF(c["tags"])
+
+        def emissions(self, feats: Any, chars: Any, case: Any, words: Any, mask: Any) -> Any:
+            w = torch.softmax(self.layer_w, 0)
+            x = self.gamma * (feats * w.view(1, 1, -1, 1)).sum(2)  # (B, T, D)
+            b, t, cl = chars.shape
+            ce = self.char_emb(chars.view(b * t, cl)).transpose(1, 2)  # (BT, E, C)
+            cf = torch.relu(self.char_cnn(ce))
+            cf = cf.masked_fill((chars.view(b * t, cl) == PAD).unsqueeze(1), -1e4).max(2).values
+            cf = torch.where(cf < -1e3, torch.zeros_like(cf), cf).view(b, t, -1)
+            parts = [x, cf, case]
+            if self.word_emb is not None:
+                parts.append(self.word_emb(words))
+            h = torch.relu(self.proj(self.drop(torch.cat(parts, dim=-1))))
+            lengths = mask.long().sum(1).cpu()
+            packed = nn.utils.rnn.pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
+            o, _ = self.lstm(packed)
+            o, _ = nn.utils.rnn.pad_packed_sequence(o, batch_first=True, total_length=t)
+            return self.out(self.drop(o))
+
+        def loss(self, batch: dict[str, Any]) -> Any:
+            em = self.emissions(batch["feats"], batch["chars"], batch["case"], batch["words"], batch["mask"])
+            return self.crf.nll(em, batch["tags"], batch["mask"])
+
+        def decode(self, batch: dict[str, Any]) -> tuple[list[list[int]], list[list[float]]]:
+            em = self.emissions(batch["feats"], batch["chars"], batch["case"], batch["words"], batch["mask"])
+            return self.crf.decode(em, batch["mask"])
+
+    return TweetNERHead(cfg)
+
+
+def collate(items: Sequence[dict[str, np.ndarray]], with_tags: bool = True) -> dict[str, Any]:
+    """Pad per-post arrays (``feats (T, L, D)``, ``chars``, ``case``, ``words``, ``tags``) into a batch."""
+    import torch
+
+    b = len(items)
+    t = max(len(it["words"]) for it in items)
+    l, d = items[0]["feats"].shape[1:]
+    feats = torch.zeros((b, t, l, d), dtype=torch.float32)
+    chars = torch.zeros((b, t, MAX_WORD_CHARS), dtype=torch.long)
+    case = torch.zeros((b, t, len(CASE_FEATURES)), dtype=torch.float32)
+    words = torch.zeros((b, t), dtype=torch.long)
+    tags = torch.zeros((b, t), dtype=torch.long)
+    mask = torch.zeros((b, t), dtype=torch.bool)
+    for r, it in enumerate(items):
+        n = len(it["words"])
+        feats[r, :n] = torch.from_numpy(it["feats"].astype(np.float32))
+        chars[r, :n] = torch.from_numpy(it["chars"])
+        case[r, :n] = torch.from_numpy(it["case"])
+        words[r, :n] = torch.from_numpy(it["words"])
+        if with_tags:
+            tags[r, :n] = torch.from_numpy(it["tags"])
+        mask[r, :n] = True
+    return {"feats": feats, "chars": chars, "case": case, "words": words, "tags": tags, "mask": mask}
+
+
+def paths_to_spans(path: Sequence[int], tags: Sequence[str], probs: Sequence[float] | None = None
+                   ) -> list[tuple[int, int, str, float | None]]:
+    """``(start, end_exclusive, type, score)`` entities of a decoded BIO path; the score is
+    the mean marginal probability of its words' tags."""
+    from ..eval.datasets.conll import bio_to_spans
+
+    spans, _ = bio_to_spans([tags[i] for i in path])
+    out = []
+    for s, e, t in spans:
+        sc = float(np.mean(probs[s:e])) if probs is not None else None
+        out.append((s, e, t, sc))
+    return out

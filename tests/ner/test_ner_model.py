@@ -1,0 +1,93 @@
+"""The CRF head: likelihood, Viterbi and BIO constraints checked against brute force."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from pixlink.ner import model as M  # noqa: E402
+
+TAGS = M.bio_tagset(("PER", "ORG"))  # O B-PER I-PER B-ORG I-ORG
+
+
+def _cfg() -> dict:
+    return {"n_layers": 3, "dim": 8, "n_chars": 10, "char_dim": 4, "char_filters": 5, "n_words": 7, "word_dim": 3,
+            "proj": 6, "hidden": 4, "dropout": 0.0, "tags": TAGS}
+
+
+def _path_score(crf, em, path):
+    trans = crf._t()
+    start = crf.start + crf.start_mask
+    s = start[path[0]] + em[0, path[0]]
+    for i in range(1, len(path)):
+        s = s + trans[path[i - 1], path[i]] + em[i, path[i]]
+    return s + crf.end[path[-1]]
+
+
+def test_crf_matches_brute_force():
+    torch.manual_seed(0)
+    head = M.build_head(_cfg())
+    crf = head.crf
+    with torch.no_grad():
+        crf.trans.normal_()
+        crf.start.normal_()
+        crf.end.normal_()
+    em = torch.randn(1, 4, len(TAGS))
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    scores = {p: float(_path_score(crf, em[0], p)) for p in itertools.product(range(len(TAGS)), repeat=4)}
+    best = max(scores, key=scores.get)
+    paths, probs = crf.decode(em, mask)
+    assert tuple(paths[0]) == best
+    # the best path never breaks BIO (I-X only after B-X / I-X)
+    names = [TAGS[i] for i in best]
+    for a, b in zip(["O"] + names, names):
+        if b.startswith("I-"):
+            assert a in (f"B-{b[2:]}", b)
+    # NLL of a path = logZ - score(path)
+    logz = torch.logsumexp(torch.tensor(list(scores.values())), 0)
+    gold = torch.tensor([list(best)])
+    nll = crf.nll(em, gold, mask)
+    assert float(nll) == pytest.approx(float(logz) - scores[best], abs=1e-3)
+    # marginals are probabilities
+    assert all(0.0 < p <= 1.0 for p in probs[0])
+
+
+def test_crf_respects_padding():
+    torch.manual_seed(1)
+    head = M.build_head(_cfg())
+    em = torch.randn(2, 5, len(TAGS))
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    paths, _ = head.crf.decode(em, mask)
+    assert len(paths[0]) == 3 and len(paths[1]) == 5
+    alone, _ = head.crf.decode(em[:1, :3], mask[:1, :3])
+    assert paths[0] == alone[0]
+    nll_pad = head.crf.nll(em[:1], torch.zeros(1, 5, dtype=torch.long), mask[:1])
+    nll_cut = head.crf.nll(em[:1, :3], torch.zeros(1, 3, dtype=torch.long), mask[:1, :3])
+    assert float(nll_pad) == pytest.approx(float(nll_cut), abs=1e-4)
+
+
+def test_case_features_see_what_an_uncased_backbone_cannot():
+    f = M.case_features(["The", "NBA", "iPhone", "#", "Phillies", "@cnn", "http://t.co/x", "2017", "!"])
+    col = {n: i for i, n in enumerate(M.CASE_FEATURES)}
+    assert f[0, col["title"]] == 1 and f[0, col["first"]] == 1
+    assert f[1, col["upper"]] == 1 and f[1, col["title"]] == 0
+    assert f[2, col["mixed"]] == 1
+    assert f[4, col["after_hash"]] == 1 and f[4, col["title"]] == 1
+    assert f[5, col["mention"]] == 1
+    assert f[6, col["url"]] == 1
+    assert f[7, col["all_digit"]] == 1
+    assert f[8, col["punct"]] == 1
+
+
+def test_allowed_transitions_bio():
+    ok = M.allowed_transitions(TAGS)
+    i = {t: k for k, t in enumerate(TAGS)}
+    assert not ok[i["O"], i["I-PER"]]
+    assert not ok[i["B-ORG"], i["I-PER"]]
+    assert ok[i["B-PER"], i["I-PER"]] and ok[i["I-PER"], i["I-PER"]]
+    assert list(M.allowed_starts(TAGS)) == [True, True, False, True, False]
+    assert np.all(ok[:, i["B-ORG"]])
