@@ -93,8 +93,6 @@ def markdown(results: dict[str, Any], title: str = "") -> str:
         parts.append(gmner_table(results, system))
     for note in results.get("notes") or []:
         parts += ["", f"- note: {note}"]
-    if results.get("n_errors"):
-        parts += ["", f"- {results['n_errors']} items failed (see results.json `errors`)."]
     return "\n".join(parts) + "\n"
 
 
