@@ -164,10 +164,11 @@ class Choice:
     kind: str | None
     reason: str
     fallback: bool = False
+    model: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"role": self.role, "backend": self.backend, "kind": self.kind, "reason": self.reason,
-                "fallback": self.fallback}
+        return {"role": self.role, "backend": self.backend, "kind": self.kind, "model": self.model,
+                "reason": self.reason, "fallback": self.fallback}
 
 
 @dataclass
@@ -199,7 +200,7 @@ class Profile:
         if role in self.overrides:
             spec = get_spec(role, self.overrides[role])
             why = spec.availability()
-            choice = Choice(role, spec.name, spec.kind, "asked for" if why is None else f"asked for, but {why}")
+            choice = Choice(role, spec.name, spec.kind, "asked for", model=_model_of(spec, self.options.get(role)))
             if why is not None:
                 choice = Choice(role, None, None, f"{spec.name}: {why}")
             self._choices[role] = choice
@@ -215,14 +216,15 @@ class Profile:
                 continue
             seen.add(n)
             spec = _REGISTRY[role][n]
-            if self.name == "auto" and spec.kind == "hub" and not hub_weights_reachable(spec, self.options.get(role)):
-                tried.append(f"{n}: weights neither cached nor reachable")
-                continue
             why = spec.availability()
+            if why is None and self.name == "auto" and spec.kind == "hub":
+                ok, where = hub_weights_status(spec, self.options.get(role))
+                if not ok:
+                    why = f"{_model_of(spec, self.options.get(role))} {where}"
             if why is None:
                 fb = bool(tried) and is_fallback
                 reason = "first available" + (f" (skipped: {'; '.join(tried)})" if tried else "")
-                choice = Choice(role, n, spec.kind, reason, fallback=fb)
+                choice = Choice(role, n, spec.kind, reason, fallback=fb, model=_model_of(spec, self.options.get(role)))
                 if fb:
                     log.warning("role %s: using offline backend %s because %s", role, n, "; ".join(tried))
                 self._choices[role] = choice
@@ -253,33 +255,68 @@ class Profile:
         return {r: c.to_dict() for r, c in self._choices.items()}
 
 
-def hub_weights_reachable(spec: BackendSpec, options: dict[str, Any] | None = None) -> bool:
-    """For ``auto``: are the hub weights in the local cache, a local directory, or reachable?
+def _model_of(spec: BackendSpec, options: dict[str, Any] | None) -> str | None:
+    """The weights a backend will load: ``options["model"]`` or the spec's default."""
+    return str((options or {}).get("model") or spec.default_model) or None
 
-    Honours ``HF_HUB_OFFLINE``: with it set, only a cached copy or a local path counts.
+
+_reach_cache: dict[str, tuple[bool, str]] = {}
+
+
+def hub_weights_status(spec: BackendSpec, options: dict[str, Any] | None = None) -> tuple[bool, str]:
+    """For ``auto``: can this hub backend get its weights here, and why (not)?
+
+    Returns ``(ok, where)``, ``where`` a short phrase ("cached", "not cached; HF_HUB_OFFLINE is
+    set"...). The weights count when ``model`` is a local directory, when its
+    ``config.json`` is in the cache the factory will use (``options["cache_dir"]``, default
+    ``$PIXLINK_CACHE/hub``), or — unless ``HF_HUB_OFFLINE`` is set — when the hub answers for
+    it (3 s timeout, answer remembered for the process). Only the errors that mean "cannot
+    reach / no such repo" are caught: huggingface_hub's HTTP, offline and validation errors,
+    ``OSError`` and httpx's transport errors.
     """
-    import os
     from pathlib import Path
 
-    model = (options or {}).get("model") or spec.default_model
+    from .hub import hub_cache_dir, hub_offline, looks_like_path
+
+    model = _model_of(spec, options)
     if not model:
-        return False
+        return False, "no model configured"
     if Path(model).expanduser().is_dir():
-        return True
+        return True, "local directory"
+    if looks_like_path(model):
+        return False, "no such directory"
     try:
         from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return False
-    cached = try_to_load_from_cache(model, "config.json")
-    if isinstance(cached, str):
-        return True
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        return False
+        from huggingface_hub.errors import HFValidationError
+    except ImportError as exc:
+        return False, f"missing package: {exc.name or exc}"
+    cache = hub_cache_dir((options or {}).get("cache_dir"))
     try:
-        from huggingface_hub import model_info
+        cached = try_to_load_from_cache(model, "config.json", cache_dir=str(cache))
+        if not isinstance(cached, str):  # sentence-transformers repos are found by their modules.json too
+            cached = try_to_load_from_cache(model, "modules.json", cache_dir=str(cache))
+    except HFValidationError as exc:
+        return False, f"not a hub id ({exc})"
+    if isinstance(cached, str):
+        return True, "cached"
+    if hub_offline():
+        return False, "not cached; HF_HUB_OFFLINE is set"
+    if model in _reach_cache:
+        return _reach_cache[model]
+    import httpx
+    from huggingface_hub import model_info
 
+    try:
         model_info(model, timeout=3)
-        return True
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the hub means "not reachable"
+        status = (True, "hub reachable (will download)")
+    except (OSError, httpx.HTTPError) as exc:  # HfHubHTTPError, OfflineModeIsEnabled are OSErrors
         log.info("hub not reachable for %s: %s", model, type(exc).__name__)
-        return False
+        status = (False, f"not cached; hub not reachable ({type(exc).__name__})")
+    _reach_cache[model] = status
+    return status
+
+
+def hub_weights_reachable(spec: BackendSpec, options: dict[str, Any] | None = None) -> bool:
+    """For ``auto``: are the hub weights in the local cache, a local directory, or reachable?
+    (See :func:`hub_weights_status` for the reason.)"""
+    return hub_weights_status(spec, options)[0]
