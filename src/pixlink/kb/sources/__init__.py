@@ -41,6 +41,8 @@ FORMATS: dict[str, tuple[Reader, str]] = {
     "csv": (records.read_csv, "entity records with a header row (id,label,aliases,...); lists as JSON or a|b"),
 }
 
+_FORMAT_WORD = re.compile(r"^[a-z][a-z0-9_-]+$")
+
 # Formats whose relative image paths may be resolved beside the source file.
 LOCAL_IMAGE_FORMATS = {"jsonl", "csv", "entity-json", "mel"}
 
@@ -65,6 +67,8 @@ class SourceSpec:
             head, rest = s.split(":", 1)
             if head in FORMATS or head == "auto":
                 return cls(Path(rest), head)
+            if _FORMAT_WORD.match(head) and not Path(s).exists():
+                raise InputError(Errors.E107.format(fmt=head, formats=", ".join(FORMATS)))
         return cls(Path(s), "auto")
 
     def resolved_format(self) -> str:

@@ -99,10 +99,21 @@ def open_source(path: str | Path) -> Opened:
 def read_head(path: str | Path, n: int = 1 << 16) -> bytes:
     """The first ``n`` decompressed bytes of a source (for format sniffing)."""
     with open_source(path) as op:
-        try:
-            return op.stream.read(n)
-        except STREAM_ERRORS as exc:
-            raise InputError(Errors.E105.format(path=str(path), reason=f"cannot decompress ({exc})")) from exc
+        parts: list[bytes] = []
+        got = 0
+        read1 = getattr(op.stream, "read1", op.stream.read)
+        while got < n:
+            try:
+                b = read1(n - got)
+            except STREAM_ERRORS as exc:
+                if got:
+                    break  # a cut file: sniff what could be read, the reader reports the cut
+                raise InputError(Errors.E105.format(path=str(path), reason=f"cannot decompress ({exc})")) from exc
+            if not b:
+                break
+            parts.append(b)
+            got += len(b)
+        return b"".join(parts)
 
 
 def iter_lines(op: Opened, start: int = 0) -> Iterator[tuple[int, bytes | Bad]]:

@@ -147,24 +147,24 @@ def read_csv(op: Opened, start: int, lang: str, path: Path) -> Iterator[tuple[in
         yield 1, 1, Bad.of(Errors.E115.format(line=1, path=path, reason=f"the header {header} has no 'id' column; no record was read"))
         return
     reader = csv.reader(text, delimiter=delim)
-    n = 1
+    n = 1  # physical lines consumed (the header is line 1); a row may span several lines
     while True:
+        first = n + 1
         try:
             row = next(reader)
         except StopIteration:
             return
         except (csv.Error, UnicodeDecodeError) as exc:
-            n = max(n + 1, reader.line_num + 1)
-            yield n, n, Bad.of(Errors.E109.format(line=n, path=path, reason=f"not readable CSV ({exc})"))
+            yield first, first, Bad.of(Errors.E109.format(line=first, path=path, reason=f"not readable CSV ({exc})"))
             return
         except (EOFError, OSError) as exc:
-            yield n + 1, n + 1, Bad.of(Errors.E111.format(path=path, reason=f"the stream ends after line {n} ({exc})"))
+            yield first, first, Bad.of(Errors.E111.format(path=path, reason=f"the stream ends after line {n} ({exc})"))
             return
-        n = reader.line_num
+        n = reader.line_num + 1
         if n <= start or not any(c.strip() for c in row):
             continue
         if len(row) != len(header):
-            yield n, n, Bad.of(Errors.E109.format(line=n, path=path, reason=f"{len(row)} cells for {len(header)} columns"))
+            yield n, first, Bad.of(Errors.E109.format(line=first, path=path, reason=f"{len(row)} cells for {len(header)} columns"))
             continue
         d: dict[str, Any] = dict(zip(header, row))
         try:
@@ -173,9 +173,9 @@ def read_csv(op: Opened, start: int, lang: str, path: Path) -> Iterator[tuple[in
                     d[k] = _csv_cell_list(d[k])
             if "attrs" in d:
                 d["attrs"] = orjson.loads(d["attrs"]) if d["attrs"].strip() else {}
-            yield n, n, make_record(d)
+            yield n, first, make_record(d)
         except (RecordError, orjson.JSONDecodeError) as exc:
-            yield n, n, Bad.of(Errors.E109.format(line=n, path=path, reason=str(exc)), item=d.get("id") or None)
+            yield n, first, Bad.of(Errors.E109.format(line=first, path=path, reason=str(exc)), item=d.get("id") or None)
 
 
 # ------------------------------------------------------------------------------------------
@@ -196,8 +196,7 @@ def iter_doc(op: Opened, start: int, path: Path) -> Iterator[tuple[int, int, Any
                 continue
             yield unit, line, key, value
     except JSONDocError as exc:
-        code = Errors.E111 if "truncated" in exc.reason else Errors.E118
-        if code is Errors.E111:
+        if "truncated" in exc.reason:
             msg = Errors.E111.format(path=path, reason=f"{exc.reason} at line {exc.line}")
         else:
             msg = Errors.E118.format(path=path, line=exc.line, reason=exc.reason)

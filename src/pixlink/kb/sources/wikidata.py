@@ -106,7 +106,8 @@ def parse_entity(obj: dict[str, Any], lang: str) -> tuple | None:
     parents = _item_ids(claims.get("P279"))
     images = _string_values(claims.get("P18"))
     attrs = {"wikipedia": wiki["title"]} if wiki else None
-    return (eid, label, description, aliases, types, parents, images, float(len(sitelinks)), attrs, eid, False)
+    return (eid, label, description, aliases, types, parents, images, float(len(sitelinks)), attrs, eid,
+            not label and not aliases)
 
 
 def read(op: Opened, start: int, lang: str, path: Path) -> Iterator[tuple[int, int, Any]]:
