@@ -42,9 +42,10 @@ def test_eval_ner_json_and_files(tmp_path, fake_ner):
     assert {"precision", "recall", "f1", "per_type"} <= set(r)
     for f in ("predictions.jsonl", "results.json", "results.md", "run.json"):
         assert (tmp_path / "o" / f).exists()
-    # same command again resumes: nothing new predicted
+    # same command again resumes: only the tweet that failed is tried again
     res = runner.invoke(app, ["eval", "ner", str(conll), "--model", fake_ner, "--out", str(tmp_path / "o"), "--json"])
-    assert _json(res.stdout)["n_predicted_this_run"] == 0
+    again = _json(res.stdout)
+    assert again["n_predicted_this_run"] == 1 and again["n_correct"] == 1 and again["n"] == 3
 
 
 def test_eval_errors_are_clear(tmp_path, fake_ner):

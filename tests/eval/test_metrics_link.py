@@ -70,3 +70,14 @@ def test_ties_change_hits():
 def test_bad_k(k):
     with pytest.raises(InputError, match="E605"):
         link_metrics([], ks=(k,))
+
+
+def test_failed_items_count_as_wrong_even_for_nil_gold():
+    items = [
+        {"gold": None, "prediction": None, "candidates": [], "error": {"code": "E302"}},
+        {"gold": "A", "prediction": None, "candidates": ["A"], "error": {"code": "E302"}},
+        {"gold": "A", "prediction": "A", "candidates": ["A"]},
+    ]
+    r = link_metrics(items, ks=(1,))
+    assert r["n_failed"] == 2 and r["accuracy"] == pytest.approx(1 / 3)
+    assert r["nil_accuracy"] == 0.0 and r["hits@1"] == 0.5

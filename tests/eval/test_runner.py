@@ -56,7 +56,9 @@ def test_ner_resume_and_refuse_other_run(tmp_path, fakes):
     assert len(_lines(tmp_path / "predictions.jsonl")) == 3
     t3 = fakes.GazetteerTagger(TABLE)
     r = run_ner(posts, t3, tmp_path, {"data": "mini"})
-    assert t3.calls == 0 and r["n_predicted_this_run"] == 0 and r["n"] == 3
+    # only 1002, recorded with an error, is tried again; the others are done
+    assert t3.calls == 1 and r["n_predicted_this_run"] == 1 and r["n"] == 3 and r["n_errors"] == 1
+    assert len(_lines(tmp_path / "predictions.jsonl")) == 4  # appended; the last record of an id wins
     with pytest.raises(InputError, match="E608"):
         run_ner(posts, t3, tmp_path, {"data": "other"})
     r = run_ner(posts, t3, tmp_path, {"data": "other"}, restart=True)
@@ -70,9 +72,10 @@ def test_interrupted_last_line_is_redone(tmp_path, fakes):
     data = p.read_bytes()
     p.write_bytes(data[: len(data) - 15])  # cut the last record mid-way
     r = run_ner(posts, fakes.GazetteerTagger(TABLE), tmp_path, {"data": "mini"})
-    assert r["n_predicted_this_run"] == 1 and r["n"] == 3
+    # the cut record (1005) is redone, and 1002 (recorded with an error) is tried again
+    assert r["n_predicted_this_run"] == 2 and r["n"] == 3
     assert any("incomplete" in n for n in r["notes"])
-    assert len(_lines(p)) == 3
+    assert [x["id"] for x in _lines(p)] == ["1001", "1002", "1002", "1005"]
 
 
 def _mentions(tmp_path):

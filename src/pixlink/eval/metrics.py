@@ -155,6 +155,15 @@ def _mean(xs: Sequence[float]) -> float | None:
     return float(sum(xs) / len(xs)) if xs else None
 
 
+_FAILED = object()
+
+
+def _failed_as_wrong(it: dict[str, Any]) -> dict[str, Any]:
+    if not it.get("error"):
+        return it
+    return {**it, "prediction": _FAILED, "candidates": [], "scores": None}
+
+
 def link_metrics(
     items: Sequence[dict[str, Any]], ks: Sequence[int] = DEFAULT_KS, ties: str = "pessimistic",
     by_split: bool = True,
@@ -165,7 +174,9 @@ def link_metrics(
         items: one dict per mention: ``gold`` (entity id, ``None`` = NIL), ``prediction`` (the
             linker's answer, ``None`` = NIL), ``candidates`` (entity ids ranked best first),
             optional ``scores`` (aligned with candidates, used for ties), ``labelled``
-            (default True; unlabelled items are counted and skipped), ``split`` (optional).
+            (default True; unlabelled items are counted and skipped), ``split`` (optional),
+            ``error`` (optional: when set, the system failed on the item, which then counts as
+            wrong everywhere, also for a NIL gold, and ranks nowhere).
         ks: the k of Hits@k and MRR@k.
         ties: how score ties rank (:func:`gold_rank`).
 
@@ -186,6 +197,7 @@ def link_metrics(
         ``None`` (JSON ``null``), never 0.
     """
     ks = tuple(_check_k(k) for k in ks)
+    items = [_failed_as_wrong(it) for it in items]
     labelled = [it for it in items if it.get("labelled", True)]
     linkable = [it for it in labelled if it.get("gold") is not None]
     nil_items = [it for it in labelled if it.get("gold") is None]
@@ -206,6 +218,7 @@ def link_metrics(
     out["mean_rank"] = _mean(found)
     out["n_not_retrieved"] = len(ranks) - len(found)
     out["nil_accuracy"] = _mean([float(it.get("prediction") is None) for it in nil_items])
+    out["n_failed"] = sum(1 for it in labelled if it.get("prediction") is _FAILED)
     if by_split:
         splits = sorted({str(it["split"]) for it in labelled if it.get("split") is not None})
         if splits:

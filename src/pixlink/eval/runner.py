@@ -10,8 +10,8 @@ Three evaluations share one mechanism:
 Output folder (``out``):
 
 * ``run.json`` — what is evaluated (task, data file, system, options). A re-run with the same
-  folder and the same ``run.json`` *resumes*: items already in ``predictions.jsonl`` are
-  skipped. A different ``run.json`` is refused (E608) unless ``restart=True``.
+  folder and the same ``run.json`` *resumes*: items already predicted in ``predictions.jsonl``
+  are skipped; items recorded with an error are tried again. A different ``run.json`` is refused (E608) unless ``restart=True``.
 * ``predictions.jsonl`` — one JSON record per item, appended (and flushed) batch by batch as
   they come: gold, prediction, and ``error`` when the system failed on the item. Metrics are
   computed from this file, so an interrupted run loses at most one batch.
@@ -113,7 +113,9 @@ class PredictionStore:
 
     @property
     def done(self) -> set[str]:
-        return set(self.records)
+        """Items with a prediction. Items whose record holds an error are *not* done: a re-run
+        tries them again (the fixed system, or the image now present) and the new record wins."""
+        return {k for k, r in self.records.items() if not r.get("error")}
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         recs = list(records)
