@@ -8,7 +8,8 @@ The build has two parts:
    committed batch with ``resume=True``.
 2. **finalize** — one pass over the ids that occur more than once: a repeat within one source is
    reported (E110) and skipped; records of the same id from different sources merge (union of
-   aliases / types / parents / images, first non-empty label and description, highest
+   aliases / types / parents / images, first non-empty label and description — the other labels
+   become aliases —, highest
    popularity, attrs merged with the first source winning, ``attrs["merged_from"]`` naming the
    sources); nameless records that no other source names are reported (E113) and dropped. Then the
    indexes and the FTS5 table are built and ``meta.json`` and ``build_report.jsonl`` are written.
@@ -416,12 +417,14 @@ class _Builder:
             upd.append((label, fold(label) if label else "", desc, max(pops) if pops else None, main_src,
                         (named[0][6] if named else survivor[6]), 0 if named else 1,
                         _dumps(attrs) if attrs else None, survivor[0]))
-            # union of children in source order, without repeats; the label is not an alias
+            # union of children in source order, without repeats; the label is not an alias, the
+            # other sources' labels are
             seen_alias = {label}
             for table in new_kids:
                 seen: set = set()
                 for r in kept:
-                    for v in kids[table].get(r[0], ()):
+                    extra = [(r[2], fold(r[2]))] if table == "aliases" and r[2] else []
+                    for v in [*extra, *kids[table].get(r[0], ())]:
                         if table == "aliases":
                             if v[0] in seen_alias:
                                 continue
