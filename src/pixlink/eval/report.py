@@ -106,7 +106,8 @@ def plot_hits_at_k(results: dict[str, Any], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    rows = [("all", results)] + list((results.get("per_split") or {}).items())
+    splits = list((results.get("per_split") or {}).items())
+    rows = [("all", results)] + (splits if len(splits) > 1 else [])
     for name, r in rows:
         ys = [r.get(f"hits@{k}") for k in ks]
         if all(y is not None for y in ys):
