@@ -95,7 +95,7 @@ class Errors(metaclass=_ErrorsWithCodes):
     E243 = "The encoder of model {model!r} returned a non-finite vector for item {key!r}; it is not cached."
     E244 = "Item key {key!r} at position {index} is not valid: {reason}"
     E245 = ("Cannot fingerprint the payload of item {key!r} (type {type}): payloads are str, bytes, paths or "
-            "numpy arrays; pass fingerprint= to embed_items for other kinds.")
+            "numpy arrays; pass fingerprint_fn= to embed_items for other kinds.")
     E246 = "The embedding store of model {model!r} has no vectors to index ({reason})."
 
     # --- E3xx: models -------------------------------------------------------------------
