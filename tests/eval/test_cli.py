@@ -19,9 +19,14 @@ runner = CliRunner()
 
 @pytest.fixture
 def fake_ner(fakes):
+    """A fake NER backend in the real registry for the test's duration (removed afterwards so
+    that other areas' tests never see it)."""
+    from pixlink.models import registry
+
     register_backend(R.NER, "eval_test_gazetteer", "classical", lambda: None, description="test only")(
         lambda **kw: fakes.GazetteerTagger({"Paris": "LOC", "Obama": "PER", "Orleans": "LOC", "rocks": "MISC"}))
-    return "eval_test_gazetteer"
+    yield "eval_test_gazetteer"
+    registry._REGISTRY[R.NER].pop("eval_test_gazetteer", None)
 
 
 def _json(stdout: str) -> dict:
