@@ -69,6 +69,10 @@ def test_auto_without_cached_weights_falls_back_and_says_why(offline_env, caplog
     if c.backend is not None:  # an offline backend is installed: it is a recorded fallback
         assert c.fallback and c.kind != "hub"
         assert any("openai/clip-vit-base-patch32" in r.getMessage() for r in caplog.records)
+    for role in R.ROLES:  # whenever an earlier preference was skipped, the pick is a flagged fallback
+        ch = prof.choose(role)
+        if ch.backend is not None:
+            assert ch.fallback == ("skipped" in ch.reason), ch
     vlm = prof.choose("describe")  # no offline VLM exists: nothing, and why
     assert vlm.backend is None and "hub_vlm: HuggingFaceTB/SmolVLM-256M-Instruct not cached" in vlm.reason
     assert not prof.has("describe")

@@ -157,7 +157,12 @@ PREFERENCES: dict[str, dict[str, tuple[str, ...]]] = {
 
 @dataclass
 class Choice:
-    """Which backend a profile chose for a role, and why (reported in outputs)."""
+    """Which backend a profile chose for a role, and why (reported in outputs).
+
+    ``fallback`` is True when the profile's earlier preferences could not run here (they are
+    listed in ``reason``, e.g. ``skipped: clip: openai/clip-vit-base-patch32 not cached;
+    HF_HUB_OFFLINE is set``); ``model`` is the weights the backend will load.
+    """
 
     role: str
     backend: str | None
@@ -211,7 +216,7 @@ class Profile:
         if self.name in ("offline", "auto"):
             order += [(n, self.name == "auto") for n in PREFERENCES["offline"].get(role, ())]
         seen: set[str] = set()
-        for n, is_fallback in order:
+        for n, _offline_pref in order:
             if n in seen or n not in _REGISTRY[role]:
                 continue
             seen.add(n)
@@ -222,11 +227,13 @@ class Profile:
                 if not ok:
                     why = f"{_model_of(spec, self.options.get(role))} {where}"
             if why is None:
-                fb = bool(tried) and is_fallback
+                # a fallback: the profile's earlier preferences could not run here (in ``auto``
+                # typically the hub weights are absent); logged and flagged in outputs
+                fb = bool(tried)
                 reason = "first available" + (f" (skipped: {'; '.join(tried)})" if tried else "")
                 choice = Choice(role, n, spec.kind, reason, fallback=fb, model=_model_of(spec, self.options.get(role)))
                 if fb:
-                    log.warning("role %s: using offline backend %s because %s", role, n, "; ".join(tried))
+                    log.warning("role %s: using %s (%s) because %s", role, n, spec.kind, "; ".join(tried))
                 self._choices[role] = choice
                 return choice
             tried.append(f"{n}: {why}")
