@@ -92,6 +92,15 @@ class _Builder:
         self.progress = _Progress(progress)
         self.con: sqlite3.Connection | None = None
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
+
+    def _clock(self) -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    def _tally(self, name: str, start: tuple[float, float]) -> None:
+        """Add the wall and CPU time since ``start`` to phase ``name``."""
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start[0]
+        self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + time.process_time() - start[1]
 
     # -- setup ------------------------------------------------------------------------------
     def connect(self) -> sqlite3.Connection:
@@ -165,7 +174,7 @@ class _Builder:
         """Stream every unfinished source. False when ``max_records`` stopped the load early."""
         con = self.con
         assert con is not None
-        t0 = time.perf_counter()
+        t0 = self._clock()
         budget = max_records if max_records is not None else math.inf
         srcs = con.execute("SELECT idx, path, format, name, done, finished, counts, size FROM sources ORDER BY idx").fetchall()
         processed = 0
@@ -249,13 +258,13 @@ class _Builder:
                 if opened is not None:
                     opened.close()
             if stopped:
-                self.seconds["load"] = self.seconds.get("load", 0.0) + time.perf_counter() - t0
+                self._tally("load", t0)
                 self.progress.stop()
                 return False
             self._flush(idx, last_unit, counts, True, ents, als, tys, pas, ims, iss)
             self.progress.update(task, completed=size or 0, total=size or 0)
             log.debug("source %s: %s", name, counts)
-        self.seconds["load"] = self.seconds.get("load", 0.0) + time.perf_counter() - t0
+        self._tally("load", t0)
         return True
 
     def _flush(self, idx: int, unit: int, counts: SourceCounts, finished: bool, ents: list, als: list,
@@ -288,7 +297,7 @@ class _Builder:
         assert con is not None
         phase = self.meta("phase", "load")
         task = self.progress.add("finalize: merge, index, full-text", 4)
-        t = time.perf_counter()
+        t = self._clock()
         if _PHASES.index(phase) < _PHASES.index("merged"):
             con.executescript(schema.CHILD_INDEXES)
             con.execute("CREATE INDEX IF NOT EXISTS build_entities_id ON entities(id)")
@@ -297,28 +306,30 @@ class _Builder:
             self._drop_unmatched()
             self.set_meta(phase="merged")
             con.execute("COMMIT")
-        self.seconds["merge"] = time.perf_counter() - t
+        self._tally("merge", t)
         self.progress.update(task, completed=1)
-        t = time.perf_counter()
+        t = self._clock()
         if _PHASES.index(self.meta("phase", "load")) < _PHASES.index("indexed"):
             con.executescript(schema.FINAL_INDEXES)
             con.execute("DROP INDEX IF EXISTS build_entities_id")
             self.set_meta(phase="indexed")
-        self.seconds["index"] = time.perf_counter() - t
+        self._tally("index", t)
         self.progress.update(task, completed=2)
-        t = time.perf_counter()
+        t = self._clock()
         if _PHASES.index(self.meta("phase", "load")) < _PHASES.index("fts"):
             con.execute("BEGIN")
             con.execute("DROP TABLE IF EXISTS fts")
             con.execute(schema.FTS_DDL.format(tokenizer=FTS_TOKENIZER))
+            con.execute("INSERT INTO fts(fts, rank) VALUES ('automerge', 0)")  # one merge at the end instead
             con.execute(
                 "INSERT INTO fts(rowid, label, aliases, description) "
                 "SELECT e.row, e.label, coalesce(a.names, ''), e.description FROM entities e "
                 "LEFT JOIN (SELECT ent, group_concat(name, ' ') AS names FROM aliases GROUP BY ent) a ON a.ent = e.row")
             con.execute("INSERT INTO fts(fts) VALUES ('optimize')")
+            con.execute("INSERT INTO fts(fts, rank) VALUES ('automerge', 4)")
             self.set_meta(phase="fts")
             con.execute("COMMIT")
-        self.seconds["fts"] = time.perf_counter() - t
+        self._tally("fts", t)
         self.progress.update(task, completed=3)
         self._complete()
         self.progress.update(task, completed=4)
@@ -503,9 +514,9 @@ class _Builder:
         con = self.con
         assert con is not None
         if self.meta("phase") != "complete":
-            t = time.perf_counter()
+            t = self._clock()
             totals = self.totals()
-            self.seconds["counts"] = time.perf_counter() - t
+            self._tally("counts", t)
             self.set_meta(phase="complete", counts=totals,
                           completed=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         con.execute("PRAGMA journal_mode=DELETE")  # read-only readers need no -wal/-shm file
@@ -553,7 +564,8 @@ class _Builder:
         return BuildReport(kb_path=self.out, sources=sources, complete=complete, counts=counts, issues=issues,
                            issue_counts=issue_counts,
                            report_path=(self.out / schema.REPORT_NAME) if complete else None,
-                           seconds={k: round(v, 3) for k, v in self.seconds.items()})
+                           seconds={k: round(v, 3) for k, v in self.seconds.items()},
+                           cpu_seconds={k: round(v, 3) for k, v in self.cpu_seconds.items()})
 
     def close(self) -> None:
         self.progress.stop()
@@ -685,17 +697,17 @@ def _run(resolved: list[tuple[SourceSpec, str]], out: Path, images_root: str | P
     if batch_size < 1:
         raise InputError(Errors.E117.format(what="batch_size", value=batch_size, reason="must be >= 1"))
     b = _Builder(out, root, lang, batch_size, max_issues, progress)
-    t0 = time.perf_counter()
+    t0 = b._clock()
     try:
         b.start(resolved, resume, overwrite, name or out.resolve().name)
         done = b.load(records, max_records)
         if not done:
             log.info("build of %s stopped after max_records=%s; resume to finish it", out, max_records)
-            b.seconds["total"] = time.perf_counter() - t0
+            b._tally("total", t0)
             b.write_files()
             return b.report(complete=False)
         b.finalize()
-        b.seconds["total"] = time.perf_counter() - t0
+        b._tally("total", t0)
         return b.report(complete=True)
     finally:
         b.close()

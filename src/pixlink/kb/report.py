@@ -86,7 +86,8 @@ class BuildReport:
     ``issues`` holds the first ``max_issues`` issues (memory stays bounded on huge dumps);
     ``issue_counts`` counts all of them by code, and ``report_path`` (``KBDIR/build_report.jsonl``)
     lists every one. ``complete`` is False when the build stopped early (``max_records``);
-    re-run with ``resume=True`` to finish it.
+    re-run with ``resume=True`` to finish it. ``seconds`` / ``cpu_seconds``: wall and CPU time of
+    each phase (load, merge, index, fts, counts, total) in this call.
     """
 
     kb_path: Path
@@ -97,6 +98,7 @@ class BuildReport:
     issue_counts: dict[str, int] = field(default_factory=dict)
     report_path: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_issues(self) -> int:
@@ -109,5 +111,5 @@ class BuildReport:
             "issue_counts": self.issue_counts, "n_issues": self.n_issues,
             "issues_shown": [i.to_dict() for i in self.issues],
             "report_path": str(self.report_path) if self.report_path else None,
-            "seconds": self.seconds,
+            "seconds": self.seconds, "cpu_seconds": self.cpu_seconds,
         }
