@@ -60,20 +60,31 @@ class _Progress:
         self.p = None
         if enabled:
             from rich.console import Console
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-            self.p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+            self.p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[amount]}"),
                               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                               console=Console(stderr=True), transient=False)
             self.p.start()
+        self.unit: dict[Any, str] = {}
 
-    def add(self, desc: str, total: float | None) -> Any:
-        return self.p.add_task(desc, total=total, rate="") if self.p else None
+    def add(self, desc: str, total: float | None, unit: str = "MB") -> Any:
+        if self.p is None:
+            return None
+        task = self.p.add_task(desc, total=total, rate="", amount="")
+        self.unit[task] = unit
+        return task
 
     def update(self, task: Any, **kw: Any) -> None:
         if self.p is not None and task is not None:
             self.p.update(task, **kw)
+            t = self.p.tasks[task] if isinstance(task, int) and task < len(self.p.tasks) else None
+            if t is not None:
+                if self.unit.get(task) == "MB":
+                    amount = f"{t.completed / 1e6:,.1f}/{(t.total or 0) / 1e6:,.1f} MB"
+                else:
+                    amount = f"{t.completed:g}/{t.total or 0:g} {self.unit.get(task, '')}"
+                self.p.update(task, amount=amount)
 
     def stop(self) -> None:
         if self.p is not None:
@@ -296,7 +307,7 @@ class _Builder:
         con = self.con
         assert con is not None
         phase = self.meta("phase", "load")
-        task = self.progress.add("finalize: merge, index, full-text", 4)
+        task = self.progress.add("finalize: merge, index, full-text", 4, unit="steps")
         t = self._clock()
         if _PHASES.index(phase) < _PHASES.index("merged"):
             con.executescript(schema.CHILD_INDEXES)
