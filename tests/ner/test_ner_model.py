@@ -38,7 +38,7 @@ def test_crf_matches_brute_force():
         crf.end.normal_()
     em = torch.randn(1, 4, len(TAGS))
     mask = torch.ones(1, 4, dtype=torch.bool)
-    scores = {p: float(_path_score(crf, em[0], p)) for p in itertools.product(range(len(TAGS)), repeat=4)}
+    scores = {p: float(_path_score(crf, em[0], p).detach()) for p in itertools.product(range(len(TAGS)), repeat=4)}
     best = max(scores, key=scores.get)
     paths, probs = crf.decode(em, mask)
     assert tuple(paths[0]) == best

