@@ -16,7 +16,7 @@ $(VENV)/bin/python:
 $(VENV)/.installed: $(VENV)/bin/python pyproject.toml constraints.txt requirements-nodeps.txt
 	$(PIP) install $(PIPOPTS) "torch==2.13.0"
 	$(PIP) install $(PIPOPTS) -e ".[all,test]"
-	$(PIP) install $(PIPOPTS) --no-deps -r requirements-nodeps.txt
+	$(PIP) install $(PIPOPTS) --no-deps --ignore-requires-python -r requirements-nodeps.txt
 	@if $(VENV)/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('torchvision') is None)"; then \
 		echo "torchvision is installed: it breaks transformers on CPU-only torch; remove it" >&2; exit 1; fi
 	touch $@
