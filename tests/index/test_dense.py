@@ -73,8 +73,9 @@ def test_float16_storage_keeps_ranking_close(tmp_path):
     x = clustered(2000, 48, seed=3)
     q = clustered(20, 48, seed=4)
     ids = [f"E{i}" for i in range(len(x))]
-    idx = DenseIndex.build(tmp_path / "ix", x, ids, model_id=MODEL, space="entity_text", progress=False)
-    assert idx.meta["dtype"] == "float16"
+    idx = DenseIndex.build(tmp_path / "ix", x, ids, model_id=MODEL, space="entity_text", dtype="float16",
+                           progress=False)
+    assert np.load(tmp_path / "ix" / "vectors.npy", mmap_mode="r").dtype == np.float16
     scores, found = idx.search(q, k=5)
     ref = brute(x, q, "cosine")
     for i in range(len(q)):
@@ -112,6 +113,7 @@ def ivfpq_50k(tmp_path_factory):
 def test_ivfpq_recall_against_exact(ivfpq_50k):
     idx, x, ids, q = ivfpq_50k
     assert idx.backend == "ivfpq" and idx.params["nlist"] == 1024 and idx.params["m"] == 8
+    assert idx.meta["dtype"] == "float16" and idx.params["quantizer"] == "flat"  # the "auto" choices
     _, truth = idx.search(q, 10, exact=True)
     _, found = idx.search(q, 10)
     r = recall(found, truth, 10)
@@ -193,10 +195,13 @@ def entity_truth(x, ids, q, k):
     return [[ents[j] for j in o] for o in order], np.take_along_axis(best, order, axis=1)
 
 
-@pytest.mark.parametrize("backend", ["exact", "ivfpq"])
-def test_multi_vector_entities_are_deduped(tmp_path, backend):
+@pytest.mark.parametrize("backend,kw", [
+    ("exact", {}),
+    ("ivfpq", {"nlist": 16, "m": 4, "nprobe": 16}),
+    ("ivfpq", {"nlist": 16, "m": 4, "nprobe": 16, "quantizer": "hnsw"}),  # HNSW over the centroids
+])
+def test_multi_vector_entities_are_deduped(tmp_path, backend, kw):
     x, ids = entity_groups(13)
-    kw = {"nlist": 16, "m": 4, "nprobe": 16} if backend == "ivfpq" else {}
     idx = DenseIndex.build(tmp_path / "ix", x, ids, model_id=MODEL, space="entity_image", backend=backend,
                            dtype="float32", progress=False, **kw)
     assert len(idx) == len(ids) and idx.n_entities == 200 and idx.meta["max_vectors_per_entity"] == 6
@@ -298,7 +303,8 @@ def test_bad_input_has_clear_errors(tmp_path):
     assert not (tmp_path / "nan").exists() and not list(tmp_path.glob(".nan.building-*"))  # nothing half-built
     big = x * 1e5
     with pytest.raises(InputError) as e:
-        DenseIndex.build(tmp_path / "big", big, ids, model_id=MODEL, space="entity_text", metric="ip", progress=False)
+        DenseIndex.build(tmp_path / "big", big, ids, model_id=MODEL, space="entity_text", metric="ip", dtype="float16",
+                         progress=False)
     assert e.value.code == "E224" and "float32" in str(e.value)
     # damage: a missing file, a vectors file of the wrong shape
     (d / "row_entity.npy").unlink()

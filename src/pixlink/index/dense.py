@@ -20,8 +20,8 @@ Layout inside a KB directory (see :func:`index_dir`)::
 
 Backends:
 
-* ``exact``: chunked matmul over the mmap'd matrix (``corpus_chunk_size`` rows at a time)
-  with an argpartition top-k; working memory is ``O(Q * corpus_chunk_size)`` whatever N.
+* ``exact``: chunked matmul over ``vectors.npy`` (``corpus_chunk_size`` rows at a time) with
+  an argpartition top-k; working memory is ``O(Q * corpus_chunk_size)`` whatever N.
 * ``ivfpq``: FAISS IVF + PQ (optionally OPQ) codes, then a re-rank ("refine") of the
   ``k * k_factor`` best candidates with exact scores from ``vectors.npy``. Knobs: ``nprobe``,
   ``k_factor``. RAM is the PQ codes (N * m bytes) plus ids (8 N bytes) plus the coarse
@@ -75,7 +75,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "nbits": 8,
         "opq": False,
         "train_size": 262_144,  # vectors sampled to train the coarse quantizer and PQ
-        "kmeans_iters": 20,
+        "kmeans_iters": 10,  # FAISS' default for IVF training
+        "quantizer": "auto",  # coarse quantizer: "flat", "hnsw" (HNSW over the centroids), auto: hnsw if nlist >= 8192
         "nprobe": 64,
         "k_factor": 10,
     },
@@ -245,6 +246,35 @@ def _auto_pq_m(dim: int) -> int:
     return 1
 
 
+class _RowReader:
+    """Sequential blocks of an ``(N, D)`` .npy file read with ``pread`` into a reused buffer.
+
+    Unlike slices of a memory map, the pages read do not stay mapped into the process, so a
+    scan of a file of any size keeps the resident memory at one block."""
+
+    def __init__(self, path: Path, dtype: np.dtype, n: int, dim: int, offset: int) -> None:
+        self.path, self.dtype, self.n, self.dim, self.offset = path, np.dtype(dtype), n, dim, int(offset)
+        self.row_bytes = self.dtype.itemsize * dim
+
+    def blocks(self, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start_row, (n, D) float32 block)``; the block buffer is reused: copy it to keep it."""
+        raw = np.empty((block_rows, self.dim), dtype=self.dtype)
+        f32 = np.empty((block_rows, self.dim), dtype=np.float32) if self.dtype != np.float32 else raw
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for start in range(0, self.n, block_rows):
+                rows = min(block_rows, self.n - start)
+                view = memoryview(raw[:rows].reshape(-1).view(np.uint8))
+                got = os.preadv(fd, [view], self.offset + start * self.row_bytes)
+                if got != rows * self.row_bytes:
+                    raise IndexError_(Errors.E221.format(path=str(self.path.parent), reason=f"{self.path.name} is truncated"))
+                if f32 is not raw:
+                    f32[:rows] = raw[:rows]
+                yield start, f32[:rows]
+        finally:
+            os.close(fd)
+
+
 # --------------------------------------------------------------------------------------------
 # The index
 # --------------------------------------------------------------------------------------------
@@ -314,7 +344,7 @@ class DenseIndex:
         space: str,
         metric: str = "cosine",
         backend: str = "exact",
-        dtype: str = "float16",
+        dtype: str = "auto",
         overwrite: bool = False,
         chunk_size: int = 65_536,
         auto_exact_max: int = AUTO_EXACT_MAX,
@@ -336,7 +366,9 @@ class DenseIndex:
             metric: ``"cosine"`` (vectors are L2-normalised here), ``"ip"`` or ``"l2"``.
             backend: ``"exact"``, ``"ivfpq"``, ``"hnsw"`` or ``"auto"``.
             dtype: storage of ``vectors.npy``: ``"float16"`` (half the disk and page cache;
-                cosine scores within ~1e-3) or ``"float32"``.
+                cosine scores within ~1e-3) or ``"float32"``; ``"auto"``: float32 for the exact
+                backend (its scan reads every row, a float16 file would be converted at every
+                query), float16 for approximate ones (they read only the re-ranked rows).
             overwrite: replace an existing index at ``out_dir``.
             chunk_size: rows read/converted/added at a time (a memory knob of the build).
             auto_exact_max: with ``backend="auto"``, the largest N that gets ``exact``.
@@ -355,8 +387,8 @@ class DenseIndex:
             raise InputError(Errors.E226.format(metric=metric, metrics=", ".join(METRICS)))
         if backend not in BACKENDS:
             raise InputError(Errors.E225.format(backend=backend, backends=", ".join(BACKENDS)))
-        if dtype not in ("float16", "float32"):
-            raise InputError(Errors.E010.format(what="dtype", value=dtype, reason="expected 'float16' or 'float32'"))
+        if dtype not in ("auto", "float16", "float32"):
+            raise InputError(Errors.E010.format(what="dtype", value=dtype, reason="expected 'auto', 'float16' or 'float32'"))
         if int(chunk_size) < 1:
             raise InputError(Errors.E010.format(what="chunk_size", value=chunk_size, reason="must be >= 1"))
         if out.exists() and not overwrite:
@@ -380,6 +412,8 @@ class DenseIndex:
                 )
             )
         full_params = {**DEFAULTS[backend], **params}
+        if dtype == "auto":
+            dtype = "float32" if backend == "exact" else "float16"
 
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.parent / f".{out.name}.building-{os.getpid()}"
@@ -487,6 +521,7 @@ class DenseIndex:
         import faiss
 
         vec = np.load(d / "vectors.npy", mmap_mode="r")
+        reader = _RowReader(d / "vectors.npy", vec.dtype, n, dim, vec.offset)
         fmetric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
         train_size = int(params["train_size"])
         if train_size < 1:
@@ -511,7 +546,16 @@ class DenseIndex:
                     )
                 )
             p.update(nlist=nlist, m=m, nbits=nbits)
-            factory = f"{'OPQ%d,' % m if p['opq'] else ''}IVF{nlist},PQ{m}x{nbits}"
+            quantizer = p["quantizer"]
+            if quantizer == "auto":
+                quantizer = "hnsw" if nlist >= 8192 else "flat"
+            if quantizer not in ("flat", "hnsw"):
+                raise InputError(
+                    Errors.E231.format(name="quantizer", value=quantizer, backend=backend, reason="one of auto, flat, hnsw")
+                )
+            p["quantizer"] = quantizer
+            coarse = f"IVF{nlist}_HNSW32" if quantizer == "hnsw" else f"IVF{nlist}"
+            factory = f"{'OPQ%d,' % m if p['opq'] else ''}{coarse},PQ{m}x{nbits}"
         else:
             hm = int(p["hnsw_m"])
             if hm < 2:
@@ -536,6 +580,7 @@ class DenseIndex:
         train = np.empty((n_train, dim), dtype=np.float32)
         for s in range(0, n_train, chunk_size):
             train[s : s + chunk_size] = vec[rows[s : s + chunk_size]]
+        del vec  # unmap: the sampled pages leave the process' resident set
         if backend == "ivfpq":
             ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
             ivf.cp.niter = int(p["kmeans_iters"])
@@ -544,6 +589,9 @@ class DenseIndex:
             # index_factory turns on polysemous training (a Hamming-order permutation of the
             # PQ codes, used only by polysemous search): it costs minutes and we never use it.
             ivf.do_polysemous_training = False
+            if p["quantizer"] == "hnsw":
+                # assignment of every vector at add time, and of queries to nprobe lists
+                faiss.downcast_index(ivf.quantizer).hnsw.efSearch = 128
         elif backend == "hnsw":
             faiss.downcast_index(index).hnsw.efConstruction = int(p["ef_construction"])
         t = time.perf_counter()
@@ -554,9 +602,9 @@ class DenseIndex:
         t = time.perf_counter()
         with _progress(progress) as bar:
             task = bar.add_task(f"adding to {backend}", total=n)
-            for s in range(0, n, chunk_size):
-                index.add(np.ascontiguousarray(vec[s : s + chunk_size], dtype=np.float32))
-                bar.advance(task, min(chunk_size, n - s))
+            for _, block in reader.blocks(chunk_size):
+                index.add(block)
+                bar.advance(task, len(block))
         p["add_s"] = round(time.perf_counter() - t, 3)
         if index.ntotal != n:
             raise IndexError_(Errors.E221.format(path=str(d), reason=f"FAISS holds {index.ntotal} vectors, expected {n}"))
@@ -669,14 +717,22 @@ class DenseIndex:
     def _scan(self, q: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-``m`` rows for each query: ``(scores (Q, m), rows (Q, m))``, best first.
 
-        Streams the mmap'd matrix ``corpus_chunk_size`` rows at a time."""
+        Reads the matrix ``corpus_chunk_size`` rows at a time: float32 straight from the memory
+        map (no copy; the pages are file cache the kernel can drop), float16 with pread into one
+        reused float32 chunk (so the resident memory stays at one chunk whatever N)."""
         nq = q.shape[0]
         m = min(m, self._count)
         best_s = np.full((nq, 0), -np.inf, dtype=np.float32)
         best_r = np.zeros((nq, 0), dtype=np.int64)
-        cs = self.corpus_chunk_size
-        for start in range(0, self._count, cs):
-            block = self._vectors[start : start + cs]
+        if self._vectors.dtype == np.float32:
+            cs = self.corpus_chunk_size
+            blocks: Iterable[tuple[int, np.ndarray]] = (
+                (st, self._vectors[st : st + cs]) for st in range(0, self._count, cs)
+            )
+        else:
+            reader = _RowReader(self.path / "vectors.npy", self._vectors.dtype, self._count, self.dim, self._vectors.offset)
+            blocks = reader.blocks(self.corpus_chunk_size)
+        for start, block in blocks:
             s = self._score_rows(q, block)
             if s.shape[1] > m:
                 part = np.argpartition(-s, m - 1, axis=1)[:, :m]
