@@ -154,7 +154,10 @@ class _Builder:
                  f"{fmt}:{s.path.name}", *_stat(s.path)) for i, (s, fmt) in enumerate(specs)]
         if exists:
             self._check_resume(rows)
+            if self.meta("phase") != "complete":  # a finished KB (maybe open by readers) stays as it is
+                con.execute(schema.BUILD_JOURNAL)
             return
+        con.execute(schema.BUILD_JOURNAL)
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         con.execute("BEGIN")
         con.executemany("INSERT INTO sources(idx, path, format, name, size, mtime) VALUES (?,?,?,?,?,?)", rows)
@@ -530,7 +533,8 @@ class _Builder:
             self._tally("counts", t)
             self.set_meta(phase="complete", counts=totals,
                           completed=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        con.execute("PRAGMA journal_mode=DELETE")  # read-only readers need no -wal/-shm file
+        if con.execute("PRAGMA journal_mode").fetchone()[0] != "delete":
+            con.execute("PRAGMA journal_mode=DELETE")  # read-only readers need no -wal/-shm file
         self.write_files()
 
     def write_files(self) -> None:

@@ -68,8 +68,10 @@ FTS_DDL = (
     "tokenize='{tokenizer}')"
 )
 
+# While loading: WAL, so that a killed build rolls back its last batch cleanly (resume). A finished
+# KB is switched back to journal_mode=DELETE (readers opening it read-only need no -wal/-shm).
+BUILD_JOURNAL = "PRAGMA journal_mode=WAL"
 BUILD_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",  # a killed build rolls back its last batch cleanly (resume)
     "PRAGMA synchronous=OFF",   # safe against a killed process; only an OS crash may lose data
     "PRAGMA cache_size=-262144",  # 256 MiB page cache
     "PRAGMA temp_store=FILE",
