@@ -85,5 +85,34 @@ def link_command(
         console.print(f"overlay written to {overlay}")
 
 
+def kb_embed_command(
+    kb: Path = typer.Argument(..., help="KB directory."),
+    profile: str = typer.Option("auto", "--profile", help="Model profile: offline, hub or auto."),
+    signals: str = typer.Option("dense_text,v2t,v2v,face", "--signals", help="Which vectors to compute."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Items per encoder call."),
+    backend: str = typer.Option("auto", "--index", help="Index backend: auto, exact, ivfpq or hnsw."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Compute the KB vectors the linker's signals need (cached, resumable), with the profile's models."""
+    from ..link.embed import embed_kb
+
+    report = embed_kb(kb, profile, [s.strip() for s in signals.split(",") if s.strip()], batch_size=batch_size,
+                      index_backend=backend, progress=not as_json)
+    if as_json:
+        print_json(report)
+        return
+    for sig, r in report.items():
+        if "skipped" in r:
+            console.print(f"[yellow]{sig}[/]: skipped ({r['skipped']})")
+            continue
+        console.print(f"[bold]{sig}[/]: {r['vectors']} vectors of {r.get('entities', 0)} entities in {r['space']} "
+                      f"by {r['model_id']}; {len(r['errors'])} items failed")
+        for e in r["errors"][:10]:
+            console.print(f"  [red]failed[/] {e['item_id']}: {e['error']}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("link")(handle_errors(link_command))
+    kb_group = next((g.typer_instance for g in app.registered_groups if g.name == "kb"), None)
+    if kb_group is not None:
+        kb_group.command("embed")(handle_errors(kb_embed_command))

@@ -47,14 +47,15 @@ class SignalCalibration:
 
 
 # Hand-set defaults (see docs/linking.md for the measurements behind them):
-# - face: cosine of dlib 128-d descriptors; same person ~0.93-0.97, different ~0.6-0.85.
+# - face: cosine of dlib 128-d descriptors; on the shared photos the same person gives 0.94-1.00
+#   and different people 0.78-0.89 (docs/linking.md): the centre sits between.
 # - v2v: cosine of image embeddings of region and entity image.
 # - v2t: cosine in the joint image-text space (CLIP ~0.2-0.35 for matches; the offline ConSE
 #   bridge is weak and gets a low weight).
 # - lexical: 1.0 for an exact label/alias match of a mention in the text, lower for BM25 hits.
 # - dense_text: cosine of caption and entity text sentence embeddings.
 DEFAULT_CALIBRATION: dict[str, SignalCalibration] = {
-    "face": SignalCalibration(center=0.89, slope=40.0, weight=4.0),
+    "face": SignalCalibration(center=0.915, slope=60.0, weight=4.0),
     "v2v": SignalCalibration(center=0.80, slope=20.0, weight=1.5),
     "v2t": SignalCalibration(center=0.30, slope=15.0, weight=0.5),
     "lexical": SignalCalibration(center=0.60, slope=12.0, weight=2.0),

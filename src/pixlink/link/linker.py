@@ -191,10 +191,10 @@ class Linker:
             if primary is not None:
                 segs.append(primary)
             if primary is None or "points" not in primary.prompt_kinds:
-                from ..models.registry import get_spec
+                from ..models.registry import list_backends
 
-                spec = get_spec(R.SEGMENT, "grabcut")
-                if spec.availability() is None and (primary is None or primary.name != "grabcut"):
+                spec = next((s for s in list_backends(R.SEGMENT) if s.name == "grabcut"), None)
+                if spec is not None and spec.availability() is None and (primary is None or primary.name != "grabcut"):
                     segs.append(spec.factory())
             self._segmenters = SegmenterSession(segs)
         assert q.image is not None and q.region is not None

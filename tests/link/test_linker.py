@@ -1,0 +1,181 @@
+"""Linker behaviour on small KBs with fake encoders (fast); real models are in
+test_linker_photos.py."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from pixlink.errors import InputError, KBError
+from pixlink.kb import build_kb_from_entities
+from pixlink.link import Linker, LinkerConfig
+from pixlink.link.embed import embed_kb
+from pixlink.models import Profile, register_backend
+from pixlink.models.roles import ImageFeatures
+from pixlink.types import Entity, Mention, Region
+
+
+def _vec(text: str, dim: int = 16) -> np.ndarray:
+    """A deterministic unit vector per word bag (texts sharing words are near)."""
+    v = np.zeros(dim, np.float32)
+    for w in text.lower().replace(":", " ").split():
+        h = int(hashlib.md5(w.encode()).hexdigest(), 16)
+        v[h % dim] += 1.0
+    n = np.linalg.norm(v)
+    return v / n if n else v
+
+
+class FakeText:
+    name = "fake_text"
+    dim = 16
+
+    def __init__(self, model_id="test/fake-text-a"):
+        self.model_id = model_id
+
+    def encode(self, texts, batch_size=32, query=False):
+        return np.stack([_vec(t) for t in texts])
+
+
+class FakeImage:
+    """Image embedding = normalised mean colour (so a red crop is near a red reference)."""
+
+    name = "fake_image"
+    model_id = "test/fake-image"
+    dim = 3
+
+    def encode_images(self, images, layers=(), batch_size=16):
+        v = np.stack([im.reshape(-1, 3).mean(0) + 1e-3 for im in images]).astype(np.float32)
+        return ImageFeatures(embeds=v / np.linalg.norm(v, axis=1, keepdims=True))
+
+
+def _ok():
+    return None
+
+
+register_backend("text_embed", "test_fake_text_a", "classical", _ok)(lambda **kw: FakeText("test/fake-text-a"))
+register_backend("text_embed", "test_fake_text_b", "classical", _ok)(lambda **kw: FakeText("test/fake-text-b"))
+register_backend("image_embed", "test_fake_image", "classical", _ok)(lambda **kw: FakeImage())
+
+
+def _profile(text="test_fake_text_a"):
+    return Profile("offline", overrides={"text_embed": text, "image_embed": "test_fake_image"})
+
+
+@pytest.fixture
+def small_kb(tmp_path):
+    from PIL import Image
+
+    red = tmp_path / "red.png"
+    blue = tmp_path / "blue.png"
+    Image.new("RGB", (32, 32), (220, 20, 20)).save(red)
+    Image.new("RGB", (32, 32), (20, 20, 220)).save(blue)
+    ents = [
+        Entity("Q1", "Red Square", description="square in Moscow red", images=(str(red),)),
+        Entity("Q2", "Blue Lagoon", description="geothermal spa in Iceland blue", images=(str(blue),)),
+        Entity("Q3", "Green Park", description="park in London green"),
+        Entity("Q4", "Missing Picture", description="an entity whose image file is gone",
+               images=(str(tmp_path / "gone.png"),)),
+    ]
+    kb_dir = tmp_path / "kb"
+    build_kb_from_entities(ents, kb_dir)
+    report = embed_kb(kb_dir, _profile(), ["dense_text", "v2v"], cache_dir=tmp_path / "cache", progress=False)
+    return kb_dir, report
+
+
+def _img(color, size=(40, 60)):
+    a = np.zeros((*size, 3), np.uint8)
+    a[:] = color
+    return a
+
+
+def test_embed_reports_bad_items_and_indexes_the_rest(small_kb):
+    _, report = small_kb
+    assert report["dense_text"]["vectors"] == 4
+    assert report["v2v"]["vectors"] == 2 and report["v2v"]["entities"] == 2
+    assert [e["item_id"].split("\t")[0] for e in report["v2v"]["errors"]] == ["Q4"]
+
+
+def test_image_region_links_to_the_entity_with_the_matching_image(small_kb):
+    kb_dir, _ = small_kb
+    cfg = LinkerConfig(signals=("v2v", "dense_text", "lexical"), segment=False, ner_mentions=False)
+    linker = Linker.from_kb(kb_dir, profile=_profile(), config=cfg)
+    img = _img((0, 0, 0))
+    img[10:30, 10:40] = (200, 30, 30)
+    link = linker.link(img, {"box": [10, 10, 40, 30]}, k=3)
+    assert link.candidates[0].entity_id == "Q1"
+    assert "v2v" in link.candidates[0].signals and link.backends["image_embed"] == "test_fake_image"
+    assert set(link.timings) >= {"load", "v2v", "fuse"}
+
+
+def test_caption_names_an_entity_without_image(small_kb):
+    kb_dir, _ = small_kb
+    cfg = LinkerConfig(signals=("lexical", "dense_text"), segment=False, ner_mentions=False)
+    linker = Linker.from_kb(kb_dir, profile=_profile(), config=cfg)
+    link = linker.link(None, None, text="Green Park", k=3)
+    assert link.prediction == "Q3" and link.candidates[0].signals["lexical"] > 0.5
+
+
+def test_nothing_good_enough_is_nil(small_kb):
+    kb_dir, _ = small_kb
+    cfg = LinkerConfig(signals=("lexical",), segment=False, ner_mentions=False)
+    link = Linker.from_kb(kb_dir, profile=_profile(), config=cfg).link(None, None, text="zebra crossing", k=3)
+    assert link.nil and link.prediction is None
+
+
+def test_bad_inputs_have_clear_errors_and_a_batch_keeps_going(small_kb, tmp_path):
+    kb_dir, _ = small_kb
+    cfg = LinkerConfig(signals=("v2v",), segment=False, ner_mentions=False)
+    linker = Linker.from_kb(kb_dir, profile=_profile(), config=cfg)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    img = _img((200, 30, 30))
+    with pytest.raises(InputError, match="E001"):
+        linker.link(tmp_path / "broken.jpg", {"box": [0, 0, 5, 5]})
+    with pytest.raises(InputError, match="E003"):
+        linker.link(img, {"box": [100, 100, 200, 200]})
+    with pytest.raises(InputError, match="E004"):
+        linker.link(img, {"mask": np.zeros((40, 60), bool)})
+    with pytest.raises(InputError, match="E005"):
+        linker.link(img, {"mask": np.ones((10, 10), bool)})
+    with pytest.raises(InputError, match="E400"):
+        linker.link(None, None, text=None)
+    from PIL import Image
+
+    good = tmp_path / "good.png"
+    Image.fromarray(img).save(good)
+    mentions = [
+        Mention("a", image=str(good), region=Region.from_box([0, 0, 10, 10])),
+        Mention("b", image=str(tmp_path / "broken.jpg"), region=Region.from_box([0, 0, 10, 10])),
+        Mention("c", image=str(good), region=Region.from_box([500, 500, 600, 600])),
+        Mention("d", image=str(good)),
+    ]
+    out = linker.link_batch(mentions, k=2)
+    assert [i for i, _ in out.results] == [0, 3]
+    assert {(e.item_id, e.code) for e in out.errors} == {("b", "E001"), ("c", "E003")}
+
+
+def test_kb_built_with_another_model_is_an_error(small_kb):
+    kb_dir, _ = small_kb
+    cfg = LinkerConfig(signals=("dense_text",), segment=False, ner_mentions=False)
+    linker = Linker.from_kb(kb_dir, profile=_profile("test_fake_text_b"), config=cfg)
+    with pytest.raises(KBError, match="E402"):
+        linker.link(None, None, text="Red Square")
+
+
+def test_missing_vectors_skip_the_signal_with_a_note(tmp_path):
+    kb_dir = tmp_path / "kb"
+    build_kb_from_entities([Entity("Q1", "Red Square", description="square")], kb_dir)
+    cfg = LinkerConfig(signals=("dense_text", "lexical"), segment=False, ner_mentions=False)
+    link = Linker.from_kb(kb_dir, profile=_profile(), config=cfg).link(None, None, text="Red Square")
+    assert link.prediction == "Q1"
+    assert any("no entity_text vectors" in n and "pixlink kb embed" in n for n in link.notes)
+
+
+def test_rerank_mode_orders_recalled_candidates_by_the_second_signal(small_kb):
+    kb_dir, _ = small_kb
+    cfg = LinkerConfig(signals=("dense_text", "v2v"), mode="rerank", recall_signal="dense_text", rerank_signal="v2v",
+                       segment=False, ner_mentions=False)
+    linker = Linker.from_kb(kb_dir, profile=_profile(), config=cfg)
+    # the caption recalls both coloured entities; the blue image decides
+    link = linker.link(_img((20, 20, 220)), None, text="red blue", k=4)
+    assert link.candidates[0].entity_id == "Q2"
+    assert "v2v" in link.candidates[0].signals and "dense_text" in link.candidates[0].signals
