@@ -44,3 +44,14 @@ def test_round_trip(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(InputError, match="E410"):
         Fusion.load(tmp_path / "bad.json")
+
+
+def test_unverified_signal_uses_its_missing_prior_only_when_it_has_one():
+    f = Fusion(calibration={"face": SignalCalibration(0.5, 1000.0, 4.0, missing_prior=0.25),
+                            "lexical": SignalCalibration(0.5, 1000.0, 2.0)})
+    # named in the caption, no face photo while a face was found: pulled down by the prior
+    fused, probs = f.fuse({"lexical": 0.9}, unverified=["face"])
+    assert probs["face"] == 0.25 and fused == pytest.approx((4 * 0.25 + 2 * 1.0) / 6)
+    # a signal without a prior is simply left out
+    g = Fusion(calibration={"v2v": SignalCalibration(0.5, 1000.0, 1.0), "lexical": SignalCalibration(0.5, 1000.0, 2.0)})
+    assert g.fuse({"lexical": 0.9}, unverified=["v2v"])[0] == pytest.approx(1.0)

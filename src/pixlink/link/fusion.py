@@ -7,12 +7,15 @@ as a weighted mean::
 
     fused(e) = sum_s w_s * p_s(e) / sum_s w_s        over signals that ran and apply to e
 
-A signal applies to an entity when the entity has something to compare with (a face signal
-applies only to entities with face vectors, an image signal only to entities with images);
-a signal that did not run (no caption, no face in the region) applies to none. This keeps an
-entity with no photo (Rose Leslie in the linking checks) comparable with one that has a
-photo, and lets a decisive signal (a face match, or a face *mismatch*) dominate through its
-weight. The NIL answer is given when the best fused score is below ``nil_threshold``.
+A signal applies to an entity when the entity has something to compare with (an image signal
+applies only to entities with images); a signal that did not run (no caption, no face in the
+region) applies to none. The face signal is stricter: when a face was found in the region, an
+entity with no face photo is *unverified* and gets the signal's ``missing_prior`` (0.3) in
+place of a score, so that a name in the caption alone does not outrank a face that matches,
+while an entity with no photo (Rose Leslie in the linking checks) can still be linked when
+the caption names it. A decisive signal (a face match, or a face *mismatch*) dominates
+through its weight. The NIL answer is given when the best fused score is below
+``nil_threshold``.
 
 Defaults are set by hand from measurements on the shared photos and documented in
 docs/linking.md; :meth:`Fusion.fit` learns ``a_s, c_s`` (1-D logistic regression per signal)
@@ -35,11 +38,17 @@ from ..errors import Errors, InputError
 
 @dataclass
 class SignalCalibration:
-    """``p = sigmoid(slope * (x - center))``, and the signal's weight in the fused mean."""
+    """``p = sigmoid(slope * (x - center))``, and the signal's weight in the fused mean.
+
+    ``missing_prior``: the probability used when the signal ran for the mention but the entity
+    has nothing to compare with (a face was found in the region, the entity has no face
+    photo). ``None`` leaves the signal out for that entity instead.
+    """
 
     center: float
     slope: float
     weight: float
+    missing_prior: float | None = None
 
     def prob(self, x: np.ndarray | float) -> np.ndarray:
         z = self.slope * (np.asarray(x, dtype=np.float64) - self.center)
@@ -55,7 +64,7 @@ class SignalCalibration:
 # - lexical: 1.0 for an exact label/alias match of a mention in the text, lower for BM25 hits.
 # - dense_text: cosine of caption and entity text sentence embeddings.
 DEFAULT_CALIBRATION: dict[str, SignalCalibration] = {
-    "face": SignalCalibration(center=0.915, slope=60.0, weight=4.0),
+    "face": SignalCalibration(center=0.915, slope=60.0, weight=4.0, missing_prior=0.3),
     "v2v": SignalCalibration(center=0.80, slope=20.0, weight=1.5),
     "v2t": SignalCalibration(center=0.30, slope=15.0, weight=0.5),
     "lexical": SignalCalibration(center=0.60, slope=12.0, weight=2.0),
@@ -69,11 +78,13 @@ class Fusion:
     """Calibrated weighted-mean fusion with a NIL threshold."""
 
     calibration: dict[str, SignalCalibration] = field(default_factory=lambda: dict(DEFAULT_CALIBRATION))
-    nil_threshold: float = 0.5
+    nil_threshold: float = 0.4
 
-    def fuse(self, signals: dict[str, float]) -> tuple[float, dict[str, float]]:
+    def fuse(self, signals: dict[str, float], unverified: Iterable[str] = ()) -> tuple[float, dict[str, float]]:
         """Fused score of one candidate from its applicable signals' raw scores.
 
+        ``unverified``: signals that ran for the mention but have nothing for this entity;
+        those with a ``missing_prior`` count with that probability.
         Returns ``(fused, probs)`` where ``probs`` are the per-signal calibrated probabilities.
         A candidate with no applicable signal gets 0.
         """
@@ -87,6 +98,13 @@ class Fusion:
             p = float(cal.prob(x))
             probs[name] = p
             num += cal.weight * p
+            den += cal.weight
+        for name in unverified:
+            cal = self.calibration.get(name)
+            if cal is None or cal.missing_prior is None or name in signals:
+                continue
+            probs[name] = cal.missing_prior
+            num += cal.weight * cal.missing_prior
             den += cal.weight
         return (num / den if den > 0 else 0.0), probs
 

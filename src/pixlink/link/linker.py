@@ -342,10 +342,11 @@ class Linker:
                 continue
             scores, got = index.search_subset(vec[None, :], ids)
             table.setdefault(sig, {}).update({e: float(s) for e, s in zip(got[0], scores[0])})
+        ran = [sig for sig in q.vectors if sig in table]
         cands = []
         for eid in ids:
             sigs = {sig: vals[eid] for sig, vals in table.items() if eid in vals}
-            fused, _ = self.fusion.fuse(sigs)
+            fused, _ = self.fusion.fuse(sigs, unverified=[s for s in ran if s not in sigs])
             cands.append(Candidate(entity_id=eid, score=round(fused, 6), signals={s: round(v, 6) for s, v in sigs.items()}))
         cands.sort(key=lambda c: (-c.score, c.entity_id))
         return cands
