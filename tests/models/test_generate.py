@@ -83,8 +83,10 @@ def test_gemma_generates_an_expansion(gemma):
     line = gemma.expand("Barack Obama", "PER", max_new_tokens=16)
     assert line.startswith("Barack Obama (PER) - ") and len(line) > len("Barack Obama (PER) - ") + 3
     assert "\n" not in line
-    free = gemma.generate("The capital of France is", max_new_tokens=8, stop=())
+    free = gemma.generate("The capital of France is", max_new_tokens=8)
     assert free.strip()
+    one_line = gemma.generate(G.expansion_prompt("Paris", "LOC"), max_new_tokens=24, stop=("\n",))
+    assert one_line.strip() and "\n" not in one_line
     with pytest.raises(InputError, match=r"\[E320\]"):
         gemma.generate("")
     with pytest.raises(InputError, match=r"\[E320\]"):

@@ -221,8 +221,8 @@ class GemmaGenerator:
     """Gemma 3 270M base (de-quantized Q4_K_M) with transformers on CPU.
 
     ``generate`` returns only the continuation of ``prompt``; it stops at ``max_new_tokens``,
-    at end of text, or at the first of ``stop`` (default: a newline, which suits the one-line
-    few-shot prompts this base model needs; pass ``stop=()`` for free text).
+    at end of text, or at the first of ``stop`` (default none; :meth:`expand` stops at a newline,
+    which suits the one-line few-shot prompts this base model needs).
     """
 
     name = "gemma3_270m"
@@ -242,7 +242,7 @@ class GemmaGenerator:
         self.model_id = f"google/gemma-3-270m:gguf-q4_k_m-sha256-{pkg.EXPECTED_SHA256[:12]}-{dtype}"
 
     def generate(self, prompt: str, max_new_tokens: int = 48, temperature: float = 0.0,
-                 stop: Sequence[str] = ("\n",)) -> str:
+                 stop: Sequence[str] = ()) -> str:
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError(Errors.E320.format(backend=self.name, what="prompt", reason="it is empty"))
         if int(max_new_tokens) < 1:
@@ -285,7 +285,7 @@ class GemmaGenerator:
         """``"Name (TYPE) - expression"`` with the expression written by the model from a
         few-shot prompt (:func:`expansion_prompt`). An empty completion raises E320."""
         prompt = expansion_prompt(name, etype, description)
-        expr = _clean_expression(self.generate(prompt, max_new_tokens=max_new_tokens))
+        expr = _clean_expression(self.generate(prompt, max_new_tokens=max_new_tokens, stop=("\n",)))
         if not expr:
             raise InputError(Errors.E320.format(backend=self.name, what=f"expansion of {name!r}",
                                                 reason="the model wrote nothing; use the template backend"))
