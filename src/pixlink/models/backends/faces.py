@@ -143,6 +143,7 @@ class DlibFaces:
             box = np.array([rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1], dtype=np.float64)
             box = np.clip(box, 0, [w, h, w, h])
             if box[2] <= box[0] or box[3] <= box[1]:
+                log.warning("dlib: dropped a detection whose box %s has no area inside the image", box.tolist())
                 continue
             shape = self._shape(img, rect)
             lm = np.array([[p.x + 0.5, p.y + 0.5] for p in shape.parts()], dtype=np.float64)

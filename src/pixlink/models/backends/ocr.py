@@ -94,6 +94,7 @@ class RapidOCRReader:
             box = np.array([q[:, 0].min(), q[:, 1].min(), q[:, 0].max(), q[:, 1].max()])
             box = np.clip(box, 0, [w, h, w, h])
             if box[2] <= box[0] or box[3] <= box[1]:
+                log.warning("rapidocr: dropped line %r: its box %s has no area inside the image", text, q.tolist())
                 continue
             lines.append(R.OCRLine(box=box, text=str(text), score=float(score)))
         lines.sort(key=lambda ln: (round(float(ln.box[1]) / 8), float(ln.box[0])))
