@@ -335,7 +335,7 @@ def main() -> None:
     ap.add_argument("--nlist", type=int, default=0, help="IVF lists (0: the index's auto rule)")
     ap.add_argument("--m", type=int, default=64, help="PQ bytes per vector")
     ap.add_argument("--train-size", type=int, default=262_144)
-    ap.add_argument("--settings", default="8:10,16:10,32:10,64:10,32:20",
+    ap.add_argument("--settings", default="32:20,16:20,64:20,32:10,32:40",
                     help="nprobe:k_factor pairs to measure (the first is stored as the index default)")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1, help="threads while searching")

@@ -77,8 +77,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "train_size": 262_144,  # vectors sampled to train the coarse quantizer and PQ
         "kmeans_iters": 10,  # FAISS' default for IVF training
         "quantizer": "auto",  # coarse quantizer: "flat", "hnsw" (HNSW over the centroids), auto: hnsw if nlist >= 8192
-        "nprobe": 64,
-        "k_factor": 10,
+        "nprobe": 32,
+        "k_factor": 20,  # re-rank k * 20 candidates: on 1M x 512 this, not nprobe, was the limit
     },
     "hnsw": {
         "hnsw_m": 32,
