@@ -202,6 +202,20 @@ def test_changed_payload_is_encoded_again_and_models_are_apart(tmp_path):
     assert store2.computed == 200 and store2.reused == 0 and store2.path != store.path
 
 
+def test_deleted_shard_is_encoded_again_and_noted(tmp_path):
+    its = items(300)
+    first = embed_items(its, TextEncoder(), cache_dir=tmp_path, model_id="m", flush_every=100, progress=False)
+    shards = sorted((first.path / "shards").glob("*.npy"))
+    assert len(shards) == 3
+    lost = np.load(shards[1]).shape[0]  # flushes happen at batch ends: 128, 128, 44 vectors
+    shards[1].unlink()
+    enc = TextEncoder()
+    store = embed_items(its, enc, cache_dir=tmp_path, model_id="m", progress=False)
+    assert store.computed == lost == enc.items == 128 and store.reused == 300 - lost
+    assert any("deleted shard" in n for n in store.notes)
+    np.testing.assert_array_equal(store.vectors(), np.stack([text_vec(t) for _, t in its]))
+
+
 def test_encoder_contract_and_item_errors(tmp_path):
     with pytest.raises(InputError) as e:
         embed_items(items(10), lambda t: np.zeros((len(t) + 1, D)), cache_dir=tmp_path, model_id="m", progress=False)

@@ -27,6 +27,7 @@ again; the old vector stays in its shard unreferenced.
 
 from __future__ import annotations
 
+import array
 import hashlib
 import json
 import os
@@ -238,13 +239,15 @@ class _Run:
         self.mdir, self.con, self.model_id, self.dim = mdir, con, model_id, dim
         self.encode, self.dtype, self.flush_every = encode, dtype, flush_every
         self.keys: list[str] = []
-        self.slot_shard: list[int] = []
-        self.slot_row: list[int] = []
+        self.slot_shard = array.array("q")  # compact: millions of items
+        self.slot_row = array.array("q")
         self.shards: list[str] = []
+        self.shard_on_disk: dict[str, bool] = {}
         self.shard_ids: dict[str, int] = {}
         self.errors: list[ItemError] = []
         self.computed = 0
         self.reused = 0
+        self.lost = 0  # catalogued vectors whose shard file is gone (encoded again)
         # buffer of encoded, not yet flushed vectors
         self.buf_slots: list[int] = []
         self.buf_keys: list[str] = []
@@ -269,13 +272,15 @@ class _Run:
         for g in group:
             slot, _, key, digest, _ = g
             hit = found.get(key)
-            if hit is not None and hit[0] == digest and (self.mdir / "shards" / hit[1]).is_file():
+            if hit is not None and hit[1] not in self.shard_on_disk:
+                self.shard_on_disk[hit[1]] = (self.mdir / "shards" / hit[1]).is_file()
+            if hit is not None and hit[0] == digest and self.shard_on_disk[hit[1]]:
                 self.slot_shard[slot] = self.shard_id(hit[1])
                 self.slot_row[slot] = int(hit[2])
                 self.reused += 1
             else:
                 if hit is not None and hit[0] == digest:
-                    log.warning("cached vector of %r points to a missing shard %s; encoding it again", key, hit[1])
+                    self.lost += 1
                 missing.append(g)
         return missing
 
@@ -378,8 +383,9 @@ def embed_items(
         batch_size: payloads per ``encode`` call.
         progress: show a progress bar on stderr.
         total: number of items, for the progress bar when ``items`` has no ``len``.
-        flush_every: vectors kept in RAM before they are written as one shard (the most a
-            killed run can lose; a memory knob: ``flush_every * D * 4`` bytes).
+        flush_every: a shard is written at the end of the first batch that brings the
+            unwritten vectors to this many (so a killed run loses fewer than
+            ``flush_every + batch_size``; a memory knob: about ``flush_every * D * 4`` bytes).
         dtype: ``"float32"`` or ``"float16"`` (half the disk; about 1e-3 relative error).
         fingerprint_fn: payload -> digest string; default :func:`fingerprint` (str, bytes,
             paths, arrays). A cached vector is re-used only when the digest matches.
@@ -477,13 +483,15 @@ def embed_items(
         finally:
             con.close()
 
-    shard_of = np.asarray(run.slot_shard, dtype=np.int32)
-    row_of = np.asarray(run.slot_row, dtype=np.int64)
+    shard_of = np.frombuffer(run.slot_shard, dtype=np.int64).astype(np.int32)
+    row_of = np.frombuffer(run.slot_row, dtype=np.int64).copy()
     have = shard_of >= 0
     keys = [k for k, h in zip(run.keys, have) if h]
     notes: list[str] = []
     if duplicates:
         notes.append(f"{duplicates} items repeated an earlier key and were skipped")
+    if run.lost:
+        notes.append(f"{run.lost} cached vectors pointed to deleted shard files and were encoded again")
     if run.errors:
         notes.append(f"{len(run.errors)} items got no vector (see errors)")
     for n in notes:
