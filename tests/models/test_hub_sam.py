@@ -132,6 +132,8 @@ def test_segment_everything(sam_dir, image):
                                                    "nms_iou": 0.5}})
     gen = prof.get("segment_all")
     assert gen.name == "sam_auto"
+    # segment and segment_all on the same weights share one SAM
+    assert Profile("hub", options={"segment": {"model": str(sam_dir)}}).get("segment") is gen.seg
     grid = gen.point_grid((H, W))
     assert grid.shape == (36, 2) and grid[:, 0].max() < W and grid[:, 1].max() < H
     calls, hook = _count_encoder(gen.seg)

@@ -26,6 +26,7 @@ Masks come back as ``(H, W)`` bool arrays in original pixels with SAM's predicte
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -275,7 +276,7 @@ class HubSamMaskGenerator:
             if not isinstance(val, int) or val < 1:
                 raise InputError(Errors.E313.format(backend="sam_auto", option=opt, value=val,
                                                     expected="a positive integer"))
-        self.seg = segmenter or HubSamSegmenter(model, cache_dir, name="sam_auto", device=device)
+        self.seg = segmenter or HubSamSegmenter(model, cache_dir, device=device)
         self.name = "sam_auto"
         self.model_id = self.seg.model_id
         self.points_per_side = points_per_side
@@ -322,6 +323,22 @@ class HubSamMaskGenerator:
 
 _CHECK = needs("torch", "transformers")
 
+# One SAM per (weights, cache, device, threshold) in a process: ``segment`` and ``segment_all``
+# share it instead of holding the ~0.4 GB model twice. Weak: freed when no backend holds it.
+_SHARED: "weakref.WeakValueDictionary[tuple[str, str, str, float], HubSamSegmenter]" = weakref.WeakValueDictionary()
+
+
+def shared_segmenter(model: str | Path = SAM_DEFAULT, cache_dir: str | Path | None = None, *,
+                     mask_threshold: float = 0.0, device: str = "cpu") -> HubSamSegmenter:
+    """The process's :class:`HubSamSegmenter` for these weights, built on first use."""
+    source, _, _ = resolve_model(model, "sam")
+    key = (source, str(hub_cache_dir(cache_dir)), device, float(mask_threshold))
+    seg = _SHARED.get(key)
+    if seg is None:
+        seg = HubSamSegmenter(model, cache_dir, mask_threshold=mask_threshold, device=device)
+        _SHARED[key] = seg
+    return seg
+
 
 @register_backend(
     R.SEGMENT, "sam", "hub", _CHECK, default_model=SAM_DEFAULT, license="Apache-2.0",
@@ -330,7 +347,7 @@ _CHECK = needs("torch", "transformers")
 )
 def make_sam(model: str | Path = SAM_DEFAULT, cache_dir: str | Path | None = None, mask_threshold: float = 0.0,
              device: str = "cpu") -> HubSamSegmenter:
-    return HubSamSegmenter(model, cache_dir, mask_threshold=mask_threshold, device=device)
+    return shared_segmenter(model, cache_dir, mask_threshold=mask_threshold, device=device)
 
 
 @register_backend(
@@ -341,6 +358,6 @@ def make_sam(model: str | Path = SAM_DEFAULT, cache_dir: str | Path | None = Non
 def make_sam_auto(model: str | Path = SAM_DEFAULT, cache_dir: str | Path | None = None, points_per_side: int = 16,
                   points_per_batch: int = 64, pred_iou_thresh: float = 0.88, stability_thresh: float = 0.95,
                   nms_iou: float = 0.7, device: str = "cpu") -> HubSamMaskGenerator:
-    return HubSamMaskGenerator(model, cache_dir, points_per_side=points_per_side, points_per_batch=points_per_batch,
-                               pred_iou_thresh=pred_iou_thresh, stability_thresh=stability_thresh, nms_iou=nms_iou,
-                               device=device)
+    return HubSamMaskGenerator(segmenter=shared_segmenter(model, cache_dir, device=device),
+                               points_per_side=points_per_side, points_per_batch=points_per_batch,
+                               pred_iou_thresh=pred_iou_thresh, stability_thresh=stability_thresh, nms_iou=nms_iou)
