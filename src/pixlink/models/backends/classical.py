@@ -26,13 +26,13 @@ from __future__ import annotations
 import importlib.util
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from ... import geometry as geo
-from ...errors import Errors, InputError, ModelUnavailableError
+from ...errors import Errors, InputError
 from ...io import load_image
 from ...log import get_logger
 from ...types import Region
@@ -74,10 +74,9 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     import cv2
 
     inv = (~mask).astype(np.uint8)
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
+    n, lab, _, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
     if n <= 1:
         return mask
-    h, w = mask.shape
     border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
     holes = np.isin(lab, [i for i in range(1, n) if i not in set(border.tolist())])
     return mask | holes

@@ -156,7 +156,7 @@ class LiteMedSAMSegmenter:
     def predict(
         self, handle: LiteMedSAMHandle, box: np.ndarray | None = None, points: np.ndarray | None = None,
         point_labels: np.ndarray | None = None, multimask: bool = False,
-    ) -> list[MaskPrediction]:
+    ) -> list[R.MaskPrediction]:
         """Mask(s) for one box.
 
         Args:
@@ -203,8 +203,6 @@ class LiteMedSAMSegmenter:
             log.warning("litemedsam: empty mask for box %s (image %sx%s)", b.round(1).tolist(), h0, w0)
         return out
 
-
-MaskPrediction = R.MaskPrediction
 
 
 @register_backend(
