@@ -26,13 +26,15 @@ from ..log import get_logger
 log = get_logger(__name__)
 
 DEFAULT_PROMPT = (
-    "Here is a post from Twitter.\n"
-    "Post: {text}\n"
-    "Explain briefly who or what the people, places, organisations and other named things "
-    "in this post are.\n"
-    "Explanation:"
+    "Tweet: Barack Obama visits Paris with Angela Merkel .\n"
+    "Background: Barack Obama is a former president of the United States. Paris is the capital "
+    "of France. Angela Merkel is a former chancellor of Germany.\n\n"
+    "Tweet: {text}\n"
+    "Background:"
 )
-"""The prompt (``{text}`` = the post), in the spirit of RiVEG's auxiliary-knowledge prompt."""
+"""The prompt (``{text}`` = the post): one worked example, so that a small *base* LM (the
+packaged Gemma 3 270M) continues with background knowledge; an instruction alone made it
+repeat the instruction. The first paragraph of the continuation is kept."""
 
 
 class AuxKnowledge:

@@ -51,11 +51,12 @@ def resolve_backbone(name: str) -> tuple[Path, str]:
     """``(directory, model_id)`` of a backbone name or local directory; E505 if absent."""
     if name == "mpnet":
         from ..errors import PixlinkError
-        from ..models.backends.text import assemble_mpnet
 
         try:
+            from ..models.backends.text import assemble_mpnet
+
             return Path(assemble_mpnet()), PACKAGED[name][1]
-        except PixlinkError as exc:
+        except (PixlinkError, ImportError) as exc:
             raise InputError(Errors.E505.format(backbone=name, reason=str(exc),
                                                 hint="See requirements-nodeps.txt for its part packages")) from exc
     if name in PACKAGED:
