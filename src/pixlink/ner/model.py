@@ -129,6 +129,10 @@ def build_head(cfg: dict[str, Any]) -> Any:
 
         def decode(self, em: Any, mask: Any) -> tuple[list[list[int]], list[list[float]]]:
             """Viterbi paths and per-word marginal probabilities of the chosen tags."""
+            with torch.no_grad():
+                return self._decode(em.detach(), mask)
+
+        def _decode(self, em: Any, mask: Any) -> tuple[list[list[int]], list[list[float]]]:
             b, t, k = em.shape
             trans, start = self._t(), self.start + self.start_mask
             score = start.unsqueeze(0) + em[:, 0]
