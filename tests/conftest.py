@@ -23,6 +23,6 @@ def shared(*parts: str) -> Path:
     return p
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data():
     return shared

@@ -111,7 +111,38 @@ def kb_embed_command(
             console.print(f"  [red]failed[/] {e['item_id']}: {e['error']}")
 
 
+def demo_command(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Where overlays and the summary go."),
+    profile: str = typer.Option("auto", "--profile", help="Model profile: offline, hub or auto."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """The main job on an embedded default: build a small KB from packaged material, link regions of real photos."""
+    from ..demo.run import run_demo
+
+    res = run_demo(out, profile, progress=not as_json)
+    if as_json:
+        print_json(res.to_dict())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"pixlink demo: {res.correct} of {len(res.rows)} queries answered as expected")
+    for col in ("query", "what it shows", "caption", "expected", "answer", "score", "ok"):
+        table.add_column(col, overflow="fold")
+    for r in res.rows:
+        score = f"{r['score']:.2f}" if r["score"] is not None else "-"
+        table.add_row(r["id"], r["description"], r["caption"] or "", r["expected_label"], r["predicted_label"], score,
+                      "[green]yes[/]" if r["correct"] else "[red]no[/]")
+    Console().print(table)
+    console.print("backends: " + ", ".join(f"{k}={v['backend']}" + (" (fallback)" if v.get("fallback") else "")
+                                           for k, v in res.backends.items()))
+    for n in res.notes:
+        console.print(f"[yellow]note:[/] {n}")
+    console.print(f"overlays and summary.md in {res.out_dir}/ ; seconds: {res.seconds}")
+
+
 def register(app: typer.Typer) -> None:
+    app.command("demo")(handle_errors(demo_command))
     app.command("link")(handle_errors(link_command))
     kb_group = next((g.typer_instance for g in app.registered_groups if g.name == "kb"), None)
     if kb_group is not None:

@@ -40,6 +40,8 @@ class LinkerConfig:
         ocr: read text inside the region with the ``ocr`` role and add it to the lexical query.
         face_min_overlap: a face counts for the region when this fraction of its box lies
             inside the region's box.
+        person_types: P31 ids that mean "a person" (Wikidata human, Q5): when a face is found
+            in the region, typed entities get the ``type`` signal (1 for these, 0 for others).
         fusion_path: JSON with learned fusion parameters (:class:`~pixlink.link.fusion.Fusion`).
         nil_threshold: overrides the fusion's NIL threshold when set.
     """
@@ -56,12 +58,14 @@ class LinkerConfig:
     ner_mentions: bool = True
     ocr: bool = False
     face_min_overlap: float = 0.5
+    person_types: tuple[str, ...] = ("Q5",)
     fusion_path: str | None = None
     nil_threshold: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.signals = tuple(self.signals)
+        self.person_types = tuple(self.person_types)
         bad = [s for s in self.signals if s not in SIGNALS]
         if bad:
             raise InputError(Errors.E010.format(what="signals", value=bad, reason=f"known signals: {SIGNALS}"))

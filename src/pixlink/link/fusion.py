@@ -55,20 +55,28 @@ class SignalCalibration:
         return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
 
-# Hand-set defaults (see docs/linking.md for the measurements behind them):
+# Hand-set defaults (see docs/linking.md for the measurements behind them). A key
+# "signal:backend" overrides "signal" for that backend: raw scores of different models live on
+# different scales (a CLIP match is ~0.3, a ConSE match ~0.7).
 # - face: cosine of dlib 128-d descriptors; on the shared photos the same person gives 0.94-1.00
-#   and different people 0.78-0.89 (docs/linking.md): the centre sits between.
-# - v2v: cosine of image embeddings of region and entity image.
-# - v2t: cosine in the joint image-text space (CLIP ~0.2-0.35 for matches; the offline ConSE
-#   bridge is weak and gets a low weight).
+#   and different people 0.78-0.89: the centre sits between.
+# - v2v: cosine of image embeddings of region and entity image. EfficientNet-Lite's pooled
+#   features are weak for instance matching (same flag in a scene 0.27-0.69, unrelated 0.3-0.5).
+# - v2t: cosine in the joint image-text space. The offline ConSE bridge scores 0.4-0.6 for
+#   anything vaguely related, so its centre is high and its weight low.
 # - lexical: 1.0 for an exact label/alias match of a mention in the text, lower for BM25 hits.
 # - dense_text: cosine of caption and entity text sentence embeddings.
+# - type: 1 when the entity's P31 types fit what the region shows (a face -> a person), 0 when
+#   they do not (entities with no types are not scored).
 DEFAULT_CALIBRATION: dict[str, SignalCalibration] = {
     "face": SignalCalibration(center=0.915, slope=60.0, weight=4.0, missing_prior=0.3),
     "v2v": SignalCalibration(center=0.80, slope=20.0, weight=1.5),
-    "v2t": SignalCalibration(center=0.30, slope=15.0, weight=0.5),
+    "v2v:efficientnet_lite": SignalCalibration(center=0.70, slope=15.0, weight=1.0),
+    "v2t": SignalCalibration(center=0.27, slope=25.0, weight=1.0),
+    "v2t:conse_efficientnet": SignalCalibration(center=0.65, slope=10.0, weight=0.5),
     "lexical": SignalCalibration(center=0.60, slope=12.0, weight=2.0),
     "dense_text": SignalCalibration(center=0.55, slope=10.0, weight=0.5),
+    "type": SignalCalibration(center=0.5, slope=10.0, weight=1.0),
     "rerank": SignalCalibration(center=0.0, slope=1.0, weight=2.0),
 }
 
@@ -80,19 +88,28 @@ class Fusion:
     calibration: dict[str, SignalCalibration] = field(default_factory=lambda: dict(DEFAULT_CALIBRATION))
     nil_threshold: float = 0.4
 
-    def fuse(self, signals: dict[str, float], unverified: Iterable[str] = ()) -> tuple[float, dict[str, float]]:
+    def cal(self, signal: str, backend: str | None = None) -> SignalCalibration | None:
+        """The calibration of ``signal`` for ``backend`` (``"signal:backend"`` first)."""
+        if backend is not None and f"{signal}:{backend}" in self.calibration:
+            return self.calibration[f"{signal}:{backend}"]
+        return self.calibration.get(signal)
+
+    def fuse(self, signals: dict[str, float], unverified: Iterable[str] = (),
+             backends: dict[str, str] | None = None) -> tuple[float, dict[str, float]]:
         """Fused score of one candidate from its applicable signals' raw scores.
 
         ``unverified``: signals that ran for the mention but have nothing for this entity;
-        those with a ``missing_prior`` count with that probability.
+        those with a ``missing_prior`` count with that probability. ``backends`` maps a signal
+        to the backend that produced it (for backend-specific calibrations).
         Returns ``(fused, probs)`` where ``probs`` are the per-signal calibrated probabilities.
         A candidate with no applicable signal gets 0.
         """
         num = 0.0
         den = 0.0
         probs: dict[str, float] = {}
+        backends = backends or {}
         for name, x in signals.items():
-            cal = self.calibration.get(name)
+            cal = self.cal(name, backends.get(name))
             if cal is None:
                 continue
             p = float(cal.prob(x))
@@ -100,7 +117,7 @@ class Fusion:
             num += cal.weight * p
             den += cal.weight
         for name in unverified:
-            cal = self.calibration.get(name)
+            cal = self.cal(name, backends.get(name))
             if cal is None or cal.missing_prior is None or name in signals:
                 continue
             probs[name] = cal.missing_prior

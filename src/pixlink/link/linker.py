@@ -53,6 +53,9 @@ class _Query:
     recalled: dict[str, dict[str, float]] = field(default_factory=dict)
     # signal -> query vector (for exact re-scoring of other signals' candidates)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    # signal -> backend name that produced it (for backend-specific calibration)
+    backends: dict[str, str] = field(default_factory=dict)
+    face_found: bool = False
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -225,6 +228,7 @@ class Linker:
                 if vec is None:
                     continue
                 q.vectors[sig] = vec
+                q.backends[sig] = str(getattr(self.profile.get(ROLE_FOR_SIGNAL[sig]), "name", ""))
                 if cfg.mode == "rerank" and sig != cfg.recall_signal:
                     continue  # the re-rank signal only scores the recalled candidates
                 index = self._index(sig, q)
@@ -291,6 +295,7 @@ class Linker:
             q.notes.append("face: no face found in the region; the face signal did not run")
             return None
         vec = faces_model.embed(sub, [best])[0]
+        q.face_found = True
         return _unit(vec)
 
     def _lexical(self, q: _Query) -> None:
@@ -342,11 +347,19 @@ class Linker:
                 continue
             scores, got = index.search_subset(vec[None, :], ids)
             table.setdefault(sig, {}).update({e: float(s) for e, s in zip(got[0], scores[0])})
+        if q.face_found and cfg.person_types:
+            # a face in the region: entities typed as persons fit, other typed entities do not
+            person = set(cfg.person_types)
+            fit: dict[str, float] = {}
+            for ent in self.kb.get_many(ids):
+                if ent.types:
+                    fit[ent.id] = 1.0 if person.intersection(ent.types) else 0.0
+            table["type"] = fit
         ran = [sig for sig in q.vectors if sig in table]
         cands = []
         for eid in ids:
             sigs = {sig: vals[eid] for sig, vals in table.items() if eid in vals}
-            fused, _ = self.fusion.fuse(sigs, unverified=[s for s in ran if s not in sigs])
+            fused, _ = self.fusion.fuse(sigs, unverified=[s for s in ran if s not in sigs], backends=q.backends)
             cands.append(Candidate(entity_id=eid, score=round(fused, 6), signals={s: round(v, 6) for s, v in sigs.items()}))
         cands.sort(key=lambda c: (-c.score, c.entity_id))
         return cands
@@ -371,9 +384,9 @@ class Linker:
             sigs = {cfg.recall_signal: recalled[eid]}
             if eid in rer:
                 sigs[cfg.rerank_signal] = rer[eid]
-                score, _ = self.fusion.fuse({cfg.rerank_signal: rer[eid]})
+                score, _ = self.fusion.fuse({cfg.rerank_signal: rer[eid]}, backends=q.backends)
             else:
-                score, _ = self.fusion.fuse(sigs)
+                score, _ = self.fusion.fuse(sigs, backends=q.backends)
                 score *= 0.5  # entities the re-ranker cannot score rank below those it can
             cands.append(Candidate(entity_id=eid, score=round(score, 6), signals={s: round(v, 6) for s, v in sigs.items()}))
         cands.sort(key=lambda c: (-c.score, -c.signals.get(cfg.recall_signal, 0.0), c.entity_id))

@@ -1,0 +1,95 @@
+"""The linking checks of the issue, on real photos with the offline (packaged) models.
+
+KB: Obama, Biden, Kit Harington and Lin-Manuel Miranda with their reference photos, Rose Leslie
+without one, and ~2,900 text-only distractors from FB15k-237. Queries are boxes on faces in
+other photos, Rose Leslie's face with and without a caption that names her, and a box on an
+object (her clutch bag) that is none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from pixlink.kb import build_kb
+from pixlink.link import Linker, LinkerConfig
+from pixlink.link.embed import embed_kb
+
+pytestmark = [pytest.mark.slow, pytest.mark.data]
+
+PEOPLE = {
+    "Q76": ("Barack Obama", "44th president of the United States", "obama.jpg"),
+    "Q6279": ("Joe Biden", "46th president of the United States", "biden.jpg"),
+    "Q357607": ("Kit Harington", "English actor", "johnsnow_test1.jpg"),
+    "Q1646482": ("Lin-Manuel Miranda", "American composer, lyricist and actor", "lin-manuel-miranda.png"),
+    "Q461132": ("Rose Leslie", "Scottish actress", None),
+}
+
+# Boxes drawn around the heads (XYXY, original pixels).
+OBAMA_AND_BIDEN = {"Q6279": [715, 420, 945, 665], "Q76": [1110, 360, 1380, 645]}
+TWO_PEOPLE = {"Q6279": [760, 35, 985, 265], "Q76": [235, 25, 430, 225]}
+KIT_WITH_ROSE = {"Q357607": [230, 70, 370, 220], "Q461132": [65, 110, 170, 225]}
+CLUTCH = [60, 500, 205, 590]  # the bag Rose Leslie holds in kit_with_rose.jpg
+
+
+@pytest.fixture(scope="module")
+def linker(tmp_path_factory, shared_data):
+    shared = shared_data
+    photos = shared("photos")
+    fb = json.loads(shared("kb", "fb15k237_entity2wikidata.json").read_text())
+    tmp = tmp_path_factory.mktemp("photos_kb")
+    keys = sorted(fb)
+    subset = {k: fb[k] for i, k in enumerate(keys) if i % 5 == 0}
+    (tmp / "distractors.json").write_text(json.dumps(subset))
+    with open(tmp / "people.jsonl", "w") as fh:
+        for qid, (label, desc, photo) in PEOPLE.items():
+            rec = {"id": qid, "label": label, "description": desc, "types": ["Q5"],
+                   "images": [str(photos / photo)] if photo else []}
+            fh.write(json.dumps(rec) + "\n")
+    kb_dir = tmp / "kb"
+    build_kb([str(tmp / "people.jsonl"), f"fb15k237:{tmp / 'distractors.json'}",
+              str(shared("kb", "codex_entity2types.json")), str(shared("kb", "codex_types_en.json"))],
+             kb_dir, progress=False)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    report = embed_kb(kb_dir, "offline", cache_dir=tmp / "cache", progress=False)
+    assert report["face"]["entities"] == 4, report["face"]
+    assert report["v2v"]["entities"] == 4
+    return Linker.from_kb(kb_dir, profile="offline", config=LinkerConfig(segment=False))
+
+
+def _link(linker, shared, photo, box, text=None):
+    return linker.link(shared("photos", photo), {"box": box}, text=text, k=5)
+
+
+@pytest.mark.parametrize("photo,boxes", [("obama_and_biden.jpg", OBAMA_AND_BIDEN), ("two_people.jpg", TWO_PEOPLE)])
+def test_faces_link_to_the_right_person(linker, shared_data, photo, boxes):
+    for qid, box in boxes.items():
+        link = _link(linker, shared_data, photo, box)
+        assert link.prediction == qid, (photo, qid, link.to_dict()["candidates"][:3], link.notes)
+        assert "face" in link.candidates[0].signals
+
+
+def test_kit_harington_at_rank_one(linker, shared_data):
+    link = _link(linker, shared_data, "kit_with_rose.jpg", KIT_WITH_ROSE["Q357607"])
+    assert link.prediction == "Q357607", link.to_dict()["candidates"][:3]
+    # also when the caption names both people
+    link = _link(linker, shared_data, "kit_with_rose.jpg", KIT_WITH_ROSE["Q357607"],
+                 text="Rose Leslie and Kit Harington at the Game of Thrones premiere")
+    assert link.prediction == "Q357607", link.to_dict()["candidates"][:3]
+
+
+def test_rose_leslie_is_not_linked_to_kit(linker, shared_data):
+    link = _link(linker, shared_data, "kit_with_rose.jpg", KIT_WITH_ROSE["Q461132"])
+    assert link.prediction != "Q357607"
+    assert link.prediction is None, link.to_dict()["candidates"][:3]  # she has no photo: NIL
+    named = _link(linker, shared_data, "kit_with_rose.jpg", KIT_WITH_ROSE["Q461132"],
+                  text="Rose Leslie and Kit Harington at the Game of Thrones premiere")
+    assert named.prediction == "Q461132", named.to_dict()["candidates"][:3]
+
+
+def test_an_object_is_nil_or_low(linker, shared_data):
+    link = _link(linker, shared_data, "kit_with_rose.jpg", CLUTCH)
+    assert link.prediction not in PEOPLE
+    assert link.nil or link.candidates[0].score < 0.5
