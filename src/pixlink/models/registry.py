@@ -310,17 +310,29 @@ def hub_weights_status(spec: BackendSpec, options: dict[str, Any] | None = None)
         return False, "not cached; HF_HUB_OFFLINE is set"
     if model in _reach_cache:
         return _reach_cache[model]
-    import httpx
     from huggingface_hub import model_info
 
     try:
         model_info(model, timeout=3)
         status = (True, "hub reachable (will download)")
-    except (OSError, httpx.HTTPError) as exc:  # HfHubHTTPError, OfflineModeIsEnabled are OSErrors
+    except _network_errors() as exc:  # HfHubHTTPError, OfflineModeIsEnabled are OSErrors
         log.info("hub not reachable for %s: %s", model, type(exc).__name__)
         status = (False, f"not cached; hub not reachable ({type(exc).__name__})")
     _reach_cache[model] = status
     return status
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """The exception types a failed hub request raises: OSError (HfHubHTTPError,
+    OfflineModeIsEnabled) and the HTTP client's errors — huggingface_hub 1.x uses httpx,
+    2.x its fork httpx2, so both are collected when installed."""
+    errs: list[type[BaseException]] = [OSError]
+    for mod in ("httpx", "httpx2"):
+        try:
+            errs.append(__import__(mod).HTTPError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errs)
 
 
 def hub_weights_reachable(spec: BackendSpec, options: dict[str, Any] | None = None) -> bool:
