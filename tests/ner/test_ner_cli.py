@@ -67,12 +67,14 @@ def test_train_command_writes_a_model_that_tags(shared_data, tmp_path):
     dv = head(shared_data("twitter2017", "valid.txt"), 40, tmp_path / "twitter2017" / "valid.txt")
     out = tmp_path / "model"
     r = runner.invoke(app, ["ner", "train", "--train", str(tr), "--train", str(dv), "--dev", str(dv), "--out", str(out),
-                            "--epochs", "2", "--cache-dir", str(tmp_path / "cache")])
+                            "--epochs", "2", "--heads", "2", "--cache-dir", str(tmp_path / "cache")])
     assert r.exit_code == 0, r.output
     cfg = json.loads((out / "config.json").read_text())
     # the dev tweets given as training too were removed from training
     assert cfg["data"]["removed_dev_overlap_id"] == 40 and cfg["data"]["kept"] == 120
-    assert len(cfg["history"]) == 2 and cfg["best_epoch"] in (1, 2)
+    assert cfg["n_heads"] == 2 and not cfg["partial"]
+    assert [h["seed"] for h in cfg["heads"]] == [13, 14]
+    assert all(len(h["history"]) == 2 and h["best_epoch"] in (1, 2) for h in cfg["heads"])
     assert set(cfg["dev"]["per_file"]["twitter2017/valid.txt"]["per_type"]) == {"PER", "LOC", "ORG", "MISC"}
     t = Tagger(out, threads=1)
     assert len(t.tag_tokens([["Obama", "visits", "Paris"]])) == 1

@@ -91,3 +91,25 @@ def test_allowed_transitions_bio():
     assert ok[i["B-PER"], i["I-PER"]] and ok[i["I-PER"], i["I-PER"]]
     assert list(M.allowed_starts(TAGS)) == [True, True, False, True, False]
     assert np.all(ok[:, i["B-ORG"]])
+
+
+def test_ensemble_of_identical_heads_decodes_like_one_head():
+    torch.manual_seed(2)
+    cfg = _cfg()
+    one = M.build_ensemble(cfg, 1)
+    two = M.build_ensemble(cfg, 2)
+    st = {k.replace("heads.0.", ""): v for k, v in one.state_dict().items()}
+    two.load_state_dict({f"heads.{i}.{k}": v for i in range(2) for k, v in st.items()})
+    with torch.no_grad():
+        for h in list(one.heads) + list(two.heads):
+            h.crf.trans.copy_(torch.linspace(-1, 1, len(TAGS) ** 2).view(len(TAGS), len(TAGS)))
+    items = [{"feats": np.random.RandomState(i).randn(n, 3, 8).astype(np.float16),
+              "chars": np.ones((n, M.MAX_WORD_CHARS), dtype=np.int64), "case": M.case_features(["Ab"] * n),
+              "words": np.ones(n, dtype=np.int64)} for i, n in enumerate((3, 5))]
+    batch = M.collate(items, with_tags=False)
+    one.eval()
+    two.eval()
+    p1, pr1 = one.decode(batch)
+    p2, pr2 = two.decode(batch)
+    assert p1 == p2
+    assert np.allclose(pr1[1], pr2[1], atol=1e-5)

@@ -55,6 +55,7 @@ def train_command(
     backbone: str = typer.Option("minilm", "--backbone", help="Packaged backbone name (minilm) or a local model directory."),
     epochs: int = typer.Option(40, "--epochs", help="Maximum epochs."),
     patience: int = typer.Option(8, "--patience", help="Stop after this many epochs without dev improvement."),
+    heads: int = typer.Option(1, "--heads", help="Train this many heads (seeds seed, seed+1, ...) and decode them together."),
     batch_size: int = typer.Option(32, "--batch-size"),
     lr: float = typer.Option(2e-3, "--lr", help="Adam learning rate."),
     proj: int = typer.Option(256, "--proj", help="Input projection size before the BiLSTM."),
@@ -70,7 +71,7 @@ def train_command(
     from ..config import cache_dir as default_cache
     from ..ner.train import TrainOptions, train as run
 
-    opts = TrainOptions(backbone=backbone, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, proj=proj,
+    opts = TrainOptions(backbone=backbone, epochs=epochs, patience=patience, heads=heads, batch_size=batch_size, lr=lr, proj=proj,
                         hidden=hidden, word_dim=word_dim, min_word_count=min_word_count, dropout=dropout, seed=seed,
                         threads=threads)
     cfg = run(train, dev, out, opts, cache_dir=cache_dir or (default_cache() / "ner-features"))
@@ -80,7 +81,7 @@ def train_command(
     for name, r in cfg["dev"]["per_file"].items():
         per = ", ".join(f"{t} {v['f1'] * 100:.1f}" for t, v in r["per_type"].items())
         console.print(f"{name}: F1 {r['f1'] * 100:.2f} ({per})")
-    console.print(f"best epoch {cfg['best_epoch']}; model in {out}")
+    console.print(f"best epoch {cfg['best_epoch']} ({cfg['n_heads']} head(s)); model in {out}")
 
 
 @ner_app.command("tag")

@@ -130,11 +130,13 @@ def build_head(cfg: dict[str, Any]) -> Any:
         def decode(self, em: Any, mask: Any) -> tuple[list[list[int]], list[list[float]]]:
             """Viterbi paths and per-word marginal probabilities of the chosen tags."""
             with torch.no_grad():
-                return self._decode(em.detach(), mask)
+                return self.decode_with(em.detach(), mask, self.trans, self.start, self.end)
 
-        def _decode(self, em: Any, mask: Any) -> tuple[list[list[int]], list[list[float]]]:
+        def decode_with(self, em: Any, mask: Any, trans: Any, start: Any, end: Any
+                        ) -> tuple[list[list[int]], list[list[float]]]:
+            """Decode with given transition/start/end scores (an ensemble's averages)."""
             b, t, k = em.shape
-            trans, start = self._t(), self.start + self.start_mask
+            trans, start = trans + self.trans_mask, start + self.start_mask
             score = start.unsqueeze(0) + em[:, 0]
             back = []
             for i in range(1, t):
@@ -144,17 +146,17 @@ def build_head(cfg: dict[str, Any]) -> Any:
                 m = mask[:, i].unsqueeze(1)
                 score = torch.where(m, nxt, score)
                 back.append(torch.where(m, arg, torch.arange(k).unsqueeze(0).expand(b, k)))
-            score = score + self.end.unsqueeze(0)
+            score = score + end.unsqueeze(0)
             # forward-backward marginals
             alpha = [start.unsqueeze(0) + em[:, 0]]
             for i in range(1, t):
                 nxt = torch.logsumexp(alpha[-1].unsqueeze(2) + trans.unsqueeze(0) + em[:, i].unsqueeze(1), dim=1)
                 alpha.append(torch.where(mask[:, i].unsqueeze(1), nxt, alpha[-1]))
-            beta = [self.end.unsqueeze(0).expand(b, k)]
+            beta = [end.unsqueeze(0).expand(b, k)]
             for i in range(t - 1, 0, -1):
                 nxt = torch.logsumexp(trans.unsqueeze(0) + (em[:, i] + beta[0]).unsqueeze(1), dim=2)
                 beta.insert(0, torch.where(mask[:, i].unsqueeze(1), nxt, beta[0]))
-            z = torch.logsumexp(alpha[-1] + self.end.unsqueeze(0), dim=1)
+            z = torch.logsumexp(alpha[-1] + end.unsqueeze(0), dim=1)
             lengths = mask.long().sum(1).tolist()
             paths, probs = [], []
             best_last = score.argmax(1).tolist()
@@ -210,6 +212,36 @@ def build_head(cfg: dict[str, Any]) -> Any:
             return self.crf.decode(em, batch["mask"])
 
     return TweetNERHead(cfg)
+
+
+def build_ensemble(cfg: dict[str, Any], n_heads: int | None = None) -> Any:
+    """``n_heads`` heads of one config (default ``cfg["n_heads"]``, 1) decoded together.
+
+    A CRF path score is linear in emissions and transition scores, so the mean of the heads'
+    path scores is the path score under their *averaged* emissions, transitions, start and end
+    scores: Viterbi on those averages finds the path the heads agree on best.
+    """
+    import torch
+    from torch import nn
+
+    n = int(n_heads if n_heads is not None else cfg.get("n_heads", 1))
+
+    class Ensemble(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.heads = nn.ModuleList([build_head(cfg) for _ in range(n)])
+
+        def decode(self, batch: dict[str, Any]) -> tuple[list[list[int]], list[list[float]]]:
+            with torch.no_grad():
+                em = torch.stack([h.emissions(batch["feats"], batch["chars"], batch["case"], batch["words"],
+                                              batch["mask"]) for h in self.heads]).mean(0)
+                crfs = [h.crf for h in self.heads]
+                trans = torch.stack([c.trans for c in crfs]).mean(0)
+                start = torch.stack([c.start for c in crfs]).mean(0)
+                end = torch.stack([c.end for c in crfs]).mean(0)
+                return crfs[0].decode_with(em, batch["mask"], trans, start, end)
+
+    return Ensemble()
 
 
 def collate(items: Sequence[dict[str, np.ndarray]], with_tags: bool = True) -> dict[str, Any]:

@@ -96,10 +96,12 @@ class Tagger:
         check_scheme(label_scheme)
         if threads:
             torch.set_num_threads(int(threads))
-        self.head = M.build_head(self.cfg)
+        self.head = M.build_ensemble(self.cfg)
         st = self.weights / "model.safetensors"
         try:
             state = load_file(str(st))
+            if not any(k.startswith("heads.") for k in state):  # a single head saved without prefix
+                state = {f"heads.0.{k}": v for k, v in state.items()}
             self.head.load_state_dict(state, strict=True)
         except (RuntimeError, OSError, ValueError) as exc:
             raise InputError(Errors.E501.format(path=str(self.weights), reason=f"model.safetensors does not fit config.json ({exc})")) from exc

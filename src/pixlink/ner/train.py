@@ -9,7 +9,8 @@ Steps (each logged):
    ``cache_dir``, keyed by backbone and tokens, so a rerun skips this step);
 3. train the head (:mod:`pixlink.ner.model`) with Adam; after each epoch decode every dev
    file and keep the epoch with the best micro F1 over all dev tweets pooled; stop after
-   ``patience`` epochs without improvement;
+   ``patience`` epochs without improvement. With ``heads=N`` this is done N times with seeds
+   ``seed .. seed+N-1`` and the heads are decoded together (:func:`~pixlink.ner.model.build_ensemble`);
 4. write ``DIR/model.safetensors`` (the head) and ``DIR/config.json`` (architecture,
    vocabularies, hyper-parameters, data counts, per-epoch dev figures, timings). The best
    model so far is written at every improvement, so an interrupted run leaves a usable model.
@@ -56,13 +57,14 @@ class TrainOptions:
     dropout: float = 0.5
     word_dropout: float = 0.1
     patience: int = 8
+    heads: int = 1
     seed: int = 13
     max_length: int = 256
     layers: list[int] | None = None
     threads: int | None = None
 
     def check(self) -> None:
-        for name in ("epochs", "batch_size", "proj", "hidden", "char_dim", "char_filters", "min_word_count", "max_length"):
+        for name in ("epochs", "batch_size", "heads", "proj", "hidden", "char_dim", "char_filters", "min_word_count", "max_length"):
             if getattr(self, name) < 1:
                 raise InputError(Errors.E507.format(option=name, value=getattr(self, name), reason="must be >= 1"))
         if self.word_dim < 0:
@@ -129,12 +131,12 @@ def decode_items(head: Any, items: Sequence[dict[str, np.ndarray]], tags: Sequen
     return out
 
 
-def save_model(head: Any, cfg: dict[str, Any], out: Path) -> None:
-    """``out/model.safetensors`` (float32 head) + ``out/config.json``."""
+def save_model(states: Sequence[dict[str, Any]], cfg: dict[str, Any], out: Path) -> None:
+    """``out/model.safetensors`` (float32; head i's tensors under ``heads.<i>.``) + ``out/config.json``."""
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().float() for k, v in head.state_dict().items()}
+    state = {f"heads.{i}.{k}": v.detach().contiguous().float() for i, st in enumerate(states) for k, v in st.items()}
     save_file(state, str(out / "model.safetensors.tmp"), metadata={"format": "pixlink-ner", "version": str(FORMAT_VERSION)})
     (out / "model.safetensors.tmp").replace(out / "model.safetensors")
     (out / "config.json").write_text(json.dumps(cfg, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -195,71 +197,92 @@ def train(
         "train_files": [str(p) for p in train_paths], "dev_files": [str(p) for p in dev_paths],
         "data": report.to_dict(),
     }
-    head = M.build_head(cfg)
-    n_params = sum(p.numel() for p in head.parameters())
-    log.info("head: %d parameters", n_params)
     train_items = _items(posts, train_feats, cfg)
     dev_items = [_items(dp, f, cfg) for (_n, dp), f in zip(dev_sets, dev_feats)]
     dev_gold = [[[(e.start, e.end, unify_type(e.type)) for e in p.entities] for p in dp] for _n, dp in dev_sets]
-    optim = torch.optim.Adam(head.parameters(), lr=opts.lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optim, mode="max", factor=0.5, patience=3)
-    history: list[dict[str, Any]] = []
-    best_f, best_epoch, bad = -1.0, 0, 0
     outp = Path(out)
-    order = list(range(len(train_items)))
-    for epoch in range(1, opts.epochs + 1):
-        t_ep = time.time()
-        head.train()
-        random.shuffle(order)
-        # batches of similar length (less padding), in random order
-        chunks = [order[i : i + opts.batch_size * 20] for i in range(0, len(order), opts.batch_size * 20)]
-        batches = []
-        for ch in chunks:
-            ch = sorted(ch, key=lambda i: len(train_items[i]["words"]))
-            batches += [ch[i : i + opts.batch_size] for i in range(0, len(ch), opts.batch_size)]
-        random.shuffle(batches)
-        total = 0.0
-        for bidx in batches:
-            batch = M.collate([train_items[i] for i in bidx])
-            if opts.word_dropout and opts.word_dim:
-                drop = torch.rand(batch["words"].shape) < opts.word_dropout
-                batch["words"] = batch["words"].masked_fill(drop & batch["mask"], M.UNK)
-            loss = head.loss(batch)
-            optim.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(head.parameters(), 5.0)
-            optim.step()
-            total += float(loss.detach()) * len(bidx)
-        # dev
+
+    def dev_scores(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         per_file: dict[str, Any] = {}
         all_gold, all_pred = [], []
         for (name, _dp), items, gold in zip(dev_sets, dev_items, dev_gold):
-            pred = [[(s, e, t) for s, e, t, _sc in sp] for sp in decode_items(head, items, cfg["tags"])]
+            pred = [[(s, e, t) for s, e, t, _sc in sp] for sp in decode_items(model, items, cfg["tags"])]
             per_file[name] = span_prf(gold, pred, types=UNIFIED_TYPES)
             all_gold += gold
             all_pred += pred
-        pooled = span_prf(all_gold, all_pred, types=UNIFIED_TYPES)
-        f = pooled["f1"]
-        sched.step(f)
-        rec = {"epoch": epoch, "loss": total / len(order), "dev_f1": f,
-               "dev_f1_per_file": {n: r["f1"] for n, r in per_file.items()}, "seconds": time.time() - t_ep}
-        history.append(rec)
-        log.info("epoch %d loss %.3f dev F1 %.4f %s (%.0f s)", epoch, rec["loss"], f,
-                 {n: round(v, 4) for n, v in rec["dev_f1_per_file"].items()}, rec["seconds"])
-        if f > best_f:
-            best_f, best_epoch, bad = f, epoch, 0
-            cfg.update({"best_epoch": epoch, "dev": {"pooled": pooled, "per_file": per_file}, "history": history,
-                        "n_parameters": n_params, "seconds": {"features": t_features, "total": time.time() - t_start}})
-            save_model(head, cfg, outp)
-        else:
-            bad += 1
-            cfg["history"] = history
-            (outp / "config.json").write_text(json.dumps(cfg, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-            if bad >= opts.patience:
-                log.info("no dev improvement for %d epochs: stopping", bad)
-                break
-    cfg["seconds"] = {"features": t_features, "total": time.time() - t_start}
-    cfg["history"] = history
-    (outp / "config.json").write_text(json.dumps(cfg, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    log.info("best dev F1 %.4f at epoch %d; model in %s", best_f, best_epoch, outp)
+        return span_prf(all_gold, all_pred, types=UNIFIED_TYPES), per_file
+
+    done: list[dict[str, Any]] = []  # best state of each finished head
+    records: list[dict[str, Any]] = []
+    for h in range(opts.heads):
+        # each head is seeded on its own: head h of `--heads N --seed S` is the single head of `--seed S+h`
+        seed = opts.seed + h
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        head = M.build_head(cfg)
+        n_params = sum(p.numel() for p in head.parameters())
+        log.info("head %d/%d (seed %d): %d parameters", h + 1, opts.heads, seed, n_params)
+        optim = torch.optim.Adam(head.parameters(), lr=opts.lr)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optim, mode="max", factor=0.5, patience=3)
+        history: list[dict[str, Any]] = []
+        rec: dict[str, Any] = {"seed": seed, "n_parameters": n_params, "history": history}
+        best_f, bad = -1.0, 0
+        best_state: dict[str, Any] = {}
+        order = list(range(len(train_items)))
+        for epoch in range(1, opts.epochs + 1):
+            t_ep = time.time()
+            head.train()
+            random.shuffle(order)
+            # batches of similar length (less padding), in random order
+            chunks = [order[i : i + opts.batch_size * 20] for i in range(0, len(order), opts.batch_size * 20)]
+            batches = []
+            for ch in chunks:
+                ch = sorted(ch, key=lambda i: len(train_items[i]["words"]))
+                batches += [ch[i : i + opts.batch_size] for i in range(0, len(ch), opts.batch_size)]
+            random.shuffle(batches)
+            total = 0.0
+            for bidx in batches:
+                batch = M.collate([train_items[i] for i in bidx])
+                if opts.word_dropout and opts.word_dim:
+                    drop = torch.rand(batch["words"].shape) < opts.word_dropout
+                    batch["words"] = batch["words"].masked_fill(drop & batch["mask"], M.UNK)
+                loss = head.loss(batch)
+                optim.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(head.parameters(), 5.0)
+                optim.step()
+                total += float(loss.detach()) * len(bidx)
+            pooled, per_file = dev_scores(head)
+            f = pooled["f1"]
+            sched.step(f)
+            history.append({"epoch": epoch, "loss": total / len(order), "dev_f1": f,
+                            "dev_f1_per_file": {n: r["f1"] for n, r in per_file.items()}, "seconds": time.time() - t_ep})
+            log.info("head %d epoch %d loss %.3f dev F1 %.4f %s (%.0f s)", h + 1, epoch, history[-1]["loss"], f,
+                     {n: round(v, 4) for n, v in history[-1]["dev_f1_per_file"].items()}, history[-1]["seconds"])
+            if f > best_f:
+                best_f, bad = f, 0
+                best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+                rec.update({"best_epoch": epoch, "dev": {"pooled": pooled, "per_file": per_file}})
+                # an interrupted run leaves the finished heads plus this head's best so far
+                cfg.update({"n_heads": len(done) + 1, "heads": records + [rec], "partial": True,
+                            "seconds": {"features": t_features, "total": time.time() - t_start}})
+                save_model(done + [best_state], cfg, outp)
+            else:
+                bad += 1
+                if bad >= opts.patience:
+                    log.info("head %d: no dev improvement for %d epochs: stopping", h + 1, bad)
+                    break
+        done.append(best_state)
+        records.append(rec)
+        log.info("head %d: best dev F1 %.4f at epoch %d", h + 1, best_f, rec["best_epoch"])
+    model = M.build_ensemble(cfg, len(done))
+    model.load_state_dict({f"heads.{i}.{k}": v for i, st in enumerate(done) for k, v in st.items()}, strict=True)
+    pooled, per_file = dev_scores(model)
+    cfg.update({"n_heads": len(done), "heads": records, "partial": False, "dev": {"pooled": pooled, "per_file": per_file},
+                "best_epoch": [r["best_epoch"] for r in records] if len(done) > 1 else records[0]["best_epoch"],
+                "n_parameters": sum(r["n_parameters"] for r in records),
+                "seconds": {"features": t_features, "total": time.time() - t_start}})
+    save_model(done, cfg, outp)
+    log.info("dev F1 %.4f (%d head%s); model in %s", pooled["f1"], len(done), "s" if len(done) > 1 else "", outp)
     return cfg
