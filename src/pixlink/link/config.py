@@ -37,11 +37,13 @@ class LinkerConfig:
         segment: turn box/click prompts into masks with the promptable segmenter.
         ner_mentions: find names in the caption with the ``ner`` role for the lexical signal
             (else the whole caption is searched).
+        gazetteer: also look up capitalised n-grams of the caption as KB labels/aliases
+            (names the tagger missed).
         ocr: read text inside the region with the ``ocr`` role and add it to the lexical query.
         face_min_overlap: a face counts for the region when this fraction of its box lies
             inside the region's box.
         person_types: P31 ids that mean "a person" (Wikidata human, Q5): when a face is found
-            in the region, typed entities get the ``type`` signal (1 for these, 0 for others).
+            in the region, entities typed as something else get ``type`` = 0 (a penalty).
         fusion_path: JSON with learned fusion parameters (:class:`~pixlink.link.fusion.Fusion`).
         nil_threshold: overrides the fusion's NIL threshold when set.
     """
@@ -56,6 +58,7 @@ class LinkerConfig:
     crop_margin: float = 0.1
     segment: bool = True
     ner_mentions: bool = True
+    gazetteer: bool = True
     ocr: bool = False
     face_min_overlap: float = 0.5
     person_types: tuple[str, ...] = ("Q5",)

@@ -66,8 +66,8 @@ class SignalCalibration:
 #   anything vaguely related, so its centre is high and its weight low.
 # - lexical: 1.0 for an exact label/alias match of a mention in the text, lower for BM25 hits.
 # - dense_text: cosine of caption and entity text sentence embeddings.
-# - type: 1 when the entity's P31 types fit what the region shows (a face -> a person), 0 when
-#   they do not (entities with no types are not scored).
+# - type: 0 when the entity's P31 types do not fit what the region shows (a face, and the
+#   entity is typed but not as a person); never positive evidence.
 DEFAULT_CALIBRATION: dict[str, SignalCalibration] = {
     "face": SignalCalibration(center=0.915, slope=60.0, weight=4.0, missing_prior=0.3),
     "v2v": SignalCalibration(center=0.80, slope=20.0, weight=1.5),

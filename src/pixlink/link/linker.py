@@ -312,6 +312,13 @@ class Linker:
             if reader is not None and q.region is not None:
                 for line in reader.read(crop(q.image, q.region, 0.0)):
                     queries.append((line.text, 0.8))
+        if q.text and self.config.gazetteer:
+            # names the tagger missed: capitalised n-grams that are a KB label or alias
+            seen = {m for m, _ in queries}
+            for gram in _name_ngrams(q.text):
+                if gram not in seen and self.kb.by_name(gram):
+                    queries.append((gram, 0.9))
+                    seen.add(gram)
         if q.text and not queries:
             queries.append((q.text, 0.6))  # no names found: the caption itself, as weaker evidence
         if not queries:
@@ -348,12 +355,13 @@ class Linker:
             scores, got = index.search_subset(vec[None, :], ids)
             table.setdefault(sig, {}).update({e: float(s) for e, s in zip(got[0], scores[0])})
         if q.face_found and cfg.person_types:
-            # a face in the region: entities typed as persons fit, other typed entities do not
+            # a face in the region: entities typed as something other than a person are
+            # penalised (negative evidence only: being a person proves nothing by itself)
             person = set(cfg.person_types)
             fit: dict[str, float] = {}
             for ent in self.kb.get_many(ids):
-                if ent.types:
-                    fit[ent.id] = 1.0 if person.intersection(ent.types) else 0.0
+                if ent.types and not person.intersection(ent.types):
+                    fit[ent.id] = 0.0  # typed, and not a person: it cannot be this face
             table["type"] = fit
         ran = [sig for sig in q.vectors if sig in table]
         cands = []
@@ -403,6 +411,31 @@ class Linker:
         desc = self.profile.describe()
         return {r: str(desc[r]["backend"]) + (" (fallback)" if desc[r].get("fallback") else "")
                 for r in sorted(self._used_roles) if r in desc}
+
+
+_STOP = frozenset("a an the of in on at to for and or with by from as is are was were be this that these those "
+                  "it its his her their our my your".split())
+
+
+def _name_ngrams(text: str, max_n: int = 4) -> list[str]:
+    """Word n-grams of ``text`` (up to ``max_n`` words) that could be names: they contain a
+    capitalised word or a number after the first word, and neither start nor end with a stop
+    word. Longest first."""
+    import re
+
+    words = re.findall(r"[\w][\w'.&-]*", text)
+    out: list[str] = []
+    for n in range(max_n, 0, -1):
+        for i in range(len(words) - n + 1):
+            gram = words[i : i + n]
+            if gram[0].lower() in _STOP or gram[-1].lower() in _STOP:
+                continue
+            if not any(w[:1].isupper() or w[:1].isdigit() for w in gram):
+                continue
+            if n == 1 and not (gram[0][:1].isupper() and len(gram[0]) >= 3):
+                continue  # a lone number or short word is too ambiguous to be a name
+            out.append(" ".join(gram).rstrip("."))
+    return out
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
