@@ -26,7 +26,6 @@ Outputs of :meth:`EfficientNetLiteEncoder.encode_images`:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -39,6 +38,7 @@ from ...errors import Errors, InputError, ModelUnavailableError
 from ...io import load_image
 from ...log import get_logger
 from .. import roles as R
+from ..packaged import check_packaged_weights, package_file
 from ..registry import register_backend
 
 log = get_logger("pixlink.models.efficientnet")
@@ -74,27 +74,13 @@ def imagenet_class_names(kind: str = "clean") -> list[str]:
 
 
 def weights_path() -> Path | None:
-    """Path of the packaged Lite0 state dict, or ``None`` when the package is not installed.
-
-    Found through the import system without importing the package."""
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for loc in spec.submodule_search_locations:
-        p = Path(loc) / "models" / WEIGHTS_FILE
-        if p.is_file():
-            return p
-    return None
+    """Path of the packaged weights, or ``None`` when the package is not installed (found
+    without importing the package)."""
+    return package_file(WEIGHTS_PACKAGE, "models/" + WEIGHTS_FILE)
 
 
 def _check() -> str | None:
-    if importlib.util.find_spec("torch") is None:
-        return "missing package: torch"
-    if importlib.util.find_spec(WEIGHTS_PACKAGE) is None:
-        return f"missing package: {WEIGHTS_PACKAGE}"
-    if weights_path() is None:
-        return f"{WEIGHTS_PACKAGE} holds no {WEIGHTS_FILE}"
-    return None
+    return check_packaged_weights(WEIGHTS_PACKAGE, "models/" + WEIGHTS_FILE, "")
 
 
 @dataclass

