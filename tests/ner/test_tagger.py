@@ -147,6 +147,14 @@ def test_aux_knowledge_is_appended_and_tags_stay_on_the_post(tagger):
         assert 0 <= s.start < s.end <= len(text)
 
 
+def test_aux_clean_cuts_prompt_echo_and_loops():
+    aux = AuxKnowledge(_FakeLM())
+    assert aux.clean(" I love soccer. I love soccer. I love soccer. Messi plays. ") == "I love soccer. Messi plays."
+    assert aux.clean(" The NHL is a league. Background: The NHL is big") == "The NHL is a league."
+    assert aux.clean("Paris is in France.\n\nTweet: more") == "Paris is in France."
+    assert len(AuxKnowledge(_FakeLM(), max_chars=20).clean("word " * 50)) <= 20
+
+
 def test_aux_failures_raise_or_are_recorded(tagger):
     lm = _FakeLM("context", fail_on="second")
     strict = AuxKnowledge(lm)

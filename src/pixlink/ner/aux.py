@@ -76,9 +76,20 @@ class AuxKnowledge:
         return str(getattr(self.generator, "name", type(self.generator).__name__))
 
     def clean(self, out: str) -> str:
-        """First paragraph of the generation, whitespace collapsed, cut to ``max_chars``."""
+        """First paragraph of the generation, cut where it starts to repeat the prompt's
+        format (``Tweet:`` / ``Background:``), repeated sentences dropped (small LMs loop),
+        whitespace collapsed, cut to ``max_chars``."""
         text = out.strip().split("\n\n")[0]
+        text = re.split(r"\b(?:Tweet|Background|Post):", text)[0]
         text = re.sub(r"\s+", " ", text).strip()
+        seen: set[str] = set()
+        kept = []
+        for sent in re.split(r"(?<=[.!?])\s+", text):
+            key = sent.strip().lower()
+            if key and key not in seen:
+                seen.add(key)
+                kept.append(sent.strip())
+        text = " ".join(kept)
         if len(text) > self.max_chars:
             text = text[: self.max_chars].rsplit(" ", 1)[0]
         return text
