@@ -35,6 +35,9 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0, help="first N tweets of each split (0: all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ner.json")
+    ap.add_argument("--aux-n", type=int, default=0, help=(
+        "also score the first N Twitter-2017 valid tweets with auxiliary knowledge from the offline "
+        "profile's generate model (packaged Gemma 3 270M; slow on CPU), with and without it"))
     args = ap.parse_args()
 
     from pixlink.config import shared_data_dir
@@ -98,6 +101,27 @@ def main() -> int:
             per = "  ".join(f"{r['per_type'][t]['f1'] * 100:6.2f}" for t in types)
             print(f"{name:24} {n:5d} {label:>14} {r['f1'] * 100:6.2f}  {per}   ({sec:.1f} s)")
     print("* MISC is OTHER for twitter2015 and gmner")
+    if args.aux_n:
+        from pixlink.models import Profile
+        from pixlink.ner.aux import AuxKnowledge
+
+        posts = read_conll(data / "twitter2017" / "valid.txt")[: args.aux_n]
+        gold = [[(e.start, e.end, e.type) for e in p.entities] for p in posts]
+        aux = AuxKnowledge(Profile("offline").get("generate"), max_new_tokens=40)
+        t = time.time()
+        ctx = aux.contexts([p.text for p in posts])
+        t_gen = time.time() - t
+        plain = span_prf(gold, tagger.tag_tokens([p.tokens for p in posts]), types=list(DATASET_TYPES["twitter2017"]))
+        withc = span_prf(gold, tagger.tag_tokens([p.tokens for p in posts], contexts=ctx),
+                         types=list(DATASET_TYPES["twitter2017"]))
+        results["aux_knowledge"] = {
+            "split": "twitter2017/valid.txt", "n_posts": len(posts), "generator": aux.name,
+            "generator_model_id": getattr(aux.generator, "model_id", ""), "max_new_tokens": 40,
+            "f1_without": plain["f1"], "f1_with": withc["f1"], "generate_seconds": t_gen,
+            "examples": [{"text": p.text, "context": c} for p, c in zip(posts[:5], ctx[:5])],
+        }
+        print(f"aux knowledge ({aux.name}) on {len(posts)} twitter2017 valid tweets: F1 {plain['f1'] * 100:.2f} "
+              f"without, {withc['f1'] * 100:.2f} with ({t_gen:.0f} s generating)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
