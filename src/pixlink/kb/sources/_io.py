@@ -135,6 +135,26 @@ def iter_lines(op: Opened, start: int = 0) -> Iterator[tuple[int, bytes | Bad]]:
             yield n, line
 
 
+def iter_jsonl_objects(op: "Opened", start: int, path: Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed object)`` for each non-blank JSONL line from ``start``; a line
+    that is not JSON gives ``(n, Bad)`` (E108) and reading goes on; a damaged stream gives its
+    ``Bad`` and stops."""
+    import orjson
+
+    from ...errors import Errors
+
+    for n, line in iter_lines(op, start):
+        if type(line) is Bad:
+            yield n, line
+            return
+        if not line.strip():
+            continue
+        try:
+            yield n, orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield n, Bad.of(Errors.E108.format(line=n, path=path, reason=str(exc)))
+
+
 class _Stream:
     """Text buffer over a stream with absolute line accounting, for :func:`iter_json_items`."""
 

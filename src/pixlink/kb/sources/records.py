@@ -29,7 +29,7 @@ import orjson
 
 from ...errors import Errors
 from ..text import fold
-from ._io import Bad, JSONDocError, Opened, iter_json_items, iter_lines
+from ._io import Bad, JSONDocError, Opened, iter_json_items, iter_jsonl_objects
 
 _ENTITY_KEYS = ("id", "label", "aliases", "description", "types", "parents", "images", "popularity", "source", "attrs")
 
@@ -101,16 +101,9 @@ def make_record(d: dict[str, Any], key: str | None = None, default_id: str | Non
 
 
 def read_jsonl(op: Opened, start: int, lang: str, path: Path) -> Iterator[tuple[int, int, Any]]:
-    for n, line in iter_lines(op, start):
-        if type(line) is Bad:
-            yield n, n, line
-            return
-        if not line.strip():
-            continue
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            yield n, n, Bad.of(Errors.E108.format(line=n, path=path, reason=str(exc)))
+    for n, obj in iter_jsonl_objects(op, start, path):
+        if type(obj) is Bad:
+            yield n, n, obj
             continue
         try:
             yield n, n, make_record(obj)

@@ -19,11 +19,10 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-import orjson
 
 from ...errors import Errors
 from ..text import fold
-from ._io import Bad, Opened, iter_lines
+from ._io import Bad, Opened, iter_jsonl_objects
 
 _QUALIFIER = re.compile(r"^(.*\S)\s+\([^()]*\)$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
@@ -41,16 +40,9 @@ def first_sentence(text: str, limit: int = 300) -> str:
 
 
 def read(op: Opened, start: int, lang: str, path: Path) -> Iterator[tuple[int, int, Any]]:
-    for n, line in iter_lines(op, start):
-        if type(line) is Bad:
-            yield n, n, line
-            return
-        if not line.strip():
-            continue
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            yield n, n, Bad.of(Errors.E108.format(line=n, path=path, reason=str(exc)))
+    for n, obj in iter_jsonl_objects(op, start, path):
+        if type(obj) is Bad:
+            yield n, n, obj
             continue
         if not isinstance(obj, dict):
             yield n, n, Bad.of(Errors.E109.format(line=n, path=path, reason="expected a JSON object"))
