@@ -301,20 +301,26 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    from matplotlib.ticker import ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    xs: list[float] = []
     for name, r in sorted(results["runs"].items()):
         pts = r.get("search", {}).get("settings", [])
         if not pts:
             continue
-        ax.plot([p["p50_ms"] for p in pts], [p["recall_at_10"] for p in pts], "o-", label=name)
+        xs += [p["p50_ms"] for p in pts]
+        ax.plot([p["p50_ms"] for p in pts], [p["recall_at_10"] for p in pts], "o", alpha=0.8, label=name)
         for p in pts:
             ax.annotate(f"{p.get('nprobe', p.get('ef_search'))}/{p['k_factor']}", (p["p50_ms"], p["recall_at_10"]),
                         fontsize=6, xytext=(3, -8), textcoords="offset points")
     ax.axhline(0.95, color="grey", lw=0.8, ls="--")
     ax.axvline(10, color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
+    ax.set_xlim(min(xs + [1.0]) * 0.7, max(xs + [10.0]) * 1.4)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.set_xlabel("p50 latency per query, batch 1 (ms, log)")
-    ax.set_ylabel("recall@10 vs exact")
+    ax.set_ylabel("recall@10 vs exact (200 queries)")
     ax.set_title("pixlink dense search (labels: nprobe/k_factor); targets dashed")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)

@@ -77,6 +77,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "train_size": 262_144,  # vectors sampled to train the coarse quantizer and PQ
         "kmeans_iters": 10,  # FAISS' default for IVF training
         "quantizer": "auto",  # coarse quantizer: "flat", "hnsw" (HNSW over the centroids), auto: hnsw if nlist >= 8192
+        "quantizer_ef_search": 64,  # HNSW quantizer only: its efSearch at query time (FAISS raises it to >= nprobe)
         "nprobe": 32,
         "k_factor": 20,  # re-rank k * 20 candidates: on 1M x 512 this, not nprobe, was the limit
     },
@@ -255,6 +256,29 @@ class _RowReader:
     def __init__(self, path: Path, dtype: np.dtype, n: int, dim: int, offset: int) -> None:
         self.path, self.dtype, self.n, self.dim, self.offset = path, np.dtype(dtype), n, dim, int(offset)
         self.row_bytes = self.dtype.itemsize * dim
+        self._fd: int | None = None
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` (sorted for locality) as an ``(len(rows), D)`` array of the stored dtype.
+
+        One pread per row: as fast as faulting them in through a memory map (measured 0.95
+        vs 1.1 ms for 400 random rows of a 6 GB file in page cache), without the kernel's
+        fault-around mapping 16 neighbouring pages per row into the process, which made a
+        searching process show the whole file as resident."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        out = np.empty((len(rows), self.dim), dtype=self.dtype)
+        mv = memoryview(out.reshape(-1).view(np.uint8))
+        rb, off, fd, pread = self.row_bytes, self.offset, self._fd, os.preadv
+        for j, r in enumerate(rows.tolist()):
+            if pread(fd, [mv[j * rb : (j + 1) * rb]], off + r * rb) != rb:
+                raise IndexError_(Errors.E221.format(path=str(self.path.parent), reason=f"{self.path.name} is truncated"))
+        return out
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def blocks(self, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start_row, (n, D) float32 block)``; the block buffer is reused: copy it to keep it."""
@@ -317,6 +341,7 @@ class DenseIndex:
         self._offsets: np.ndarray = np.empty(0, dtype=np.int64)
         self._entity_rows: np.ndarray = np.empty(0, dtype=np.int64)
         self._faiss: Any = None
+        self._reader: _RowReader | None = None
 
     # -- properties ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -522,6 +547,7 @@ class DenseIndex:
 
         vec = np.load(d / "vectors.npy", mmap_mode="r")
         reader = _RowReader(d / "vectors.npy", vec.dtype, n, dim, vec.offset)
+        del vec  # only its header was needed
         fmetric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
         train_size = int(params["train_size"])
         if train_size < 1:
@@ -573,14 +599,16 @@ class DenseIndex:
         index = faiss.index_factory(dim, factory, fmetric)
         p["factory"] = factory
 
-        # training sample: random rows, read in sorted order from the mmap'd file
+        # training sample: random rows, read in sorted order
         rng = np.random.default_rng(seed)
         n_train = min(n, train_size)
         rows = np.sort(rng.choice(n, size=n_train, replace=False)) if n_train < n else np.arange(n)
         train = np.empty((n_train, dim), dtype=np.float32)
-        for s in range(0, n_train, chunk_size):
-            train[s : s + chunk_size] = vec[rows[s : s + chunk_size]]
-        del vec  # unmap: the sampled pages leave the process' resident set
+        try:
+            for s in range(0, n_train, chunk_size):
+                train[s : s + chunk_size] = reader.take(rows[s : s + chunk_size])
+        finally:
+            reader.close()
         if backend == "ivfpq":
             ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
             ivf.cp.niter = int(p["kmeans_iters"])
@@ -590,8 +618,9 @@ class DenseIndex:
             # PQ codes, used only by polysemous search): it costs minutes and we never use it.
             ivf.do_polysemous_training = False
             if p["quantizer"] == "hnsw":
-                # assignment of every vector at add time, and of queries to nprobe lists
-                faiss.downcast_index(ivf.quantizer).hnsw.efSearch = 128
+                # efSearch 16 while adding: the same speed as a flat BLAS assignment and 99.7%
+                # the same list (measured at nlist=8192, 512-d; efSearch 128 made adding 5x slower)
+                faiss.downcast_index(ivf.quantizer).hnsw.efSearch = 16
         elif backend == "hnsw":
             faiss.downcast_index(index).hnsw.efConstruction = int(p["ef_construction"])
         t = time.perf_counter()
@@ -606,6 +635,11 @@ class DenseIndex:
                 index.add(block)
                 bar.advance(task, len(block))
         p["add_s"] = round(time.perf_counter() - t, 3)
+        if backend == "ivfpq" and p["quantizer"] == "hnsw":
+            qef = int(p["quantizer_ef_search"])
+            if qef < 1:
+                raise InputError(Errors.E231.format(name="quantizer_ef_search", value=qef, backend=backend, reason="must be >= 1"))
+            faiss.downcast_index(faiss.extract_index_ivf(index).quantizer).hnsw.efSearch = qef
         if index.ntotal != n:
             raise IndexError_(Errors.E221.format(path=str(d), reason=f"FAISS holds {index.ntotal} vectors, expected {n}"))
         faiss.write_index(index, str(d / "faiss.index"))
@@ -680,6 +714,7 @@ class DenseIndex:
         for ok, reason in checks:
             if not ok:
                 raise IndexError_(Errors.E221.format(path=str(d), reason=reason))
+        self._reader = _RowReader(d / "vectors.npy", self._vectors.dtype, n, dim, self._vectors.offset)
         if self.backend != "exact":
             import faiss
 
@@ -772,7 +807,7 @@ class DenseIndex:
             if not len(rows):
                 continue
             rows = np.sort(rows)
-            s = self._score_rows(q[i : i + 1], self._vectors[rows])[0]
+            s = self._score_rows(q[i : i + 1], self._take(rows))[0]
             top = np.argsort(-s, kind="stable")[:m]
             out_s[i, : len(top)] = s[top]
             out_r[i, : len(top)] = rows[top]
@@ -786,6 +821,27 @@ class DenseIndex:
         _, first = np.unique(ents, return_index=True)
         keep = np.sort(first)[:k]
         return scores[keep], ents[keep]
+
+    def _take(self, rows: np.ndarray) -> np.ndarray:
+        """Stored vectors of sorted ``rows``: ``(len(rows), D)`` float16/float32."""
+        assert self._reader is not None
+        return self._reader.take(rows)
+
+    def close(self) -> None:
+        """Release the file handle (the index is also released when garbage-collected)."""
+        if self._reader is not None:
+            self._reader.close()
+
+    def __enter__(self) -> "DenseIndex":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        reader = getattr(self, "_reader", None)
+        if reader is not None:
+            reader.close()
 
     def _key(self, e: int) -> str:
         return bytes(self._keys[e]).decode("utf-8")
@@ -889,7 +945,7 @@ class DenseIndex:
         if e < 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         rows = np.sort(np.asarray(self._entity_rows[self._offsets[e] : self._offsets[e + 1]]))
-        return np.asarray(self._vectors[rows], dtype=np.float32)
+        return np.asarray(self._take(rows), dtype=np.float32)
 
     def search_subset(
         self, queries: np.ndarray, candidate_ids: Sequence[str] | Sequence[Sequence[str]], k: int | None = None
@@ -943,7 +999,7 @@ class DenseIndex:
             if not len(ents):
                 results.append((np.zeros(0, dtype=np.float32), []))
                 continue
-            s = self._score_rows(q[i : i + 1], self._vectors[rows])[0]
+            s = self._score_rows(q[i : i + 1], self._take(rows))[0]
             best = np.full(len(ents), -np.inf, dtype=np.float32)
             np.maximum.at(best, owner, s)
             order = np.argsort(-best, kind="stable")
