@@ -118,7 +118,7 @@ def test_ivfpq_recall_against_exact(ivfpq_50k):
     _, found = idx.search(q, 10)
     r = recall(found, truth, 10)
     # Thresholds from runs on this generator with seeds 7, 70, 700 (recall@10 against exact):
-    #   defaults (nprobe=32, k_factor=20)     1.000
+    #   defaults (nprobe=32, k_factor=40)     1.000 (k_factor=20 too)
     #   nprobe=64, k_factor=10                0.951-0.958
     #   nprobe=1                              0.555-0.58  (true neighbours sit in other lists)
     #   k_factor=1 (PQ order, no re-rank)     0.37-0.39   (8-byte codes rank poorly at 64-d)

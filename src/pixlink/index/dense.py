@@ -79,7 +79,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "quantizer": "auto",  # coarse quantizer: "flat", "hnsw" (HNSW over the centroids), auto: hnsw if nlist >= 8192
         "quantizer_ef_search": 64,  # HNSW quantizer only: its efSearch at query time (FAISS raises it to >= nprobe)
         "nprobe": 32,
-        "k_factor": 20,  # re-rank k * 20 candidates: on 1M x 512 this, not nprobe, was the limit
+        "k_factor": 40,  # re-rank k * 40 candidates: at 1M-6M x 512 this, not nprobe, limits recall
     },
     "hnsw": {
         "hnsw_m": 32,
