@@ -11,7 +11,8 @@ Every phase runs in its own process, so the figures of one do not leak into the 
 2. ``build``  ``DenseIndex.build`` from those chunks (IVF-PQ by default); build time and peak RSS.
 3. ``gt``     ground truth: exact search (chunked matmul over the stored vectors) for the
               measured queries.
-4. ``search`` a fresh process opens the index from disk (FAISS file memory-mapped) and runs:
+4. ``search`` a fresh process opens the index from disk (FAISS file memory-mapped; first
+              read into the page cache, while vectors.npy is evicted) and runs:
               per-query latency at batch 1 (p50/p95 over ``--queries`` queries, after a warm-up
               on other queries), throughput at batch 64, recall@10 against the ground truth,
               for each ``nprobe:k_factor`` setting; VmRSS/VmHWM/RssAnon/RssFile from
@@ -194,14 +195,36 @@ def recall_at(found: list[list[str]], gt: np.ndarray, k: int = 10) -> float:
     return float(np.mean(hits))
 
 
+def evict(path: Path) -> None:
+    """Drop one file's pages from the page cache (posix_fadvise DONTNEED; other files untouched)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def preload(path: Path) -> None:
+    """Read one file sequentially so that it sits in the page cache (plain reads: nothing is
+    mapped into this process, so its RSS does not change)."""
+    with open(path, "rb", buffering=0) as fh:
+        while fh.read(1 << 24):
+            pass
+
+
 def phase_search(args, paths) -> dict:
     import faiss
 
     from pixlink.index.dense import DenseIndex
 
     faiss.omp_set_num_threads(args.threads)
+    # Controlled page cache: the index's working set (faiss.index) cached, the float vectors
+    # (read only for the final exact scores) evicted, so those reads go to the disk.
+    evict(Path(paths["index"]) / "vectors.npy")
+    if (Path(paths["index"]) / "faiss.index").exists():
+        preload(Path(paths["index"]) / "faiss.index")
     before = proc_status()
-    idx = DenseIndex.open(paths["index"], mmap=True)
+    idx = DenseIndex.open(paths["index"], mmap=not args.no_mmap)
     opened = proc_status()
     allq = np.load(paths["queries"])
     q = allq[: args.queries]
@@ -233,7 +256,8 @@ def phase_search(args, paths) -> dict:
         })
         print(f"  {rows[-1]}", file=sys.stderr)
     return {"rss_before_open": before, "rss_after_open": opened, "rss_after_search": proc_status(), "settings": rows,
-            "threads": args.threads}
+            "threads": args.threads, "mmap": not args.no_mmap,
+            "page_cache": "faiss.index read into the page cache before opening; vectors.npy evicted first"}
 
 
 def phase_cold(args, paths) -> dict:
@@ -243,10 +267,8 @@ def phase_cold(args, paths) -> dict:
 
     faiss.omp_set_num_threads(args.threads)
     for p in Path(paths["index"]).iterdir():
-        fd = os.open(p, os.O_RDONLY)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        os.close(fd)
-    idx = DenseIndex.open(paths["index"], mmap=True)
+        evict(p)
+    idx = DenseIndex.open(paths["index"], mmap=not args.no_mmap)
     q = np.load(paths["queries"])[: args.queries]
     gt = np.load(paths["gt"])
     nprobe, k_factor = args.settings[0]
@@ -273,7 +295,7 @@ PHASES = {"gen": phase_gen, "build": phase_build, "gt": phase_gt, "search": phas
 
 
 def run_name(args) -> str:
-    return f"{args.data}-{args.n}x{args.dim}-{args.backend}"
+    return f"{args.data}-{args.n}x{args.dim}-{args.backend}" + ("-loaded" if args.no_mmap else "")
 
 
 def make_paths(args) -> dict[str, Path]:
@@ -352,6 +374,7 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/pixlink-bench-dense")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the index even if it exists")
     ap.add_argument("--cold", action="store_true", help="also measure right after evicting the index from the page cache")
+    ap.add_argument("--no-mmap", action="store_true", help="load faiss.index into RAM instead of mapping it")
     ap.add_argument("--cleanup", action="store_true", help="delete the data and index files at the end")
     ap.add_argument("--results-dir", default=str(RESULTS), help="where dense.json and dense.png go")
     ap.add_argument("--quiet", action="store_true")

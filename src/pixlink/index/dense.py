@@ -22,10 +22,13 @@ Backends:
 
 * ``exact``: chunked matmul over ``vectors.npy`` (``corpus_chunk_size`` rows at a time) with
   an argpartition top-k; working memory is ``O(Q * corpus_chunk_size)`` whatever N.
-* ``ivfpq``: FAISS IVF + PQ (optionally OPQ) codes, then a re-rank ("refine") of the
-  ``k * k_factor`` best candidates with exact scores from ``vectors.npy``. Knobs: ``nprobe``,
-  ``k_factor``. RAM is the PQ codes (N * m bytes) plus ids (8 N bytes) plus the coarse
-  centroids; the float vectors stay on disk.
+* ``ivfpq``: FAISS IVF + PQ (optionally OPQ) codes; the ``k * k_factor`` best candidates are
+  re-ranked ("refine") with 8-bit scalar-quantised copies kept in the FAISS file
+  (``refine="SQ8"``, FAISS' IndexRefine), and the best ``2k`` of those get exact scores from
+  ``vectors.npy``. Knobs: ``nprobe``, ``k_factor``. Working set: PQ codes (N * m bytes), ids
+  (8 N), SQ8 codes (N * D bytes), centroids; all memory-mapped. The float vectors stay on disk
+  and only ~2k rows a query are read. ``refine="vectors"`` drops the SQ copy and re-ranks all
+  candidates from ``vectors.npy`` (smaller index, but fast only while that file is cached).
 * ``hnsw``: FAISS HNSW graph over scalar-quantised codes (``storage``, default ``SQ8``), with
   the same refine. Fast to query, slow to build; for KBs up to a few million vectors.
 * ``auto``: ``exact`` up to ``auto_exact_max`` vectors (default 100_000), else ``ivfpq``.
@@ -78,6 +81,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "kmeans_iters": 10,  # FAISS' default for IVF training
         "quantizer": "auto",  # coarse quantizer: "flat", "hnsw" (HNSW over the centroids), auto: hnsw if nlist >= 8192
         "quantizer_ef_search": 64,  # HNSW quantizer only: its efSearch at query time (FAISS raises it to >= nprobe)
+        # how the k * k_factor PQ candidates are re-ranked: by scalar-quantised copies kept in
+        # faiss.index ("SQ8": D bytes a vector; "SQ6", "SQ4", "SQfp16"), the 2 * k best of
+        # which then get exact scores from vectors.npy; or "vectors": all of them exactly
+        # from vectors.npy (no extra copy, but fast only while that file is in page cache)
+        "refine": "SQ8",
         "nprobe": 32,
         "k_factor": 40,  # re-rank k * 40 candidates: at 1M-6M x 512 this, not nprobe, limits recall
     },
@@ -580,8 +588,15 @@ class DenseIndex:
                     Errors.E231.format(name="quantizer", value=quantizer, backend=backend, reason="one of auto, flat, hnsw")
                 )
             p["quantizer"] = quantizer
+            refine = str(p["refine"])
+            if refine not in ("vectors", "SQ8", "SQ6", "SQ4", "SQfp16"):
+                raise InputError(
+                    Errors.E231.format(name="refine", value=refine, backend=backend, reason="one of vectors, SQ8, SQ6, SQ4, SQfp16")
+                )
             coarse = f"IVF{nlist}_HNSW32" if quantizer == "hnsw" else f"IVF{nlist}"
             factory = f"{'OPQ%d,' % m if p['opq'] else ''}{coarse},PQ{m}x{nbits}"
+            if refine != "vectors":
+                factory += f",Refine({refine})"
         else:
             hm = int(p["hnsw_m"])
             if hm < 2:
@@ -722,7 +737,10 @@ class DenseIndex:
             if not fpath.is_file():
                 raise IndexError_(Errors.E221.format(path=str(d), reason="faiss.index is missing"))
             try:
-                self._faiss = faiss.read_index(str(fpath), faiss.IO_FLAG_MMAP if mmap else 0)
+                # IO_FLAG_MMAP_IFC (FAISS >= 1.10) maps inverted lists and flat codes (the SQ
+                # refine copy); the older IO_FLAG_MMAP maps inverted lists only
+                flag = getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP) if mmap else 0
+                self._faiss = faiss.read_index(str(fpath), flag)
             except RuntimeError as exc:
                 raise IndexError_(Errors.E221.format(path=str(d), reason=f"faiss.index cannot be read ({exc})")) from exc
             if self._faiss.ntotal != n or self._faiss.d != dim:
@@ -786,13 +804,22 @@ class DenseIndex:
         return np.take_along_axis(best_s, order, axis=1), np.take_along_axis(best_r, order, axis=1)
 
     def _approx(self, q: np.ndarray, m: int, knobs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """FAISS candidates then exact re-rank: ``(scores (Q, m), rows (Q, m), exhausted (Q,))``;
+        """FAISS candidates (re-ranked by SQ codes when the index has them) then exact
+        re-rank: ``(scores (Q, m), rows (Q, m), exhausted (Q,))``;
         rows of -1 (score -inf) pad queries with fewer candidates; ``exhausted[i]`` is True
         when FAISS returned fewer candidates than asked (asking for more will not help)."""
         import faiss
 
-        n_cand = min(self._count, max(m, m * int(knobs["k_factor"])))
-        if self.backend == "ivfpq":
+        k_factor = int(knobs["k_factor"])
+        n_cand = min(self._count, max(m, m * k_factor))
+        if self.backend == "ivfpq" and self.params.get("refine", "vectors") != "vectors":
+            # FAISS re-ranks m * k_factor PQ candidates with the SQ codes and returns the best
+            # 2m; those get exact scores below
+            n_cand = min(self._count, 2 * m)
+            params = faiss.IndexRefineSearchParameters(
+                k_factor=max(1.0, m * k_factor / n_cand), base_index_params=faiss.SearchParametersIVF(nprobe=int(knobs["nprobe"]))
+            )
+        elif self.backend == "ivfpq":
             params = faiss.SearchParametersIVF(nprobe=int(knobs["nprobe"]))
         else:
             params = faiss.SearchParametersHNSW(efSearch=max(int(knobs["ef_search"]), n_cand))
