@@ -37,17 +37,20 @@ _loads = orjson.loads
 _JSONError = orjson.JSONDecodeError
 
 
-def _item_ids(stmts: Any) -> list[str]:
-    out: list[str] = []
-    if not stmts:
-        return out
-    for st in stmts:
+def _values(stmts: Any) -> Iterator[Any]:
+    """``datavalue.value`` of each statement that has a value and is not deprecated."""
+    for st in stmts or ():
         if st.get("rank") == "deprecated":
             continue
         ms = st.get("mainsnak")
         if not ms or ms.get("snaktype") != "value":
             continue
-        v = ms["datavalue"]["value"]
+        yield ms["datavalue"]["value"]
+
+
+def _item_ids(stmts: Any) -> list[str]:
+    out: list[str] = []
+    for v in _values(stmts):
         i = v.get("id")
         if i is None:
             nid = v.get("numeric-id")
@@ -61,15 +64,7 @@ def _item_ids(stmts: Any) -> list[str]:
 
 def _string_values(stmts: Any) -> list[str]:
     out: list[str] = []
-    if not stmts:
-        return out
-    for st in stmts:
-        if st.get("rank") == "deprecated":
-            continue
-        ms = st.get("mainsnak")
-        if not ms or ms.get("snaktype") != "value":
-            continue
-        v = ms["datavalue"]["value"]
+    for v in _values(stmts):
         if isinstance(v, str) and v and v not in out:
             out.append(v)
     return out
