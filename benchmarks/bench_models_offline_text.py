@@ -32,13 +32,13 @@ import argparse
 import json
 import os
 import platform
-import resource
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from _measure import median_s, peak_mb, rss_mb
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -57,26 +57,6 @@ SENTENCES = [
     "Lin-Manuel Miranda wrote the musical Hamilton for Broadway.",
     "The Eiffel Tower in Paris was lit up for the new year.",
 ]
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        pages = int(fh.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _median_s(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def _data_dir() -> Path:
@@ -149,25 +129,25 @@ def run_one(name: str, repeats: int, threads: int | None) -> dict[str, Any]:
         res["skipped"] = why
         return res
     res["first_use"] = _first_use(name)
-    res["rss_base_mb"] = round(_rss_mb(), 1)
+    res["rss_base_mb"] = round(rss_mb(), 1)
     opts: dict[str, Any] = {}
     if name == "rapidocr" and threads is not None:
         opts["threads"] = threads
     t = time.perf_counter()
     model = spec.factory(**opts)
     res["load_s"] = round(time.perf_counter() - t, 3)
-    res["rss_loaded_mb"] = round(_rss_mb(), 1)
+    res["rss_loaded_mb"] = round(rss_mb(), 1)
     res["model_id"] = getattr(model, "model_id", "")
     lat: dict[str, float] = {}
     if role == "text_embed":
         s16 = (SENTENCES * 4)[:16]
-        lat["batch1_ms"] = _median_s(lambda: model.encode(SENTENCES[:1]), repeats) * 1e3
-        lat["batch16_ms"] = _median_s(lambda: model.encode(s16, batch_size=16), repeats) * 1e3
+        lat["batch1_ms"] = median_s(lambda: model.encode(SENTENCES[:1]), repeats) * 1e3
+        lat["batch16_ms"] = median_s(lambda: model.encode(s16, batch_size=16), repeats) * 1e3
         lat["batch16_ms_per_item"] = lat["batch16_ms"] / 16
     elif role == "ner":
         tw = _tweets(16)
-        lat["batch1_ms"] = _median_s(lambda: model.tag(tw[:1]), repeats) * 1e3
-        lat["batch16_ms"] = _median_s(lambda: model.tag(tw), repeats) * 1e3
+        lat["batch1_ms"] = median_s(lambda: model.tag(tw[:1]), repeats) * 1e3
+        lat["batch16_ms"] = median_s(lambda: model.tag(tw), repeats) * 1e3
         lat["batch16_ms_per_item"] = lat["batch16_ms"] / 16
     elif role == "faces":
         from pixlink.io import load_image
@@ -179,27 +159,27 @@ def run_one(name: str, repeats: int, threads: int | None) -> dict[str, Any]:
         img = load_image(path)
         faces = model.detect(img)
         res["faces_found"] = len(faces)
-        lat["detect_ms"] = _median_s(lambda: model.detect(img), repeats) * 1e3
-        lat["embed_batch1_ms"] = _median_s(lambda: model.embed(img, faces[:1]), repeats) * 1e3
-        lat["embed_batch16_ms"] = _median_s(lambda: model.embed(img, faces[:1] * 16), repeats) * 1e3
+        lat["detect_ms"] = median_s(lambda: model.detect(img), repeats) * 1e3
+        lat["embed_batch1_ms"] = median_s(lambda: model.embed(img, faces[:1]), repeats) * 1e3
+        lat["embed_batch16_ms"] = median_s(lambda: model.embed(img, faces[:1] * 16), repeats) * 1e3
         lat["embed_batch16_ms_per_face"] = lat["embed_batch16_ms"] / 16
     elif role == "ocr":
         img = _rendered_text_image()
         res["read"] = [ln.text for ln in model.read(img)]
-        lat["read_ms"] = _median_s(lambda: model.read(img), repeats) * 1e3
+        lat["read_ms"] = median_s(lambda: model.read(img), repeats) * 1e3
     elif role == "generate":
         from pixlink.models.backends.generate import expansion_prompt
 
         prompt = expansion_prompt("Kevin Durant", "PER")
         if name == "template":
-            lat["expand_ms"] = _median_s(lambda: model.expand("Kevin Durant", "PER"), repeats) * 1e3
+            lat["expand_ms"] = median_s(lambda: model.expand("Kevin Durant", "PER"), repeats) * 1e3
             res["sample"] = model.expand("Kevin Durant", "PER")
         else:
-            lat["gen16_ms"] = _median_s(lambda: model.generate(prompt, max_new_tokens=16, stop=()), repeats) * 1e3
+            lat["gen16_ms"] = median_s(lambda: model.generate(prompt, max_new_tokens=16, stop=()), repeats) * 1e3
             lat["gen16_ms_per_token"] = lat["gen16_ms"] / 16
             res["sample"] = model.expand("Kevin Durant", "PER")
     res["latency"] = {k: round(v, 2) for k, v in lat.items()}
-    res["peak_rss_mb"] = round(_peak_mb(), 1)
+    res["peak_rss_mb"] = round(peak_mb(), 1)
     res["loadavg_after"] = os.getloadavg()[0]
     del np
     return res

@@ -45,13 +45,13 @@ import importlib.util
 import json
 import os
 import platform
-import resource
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from _measure import median_s, peak_mb, rss_mb
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -66,26 +66,6 @@ PHOTOS = ("obama.jpg", "biden.jpg", "two_people.jpg", "obama_and_biden.jpg", "ki
           "johnsnow_test1.jpg", "lin-manuel-miranda.png", "alex-lacamoire.png")
 FACE_BOX = [230, 10, 400, 230]  # two_people.jpg
 PERSON_BOX = [10, 0, 560, 661]
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        pages = int(fh.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _median_s(fn: Callable[[], Any], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def _shared() -> Path:
@@ -134,44 +114,44 @@ def _latency(part: str, repeats: int) -> dict[str, Any]:
     from pixlink.models import Profile
 
     role = PARTS[part]
-    out: dict[str, Any] = {"rss_base_mb": round(_rss_mb(), 1)}
+    out: dict[str, Any] = {"rss_base_mb": round(rss_mb(), 1)}
     t = time.perf_counter()
     backend = Profile("offline", overrides={role: part}).get(role)
     out["load_s"] = round(time.perf_counter() - t, 3)
-    out["rss_loaded_mb"] = round(_rss_mb(), 1)
+    out["rss_loaded_mb"] = round(rss_mb(), 1)
     out["model_id"] = backend.model_id
     lat: dict[str, float] = {}
     two = load_image(_shared() / "photos" / "two_people.jpg")
     if part in ("efficientnet_lite", "conse_efficientnet"):
         imgs = _photos()
-        lat["batch1_ms"] = _median_s(lambda: backend.encode_images(imgs[:1]), repeats) * 1e3
-        b16 = _median_s(lambda: backend.encode_images(imgs[:16], batch_size=16), repeats) * 1e3
+        lat["batch1_ms"] = median_s(lambda: backend.encode_images(imgs[:1]), repeats) * 1e3
+        b16 = median_s(lambda: backend.encode_images(imgs[:16], batch_size=16), repeats) * 1e3
         lat["batch16_ms"], lat["batch16_ms_per_item"] = b16, b16 / 16
         if part == "conse_efficientnet":
             texts = [f"a photo of object number {i}" for i in range(16)]
-            lat["text_batch1_ms"] = _median_s(lambda: backend.encode_texts(texts[:1]), repeats) * 1e3
-            lat["text_batch16_ms"] = _median_s(lambda: backend.encode_texts(texts), repeats) * 1e3
+            lat["text_batch1_ms"] = median_s(lambda: backend.encode_texts(texts[:1]), repeats) * 1e3
+            lat["text_batch16_ms"] = median_s(lambda: backend.encode_texts(texts), repeats) * 1e3
     elif part == "litemedsam":
         img = load_image(_shared() / "photos" / "obama.jpg")
-        lat["embed_image_ms"] = _median_s(lambda: backend.embed_image(img), repeats) * 1e3
+        lat["embed_image_ms"] = median_s(lambda: backend.embed_image(img), repeats) * 1e3
         h = backend.embed_image(img)
         box = np.array([340, 40, 620, 420], float)
-        lat["predict_1box_ms"] = _median_s(lambda: backend.predict(h, box=box), repeats) * 1e3
+        lat["predict_1box_ms"] = median_s(lambda: backend.predict(h, box=box), repeats) * 1e3
         boxes = [box + np.array([d, d, d, d]) for d in range(0, 160, 10)]
-        b16 = _median_s(lambda: [backend.predict(h, box=b) for b in boxes], repeats) * 1e3
+        b16 = median_s(lambda: [backend.predict(h, box=b) for b in boxes], repeats) * 1e3
         lat["predict_16boxes_ms"], lat["predict_16boxes_ms_per_box"] = b16, b16 / 16
     elif part == "grabcut":
-        lat["embed_image_ms"] = _median_s(lambda: backend.embed_image(two), repeats) * 1e3
+        lat["embed_image_ms"] = median_s(lambda: backend.embed_image(two), repeats) * 1e3
         h = backend.embed_image(two)
-        lat["predict_face_box_ms"] = _median_s(lambda: backend.predict(h, box=FACE_BOX), repeats) * 1e3
-        lat["predict_person_box_ms"] = _median_s(lambda: backend.predict(h, box=PERSON_BOX), repeats) * 1e3
-        lat["predict_click_ms"] = _median_s(lambda: backend.predict(h, points=[[310, 120]]), repeats) * 1e3
+        lat["predict_face_box_ms"] = median_s(lambda: backend.predict(h, box=FACE_BOX), repeats) * 1e3
+        lat["predict_person_box_ms"] = median_s(lambda: backend.predict(h, box=PERSON_BOX), repeats) * 1e3
+        lat["predict_click_ms"] = median_s(lambda: backend.predict(h, points=[[310, 120]]), repeats) * 1e3
     elif part == "classical_proposals":
-        lat["generate_ms"] = _median_s(lambda: backend.generate(two), repeats) * 1e3
+        lat["generate_ms"] = median_s(lambda: backend.generate(two), repeats) * 1e3
         out["n_masks"] = len(backend.generate(two))
     elif part == "proposals_fallback":
-        lat["detect_thing_ms"] = _median_s(lambda: backend.detect(two, ["a wristwatch"]), repeats) * 1e3
-        lat["detect_person_ms"] = _median_s(lambda: backend.detect(two, ["a man"]), repeats) * 1e3
+        lat["detect_thing_ms"] = median_s(lambda: backend.detect(two, ["a wristwatch"]), repeats) * 1e3
+        lat["detect_person_ms"] = median_s(lambda: backend.detect(two, ["a man"]), repeats) * 1e3
         out["faces"] = getattr(backend.faces, "model_id", None)
     out["latency"] = {k: round(v, 2) for k, v in lat.items()}
     return out
@@ -270,7 +250,7 @@ def worker(part: str, repeats: int, threads: int) -> None:
 
     torch.set_num_threads(threads)
     res = _quality() if part == "quality" else _latency(part, repeats)
-    res["peak_rss_mb"] = round(_peak_mb(), 1)
+    res["peak_rss_mb"] = round(peak_mb(), 1)
     print("RESULT " + json.dumps(res))
 
 
