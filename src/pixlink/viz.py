@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -91,6 +91,24 @@ def entities_overlay(image: np.ndarray, entities: Sequence[NamedEntity], out_pat
         if ent.link is not None and ent.link.prediction:
             linked = f" -> {ent.link.candidates[0].label or ent.link.prediction}"
         _label(d, (x1 + 2, max(y1 - size - 8, 0)), f"{ent.text} ({ent.type}){linked}", color, size)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    img.convert("RGB").save(out_path)
+    return out_path
+
+
+def detections_overlay(image: np.ndarray, detections: Sequence[Any], out_path: str | Path) -> Path:
+    """Boxes of :class:`~pixlink.models.roles.Detection` objects with ``label score`` (and the
+    phrase when there is one); ``image`` ``(H, W, 3)`` uint8 RGB, boxes XYXY original pixels."""
+    img = Image.fromarray(image).convert("RGBA")
+    size = max(12, round(max(img.size) / 50))
+    d = ImageDraw.Draw(img)
+    for i, det in enumerate(detections):
+        color = PALETTE[i % len(PALETTE)]
+        x1, y1, x2, y2 = (float(v) for v in det.box)
+        d.rectangle([x1, y1, x2, y2], outline=(*color, 255), width=max(2, size // 5))
+        text = f"{det.label} {det.score:.2f}" + (f" <- {det.phrase}" if det.phrase else "")
+        _label(d, (x1 + 2, max(y1 - size - 6, 0) if y1 > size + 6 else y1 + 2), text, color, size)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     img.convert("RGB").save(out_path)
