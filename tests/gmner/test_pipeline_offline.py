@@ -22,9 +22,35 @@ def test_phillies_tweet_end_to_end_offline(shared_data, capsys):
     assert res.backends["ner"] == "pixlink_ner"
     ent = next(e for e in res.entities if e.text == "Philadelphia Phillies")
     assert ent.expansion == "Philadelphia Phillies (ORG) - an organization"
-    assert ent.groundable in (True, False)  # decided by the offline detector
+    # "an organization" names no COCO class: the proposals part of coco_fallback decides
+    assert res.backends["detect"] == "coco_fallback"
     if ent.groundable:
         assert ent.region is not None and ent.region.mask is not None and ent.region.mask.any()
     assert any("fallback" in n for n in res.notes) or res.backends.get("detect") != "proposals_fallback"
     print({"entities": [e.to_dict() | {"region": e.region.bbox.tolist() if e.region else None} for e in res.entities],
            "notes": res.notes, "timings": res.timings})
+
+
+def test_people_of_a_post_are_grounded_on_their_bodies(shared_data):
+    """Two PER entities on two_people.jpg: the offline cascade boxes each on a person (NanoDet's
+    person boxes, IoU > 0.5 with hand-drawn body boxes) and makes a mask inside the box."""
+    import numpy as np
+
+    from pixlink import geometry as geo
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    bodies = [np.array([10, 0, 560, 661], float), np.array([580, 0, 1126, 661], float)]
+    img = shared_data("photos", "two_people.jpg")
+    pipe = GMNERPipeline(Profile("offline"), config=GMNERConfig(expansion_sources=("template",)))
+    res = pipe.run(img, text="Barack Obama and Joe Biden at the White House today")
+    people = {e.text: e for e in res.entities if e.type == "PER"}
+    assert set(people) == {"Barack Obama", "Joe Biden"}, [(e.text, e.type) for e in res.entities]
+    for e in people.values():
+        assert e.expansion == f"{e.text} (PER) - a person"
+        assert e.groundable and e.region is not None
+        assert max(geo.box_iou(e.region.bbox, b) for b in bodies) > 0.5, e.region.bbox
+        m = e.region.mask
+        assert m is not None and m.any()
+        x1, y1, x2, y2 = e.region.bbox
+        ys, xs = np.nonzero(m)
+        assert xs.min() >= x1 - 1 and xs.max() <= x2 + 1 and ys.min() >= y1 - 1 and ys.max() <= y2 + 1
