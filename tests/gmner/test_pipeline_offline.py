@@ -54,3 +54,40 @@ def test_people_of_a_post_are_grounded_on_their_bodies(shared_data):
         x1, y1, x2, y2 = e.region.bbox
         ys, xs = np.nonzero(m)
         assert xs.min() >= x1 - 1 and xs.max() <= x2 + 1 and ys.min() >= y1 - 1 and ys.max() <= y2 + 1
+
+
+def test_with_a_kb_each_person_gets_the_box_of_their_own_face(shared_data, tmp_path):
+    """Obama and Biden named in a post over two_people.jpg, with a KB that holds their
+    reference photos (other photos than this one): the detector's person boxes score alike, so
+    each entity takes the box whose face matches its linked entity, and links to it."""
+    import json
+
+    import numpy as np
+
+    from pixlink import geometry as geo
+    from pixlink.kb import build_kb
+    from pixlink.link import Linker, LinkerConfig
+    from pixlink.link.embed import embed_kb
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    photos = shared_data("photos")
+    people = {"Q76": ("Barack Obama", "obama.jpg"), "Q6279": ("Joe Biden", "biden.jpg"),
+              "Q357607": ("Kit Harington", "johnsnow_test1.jpg")}
+    with open(tmp_path / "people.jsonl", "w") as fh:
+        for qid, (label, photo) in people.items():
+            fh.write(json.dumps({"id": qid, "label": label, "types": ["Q5"], "images": [str(photos / photo)]}) + "\n")
+    build_kb([str(tmp_path / "people.jsonl")], tmp_path / "kb", progress=False)
+    embed_kb(tmp_path / "kb", "offline", cache_dir=tmp_path / "cache", progress=False)
+    prof = Profile("offline")
+    linker = Linker.from_kb(tmp_path / "kb", profile=prof, config=LinkerConfig(segment=False))
+    pipe = GMNERPipeline(prof, kb=linker.kb, linker=linker,
+                         config=GMNERConfig(expansion_sources=("template",), segment=False))
+    res = pipe.run(shared_data("photos", "two_people.jpg"), text="Barack Obama and Joe Biden at the White House today")
+    bodies = {"Q76": np.array([10, 0, 560, 661], float), "Q6279": np.array([580, 0, 1126, 661], float)}
+    ents = {e.text: e for e in res.entities if e.type == "PER"}
+    for name, qid in (("Barack Obama", "Q76"), ("Joe Biden", "Q6279")):
+        e = ents[name]
+        assert e.groundable and e.region is not None
+        assert geo.box_iou(e.region.bbox, bodies[qid]) > 0.5, (name, e.region.bbox, res.notes)
+        assert e.link is not None and e.link.prediction == qid, (name, e.link.to_dict()["candidates"][:2])
+    assert ents["Barack Obama"].region.bbox.tolist() != ents["Joe Biden"].region.bbox.tolist()

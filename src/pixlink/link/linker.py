@@ -149,6 +149,35 @@ class Linker:
             notes=q.notes,
         )
 
+    def face_scores(self, image: Any, boxes: Sequence[Sequence[float]], entity_id: str) -> list[float | None]:
+        """Face similarity of each box to entity ``entity_id``'s reference faces in the KB.
+
+        Args:
+            image: path, PIL image or ``(H, W, 3)`` uint8 array.
+            boxes: XYXY boxes in original pixels (e.g. person boxes of a detector).
+            entity_id: a KB entity.
+
+        Returns:
+            per box, the cosine of the largest face found in it against the entity's closest
+            face vector, or None when the box holds no face, the KB has no face vectors, or
+            the entity has no face photo.
+        """
+        img = load_image(image)
+        q = _Query(image=img, region=None, text=None, surface=None)
+        index = self._index("face", q)
+        if index is None:
+            return [None for _ in boxes]
+        out: list[float | None] = []
+        for box in boxes:
+            q.region = _as_region({"box": [float(v) for v in box]}, img.shape[:2])
+            vec = self._face_vector(q)
+            if vec is None:
+                out.append(None)
+                continue
+            scores, ids = index.search_subset(vec[None, :], [entity_id], k=1)
+            out.append(float(scores[0][0]) if ids[0] else None)
+        return out
+
     def link_mention(self, mention: Mention, k: int = 10) -> Link:
         return self.link(mention.image, mention.region, mention.text, k=k, mention_id=mention.id,
                          surface=mention.surface)
