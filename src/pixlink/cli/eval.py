@@ -55,6 +55,11 @@ def ner_command(
     name = data.report.dataset
     prof = Profile(profile, overrides={"ner": model} if model else {})
     tagger = prof.get("ner")
+    from ..ner.data import SCHEMES
+
+    if name in SCHEMES and hasattr(tagger, "label_scheme"):
+        # the dataset's own label names, and its annotation convention for a head trained with it
+        tagger.label_scheme = name
     system = getattr(tagger, "name", model or "ner")
     run_info = {"data": str(conll.resolve()), "dataset": name, "model": system,
                 "model_id": getattr(tagger, "model_id", None), "profile": profile}

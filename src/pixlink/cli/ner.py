@@ -64,6 +64,9 @@ def train_command(
     min_word_count: int = typer.Option(2, "--min-word-count", help="Words seen fewer times share the unknown vector."),
     dropout: float = typer.Option(0.5, "--dropout"),
     seed: int = typer.Option(13, "--seed"),
+    condition: bool = typer.Option(True, "--condition/--no-condition", help=(
+        "Tell the head which dataset's annotation convention a post follows (twitter2015 / twitter2017, by "
+        "folder name), dropped 30% of the time so that it also tags without it (the shipped model's setting).")),
     threads: int = typer.Option(1, "--threads", help="Torch threads (1 is fastest on a busy shared CPU)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Backbone feature cache (default: $PIXLINK_CACHE/ner-features)."),
 ) -> None:
@@ -73,7 +76,7 @@ def train_command(
 
     opts = TrainOptions(backbone=backbone, epochs=epochs, patience=patience, heads=heads, batch_size=batch_size, lr=lr, proj=proj,
                         hidden=hidden, word_dim=word_dim, min_word_count=min_word_count, dropout=dropout, seed=seed,
-                        threads=threads)
+                        threads=threads, condition=condition)
     cfg = run(train, dev, out, opts, cache_dir=cache_dir or (default_cache() / "ner-features"))
     d = cfg["data"]
     console.print(f"training tweets kept: {d['kept']} (removed: {d['removed_dev_overlap_id']} dev IMGIDs, "

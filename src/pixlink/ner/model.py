@@ -26,6 +26,17 @@ MAX_WORD_CHARS = 24
 PAD, UNK = 0, 1
 
 
+SCHEME_IDS: dict[str, int] = {"twitter2015": 1, "twitter2017": 2}
+"""Annotation conventions a head can be told about (``--condition``): Twitter-2015's and
+Twitter-2017's annotators differ (OTHER vs MISC, hashtags, handles). 0 = unknown: a post of
+another source, or a caller that names no dataset. Datasets are known by their folder name."""
+
+
+def scheme_id(name: str | None) -> int:
+    """The :data:`SCHEME_IDS` id of a dataset / label-scheme name (0 when unknown)."""
+    return SCHEME_IDS.get(str(name or ""), 0)
+
+
 def case_features(words: Sequence[str]) -> np.ndarray:
     """``(T, F)`` float32 0/1 features of :data:`CASE_FEATURES`."""
     out = np.zeros((len(words), len(CASE_FEATURES)), dtype=np.float32)
@@ -178,14 +189,33 @@ def build_head(cfg: dict[str, Any]) -> Any:
             self.char_emb = nn.Embedding(c["n_chars"], c["char_dim"], padding_idx=PAD)
             self.char_cnn = nn.Conv1d(c["char_dim"], c["char_filters"], kernel_size=3, padding=1)
             self.word_emb = nn.Embedding(c["n_words"], c["word_dim"], padding_idx=PAD) if c["word_dim"] else None
-            n_in = c["dim"] + c["char_filters"] + len(CASE_FEATURES) + (c["word_dim"] or 0)
+            # the annotation convention a post follows (0 unknown, see SCHEME_IDS), when trained with it
+            n_schemes, scheme_dim = int(c.get("n_schemes", 0)), int(c.get("scheme_dim", 0))
+            self.scheme_emb = nn.Embedding(n_schemes, scheme_dim) if n_schemes and scheme_dim else None
+            n_in = (c["dim"] + c["char_filters"] + len(CASE_FEATURES) + (c["word_dim"] or 0)
+                    + (scheme_dim if self.scheme_emb is not None else 0))
             self.drop = nn.Dropout(c["dropout"])
             self.proj = nn.Linear(n_in, c["proj"])
             self.lstm = nn.LSTM(c["proj"], c["hidden"], batch_first=True, bidirectional=True)
             self.out = nn.Linear(2 * c["hidden"], len(c["tags"]))
             self.crf = CRF(c["tags"])
 
-        def emissions(self, feats: Any, chars: Any, case: Any, words: Any, mask: Any) -> Any:
+        def emissions(self, feats: Any, chars: Any, case: Any, words: Any, mask: Any, scheme: Any = None,
+                      mix_unknown: bool = True) -> Any:
+            """``(B, T, K)`` emission scores. A conditioned head (``n_schemes`` > 0) reads each
+            post's convention id ``scheme (B,)``; for a post whose convention is unknown (0)
+            and ``mix_unknown``, the emissions are the mean over every id (0, 1, 2), which tags
+            better than id 0 alone (training sets ``mix_unknown=False``)."""
+            if self.scheme_emb is None or not mix_unknown:
+                return self._emissions(feats, chars, case, words, mask, scheme)
+            b = chars.shape[0]
+            sid = scheme if scheme is not None else torch.zeros(b, dtype=torch.long)
+            outs = torch.stack([self._emissions(feats, chars, case, words, mask, torch.full_like(sid, k))
+                                for k in range(self.scheme_emb.num_embeddings)])  # (S, B, T, K)
+            own = outs[sid, torch.arange(b)]
+            return torch.where((sid == 0).view(b, 1, 1), outs.mean(0), own)
+
+        def _emissions(self, feats: Any, chars: Any, case: Any, words: Any, mask: Any, scheme: Any = None) -> Any:
             w = torch.softmax(self.layer_w, 0)
             x = self.gamma * (feats * w.view(1, 1, -1, 1)).sum(2)  # (B, T, D)
             b, t, cl = chars.shape
@@ -196,6 +226,9 @@ def build_head(cfg: dict[str, Any]) -> Any:
             parts = [x, cf, case]
             if self.word_emb is not None:
                 parts.append(self.word_emb(words))
+            if self.scheme_emb is not None:
+                sid = scheme if scheme is not None else torch.zeros(b, dtype=torch.long)
+                parts.append(self.scheme_emb(sid).unsqueeze(1).expand(b, t, -1))
             h = torch.relu(self.proj(self.drop(torch.cat(parts, dim=-1))))
             lengths = mask.long().sum(1).cpu()
             packed = nn.utils.rnn.pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
@@ -204,11 +237,13 @@ def build_head(cfg: dict[str, Any]) -> Any:
             return self.out(self.drop(o))
 
         def loss(self, batch: dict[str, Any]) -> Any:
-            em = self.emissions(batch["feats"], batch["chars"], batch["case"], batch["words"], batch["mask"])
+            em = self.emissions(batch["feats"], batch["chars"], batch["case"], batch["words"], batch["mask"],
+                                batch.get("scheme"), mix_unknown=False)
             return self.crf.nll(em, batch["tags"], batch["mask"])
 
         def decode(self, batch: dict[str, Any]) -> tuple[list[list[int]], list[list[float]]]:
-            em = self.emissions(batch["feats"], batch["chars"], batch["case"], batch["words"], batch["mask"])
+            em = self.emissions(batch["feats"], batch["chars"], batch["case"], batch["words"], batch["mask"],
+                                batch.get("scheme"))
             return self.crf.decode(em, batch["mask"])
 
     return TweetNERHead(cfg)
@@ -234,7 +269,7 @@ def build_ensemble(cfg: dict[str, Any], n_heads: int | None = None) -> Any:
         def decode(self, batch: dict[str, Any]) -> tuple[list[list[int]], list[list[float]]]:
             with torch.no_grad():
                 em = torch.stack([h.emissions(batch["feats"], batch["chars"], batch["case"], batch["words"],
-                                              batch["mask"]) for h in self.heads]).mean(0)
+                                              batch["mask"], batch.get("scheme")) for h in self.heads]).mean(0)
                 crfs = [h.crf for h in self.heads]
                 trans = torch.stack([c.trans for c in crfs]).mean(0)
                 start = torch.stack([c.start for c in crfs]).mean(0)
@@ -257,6 +292,7 @@ def collate(items: Sequence[dict[str, np.ndarray]], with_tags: bool = True) -> d
     words = torch.zeros((b, t), dtype=torch.long)
     tags = torch.zeros((b, t), dtype=torch.long)
     mask = torch.zeros((b, t), dtype=torch.bool)
+    scheme = torch.tensor([int(it.get("scheme", 0)) for it in items], dtype=torch.long)
     for r, it in enumerate(items):
         n = len(it["words"])
         feats[r, :n] = torch.from_numpy(it["feats"].astype(np.float32))
@@ -266,7 +302,7 @@ def collate(items: Sequence[dict[str, np.ndarray]], with_tags: bool = True) -> d
         if with_tags:
             tags[r, :n] = torch.from_numpy(it["tags"])
         mask[r, :n] = True
-    return {"feats": feats, "chars": chars, "case": case, "words": words, "tags": tags, "mask": mask}
+    return {"feats": feats, "chars": chars, "case": case, "words": words, "tags": tags, "mask": mask, "scheme": scheme}
 
 
 def paths_to_spans(path: Sequence[int], tags: Sequence[str], probs: Sequence[float] | None = None

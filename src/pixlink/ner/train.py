@@ -62,6 +62,9 @@ class TrainOptions:
     max_length: int = 256
     layers: list[int] | None = None
     threads: int | None = None
+    condition: bool = True
+    scheme_dim: int = 16
+    scheme_dropout: float = 0.3
 
     def check(self) -> None:
         for name in ("epochs", "batch_size", "heads", "proj", "hidden", "char_dim", "char_filters", "min_word_count", "max_length"):
@@ -69,7 +72,7 @@ class TrainOptions:
                 raise InputError(Errors.E507.format(option=name, value=getattr(self, name), reason="must be >= 1"))
         if self.word_dim < 0:
             raise InputError(Errors.E507.format(option="word_dim", value=self.word_dim, reason="must be >= 0"))
-        if not (0.0 <= self.dropout < 1.0) or not (0.0 <= self.word_dropout < 1.0):
+        if not (0.0 <= self.dropout < 1.0) or not (0.0 <= self.word_dropout < 1.0) or not (0.0 <= self.scheme_dropout <= 1.0):
             raise InputError(Errors.E507.format(option="dropout", value=(self.dropout, self.word_dropout),
                                                 reason="must be in [0, 1)"))
         if self.lr <= 0:
@@ -100,13 +103,14 @@ def cached_features(backbone: Any, posts: Sequence[Post], cache_dir: Path | None
     return feats
 
 
-def _items(posts: Sequence[Post], feats: Sequence[np.ndarray], cfg: dict[str, Any], with_tags: bool = True
-           ) -> list[dict[str, np.ndarray]]:
+def _items(posts: Sequence[Post], feats: Sequence[np.ndarray], cfg: dict[str, Any], with_tags: bool = True,
+           schemes: Sequence[int] | None = None) -> list[dict[str, np.ndarray]]:
     tag_index = {t: i for i, t in enumerate(cfg["tags"])}
     out = []
-    for p, f in zip(posts, feats):
+    for i, (p, f) in enumerate(zip(posts, feats)):
         it = {"feats": f, "chars": M.char_ids(p.tokens, cfg["char_vocab"]), "case": M.case_features(p.tokens),
-              "words": M.word_ids(p.tokens, cfg["word_vocab"])}
+              "words": M.word_ids(p.tokens, cfg["word_vocab"]),
+              "scheme": int(schemes[i]) if schemes is not None and cfg.get("n_schemes") else 0}
         if with_tags:
             it["tags"] = np.array([tag_index[t] for t in bio_tags(p)], dtype=np.int64)
         out.append(it)
@@ -166,6 +170,7 @@ def train(
         torch.set_num_threads(opts.threads)
     train_sets = read_files(train_paths)
     dev_sets = read_files(dev_paths)
+    source_scheme = {id(p): M.scheme_id(name.split("/")[0]) for name, ps in train_sets for p in ps}
     posts, report = build_training_set(train_sets, dev_sets)
     if not posts:
         raise InputError(Errors.E504.format(what="training tweets", reason="none is left after removing dev tweets"))
@@ -194,11 +199,14 @@ def train(
         "n_chars": len(char_vocab) + 2, "n_words": len(word_vocab) + 2, "char_dim": opts.char_dim,
         "char_filters": opts.char_filters, "word_dim": opts.word_dim, "proj": opts.proj, "hidden": opts.hidden,
         "dropout": opts.dropout, "options": asdict(opts),
+        "n_schemes": (max(M.SCHEME_IDS.values()) + 1) if opts.condition else 0, "scheme_dim": opts.scheme_dim,
+        "scheme_ids": dict(M.SCHEME_IDS) if opts.condition else {},
         "train_files": [str(p) for p in train_paths], "dev_files": [str(p) for p in dev_paths],
         "data": report.to_dict(),
     }
-    train_items = _items(posts, train_feats, cfg)
-    dev_items = [_items(dp, f, cfg) for (_n, dp), f in zip(dev_sets, dev_feats)]
+    train_items = _items(posts, train_feats, cfg, schemes=[source_scheme[id(p)] for p in posts])
+    dev_items = [_items(dp, f, cfg, schemes=[M.scheme_id(n.split("/")[0])] * len(dp))
+                 for (n, dp), f in zip(dev_sets, dev_feats)]
     dev_gold = [[[(e.start, e.end, unify_type(e.type)) for e in p.entities] for p in dp] for _n, dp in dev_sets]
     outp = Path(out)
 
@@ -247,6 +255,9 @@ def train(
                 if opts.word_dropout and opts.word_dim:
                     drop = torch.rand(batch["words"].shape) < opts.word_dropout
                     batch["words"] = batch["words"].masked_fill(drop & batch["mask"], M.UNK)
+                if cfg["n_schemes"] and opts.scheme_dropout:
+                    # also learn to tag without being told the convention (scheme 0)
+                    batch["scheme"] = batch["scheme"].masked_fill(torch.rand(len(bidx)) < opts.scheme_dropout, 0)
                 loss = head.loss(batch)
                 optim.zero_grad()
                 loss.backward()
