@@ -98,3 +98,35 @@ def test_real_spacy_on_twitter2017_valid(shared_data, tmp_path):
     assert 0.2 < r["f1"] < 0.8
     md = (tmp_path / "results.md").read_text()
     assert "MISC F1" in md and f"{100 * r['f1']:.2f}" in md
+
+
+def test_eval_ner_tells_a_tagger_the_dataset_it_reads(tmp_path, fakes):
+    """A tagger with a ``label_scheme`` (pixlink_ner) is told the dataset, from --dataset or the
+    folder name, so that it names types as the dataset does and uses its convention."""
+    from pixlink.models import registry
+
+    made = []
+
+    def factory(**kw):
+        t = fakes.GazetteerTagger({"Paris": "LOC", "Obama": "PER"})
+        t.label_scheme = None
+        made.append(t)
+        return t
+
+    register_backend(R.NER, "eval_test_scheme", "classical", lambda: None, description="test only")(factory)
+    try:
+        conll = tmp_path / "twitter2015" / "valid.txt"
+        conll.parent.mkdir()
+        conll.write_bytes((FIX / "twitter2015_mini.txt").read_bytes())
+        res = runner.invoke(app, ["eval", "ner", str(conll), "--model", "eval_test_scheme", "--out", str(tmp_path / "a")])
+        assert res.exit_code == 0, res.output
+        assert made[-1].label_scheme == "twitter2015"
+        other = tmp_path / "data" / "test.txt"
+        other.parent.mkdir()
+        other.write_bytes(conll.read_bytes())
+        res = runner.invoke(app, ["eval", "ner", str(other), "--model", "eval_test_scheme", "--dataset", "twitter2017",
+                                  "--out", str(tmp_path / "b")])
+        assert res.exit_code == 0, res.output
+        assert made[-1].label_scheme == "twitter2017"
+    finally:
+        registry._REGISTRY[R.NER].pop("eval_test_scheme", None)
