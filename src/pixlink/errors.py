@@ -186,7 +186,7 @@ class Errors(metaclass=_ErrorsWithCodes):
 
     # --- E7xx: CLI, service, jobs, annotation -------------------------------------------
     # (owned by pixlink.cli, pixlink.serve, pixlink.jobs, pixlink.annotate)
-    # E760-E769: demo material (pixlink.demo)
+    # E760-E769: demo material (pixlink.demo) and pinned registry downloads (pixlink.fetch)
     E760 = "The demo needs the Python package {package!r} ({why}). Install it: pip install 'pixlink[demo]'."
     E761 = "Cannot fetch {what} from {registry}: {reason}. {hint}"
     E762 = "{path} does not have the pinned checksum (sha256 {got}, expected {want}); delete it and run again."

