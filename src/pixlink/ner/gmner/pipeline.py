@@ -38,6 +38,12 @@ from ...types import BatchResult, ItemError, NamedEntity, Post, Region
 
 log = get_logger("pixlink.gmner")
 
+GMNER_TRAIN_GROUNDABLE_RATE: dict[str, float] = {"PER": 2340 / 3598, "ORG": 622 / 2201, "OTHER": 320 / 1309,
+                                                  "MISC": 320 / 1309, "LOC": 122 / 1305}
+"""P(an entity has a box | its type) in Twitter-GMNER's training split (``gmner/train.txt`` +
+``xml/``: PER 2340/3598, ORG 622/2201, OTHER 320/1309, LOC 122/1305), as counted by
+:func:`groundable_rates`; MISC takes OTHER's rate."""
+
 TYPE_WORDS = {"PER": "person", "LOC": "location", "ORG": "organization", "MISC": "thing", "OTHER": "thing"}
 
 
@@ -60,6 +66,13 @@ class GMNERConfig:
             linked entity's reference faces (at least ``face_match_min`` cosine).
         face_match_min: the cosine a face must reach to choose a box (dlib's same-person
             rule, L2 < 0.6 between unit 128-d vectors, is cosine > 0.82).
+        groundable_prior: P(groundable | type), default :data:`GMNER_TRAIN_GROUNDABLE_RATE`
+            (from Twitter-GMNER's training annotations; :func:`groundable_rates` recomputes it
+            from any labelled posts). ``None`` turns the rule below off.
+        fallback_min_prior: a box found only by a *fallback* detector (source
+            ``fallback:...``: proposals scored with ConSE, faces grown to upper bodies) makes
+            its entity groundable only when the entity type's prior reaches this; a real
+            detector's box (COCO, OWLv2, Grounding DINO) is trusted on its score alone.
     """
 
     label_scheme: str = "OTHER"
@@ -71,6 +84,8 @@ class GMNERConfig:
     max_tokens: int = 256
     person_box_by_face: bool = True
     face_match_min: float = 0.82
+    groundable_prior: dict[str, float] | None = field(default_factory=lambda: dict(GMNER_TRAIN_GROUNDABLE_RATE))
+    fallback_min_prior: float = 0.5
 
     def __post_init__(self) -> None:
         if self.label_scheme not in ("OTHER", "MISC"):
@@ -262,6 +277,16 @@ class GMNERPipeline:
                 ent.groundable = False
                 ent.region = None
                 continue
+            prior = (self.config.groundable_prior or {}).get(ent.type)
+            if (best.source.startswith("fallback") and prior is not None
+                    and prior < self.config.fallback_min_prior):
+                # a weak detector's box for a type that is mostly not in the picture: no
+                ent.groundable = False
+                ent.region = None
+                notes.append(f"{ent.text!r} ({ent.type}): only the fallback detector answered "
+                             f"({best.source}, {best.score:.2f}) and P(groundable | {ent.type}) = {prior:.2f} "
+                             f"< {self.config.fallback_min_prior}: not groundable")
+                continue
             ent.groundable = True
             if ent.type == "PER" and self.config.person_box_by_face and self.linker is not None:
                 best = self._person_box_by_face(img, ent, mine, best, notes)
@@ -310,6 +335,18 @@ class GMNERPipeline:
             notes.append(f"{ent.text!r}: box chosen by its face (cosine {s:.2f} with {eid}'s reference faces) "
                          f"over the detector's best")
         return d
+
+
+def groundable_rates(posts: Sequence[Any]) -> dict[str, tuple[int, int]]:
+    """``{type: (entities with a box, entities)}`` over labelled GMNER posts (each entity's
+    ``groundable`` as the loaders set it from the VOC boxes)."""
+    out: dict[str, list[int]] = {}
+    for p in posts:
+        for e in p.entities:
+            c = out.setdefault(e.type, [0, 0])
+            c[0] += bool(e.groundable)
+            c[1] += 1
+    return {t: (a, n) for t, (a, n) in out.items()}
 
 
 def calibrate_threshold(scores: Sequence[float], groundable: Sequence[bool]) -> float:
