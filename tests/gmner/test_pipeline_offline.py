@@ -96,6 +96,13 @@ def test_with_a_kb_each_person_gets_the_box_of_their_own_face(shared_data, tmp_p
         assert geo.box_iou(e.region.bbox, bodies[qid]) > 0.5, (name, e.region.bbox, res.notes)
         assert e.link is not None and e.link.prediction == qid, (name, e.link.to_dict()["candidates"][:2])
     assert ents["Barack Obama"].region.bbox.tolist() != ents["Joe Biden"].region.bbox.tolist()
+    # Linker.face_scores: Obama's face matches in his box, not in Biden's; Kit Harington's in
+    # neither; a box with no face in it (Obama's tie) gives None
+    img = shared_data("photos", "two_people.jpg")
+    ob, bi = linker.face_scores(img, [bodies["Q76"], bodies["Q6279"]], "Q76")
+    assert ob > 0.9 and bi < 0.9 and ob > bi
+    assert all(s < 0.9 for s in linker.face_scores(img, [bodies["Q76"], bodies["Q6279"]], "Q357607"))
+    assert linker.face_scores(img, [[270, 300, 330, 500]], "Q76") == [None]
 
 
 def test_type_prior_is_the_gmner_training_rate(shared_data):
