@@ -96,6 +96,9 @@ def test_with_a_kb_each_person_gets_the_box_of_their_own_face(shared_data, tmp_p
         assert geo.box_iou(e.region.bbox, bodies[qid]) > 0.5, (name, e.region.bbox, res.notes)
         assert e.link is not None and e.link.prediction == qid, (name, e.link.to_dict()["candidates"][:2])
     assert ents["Barack Obama"].region.bbox.tolist() != ents["Joe Biden"].region.bbox.tolist()
+    # the White House is not in this KB: NIL, although the post names Joe Biden, who is
+    wh = next(e for e in res.entities if e.text == "White House")
+    assert wh.link is not None and wh.link.nil, wh.link.to_dict()["candidates"][:2]
     # Linker.face_scores: Obama's face matches in his box, not in Biden's; Kit Harington's in
     # neither; a box with no face in it (Obama's tie) gives None
     img = shared_data("photos", "two_people.jpg")

@@ -331,7 +331,11 @@ class Linker:
         queries: list[tuple[str, float]] = []  # (string, scale)
         if q.surface:
             queries.append((q.surface, 1.0))
-        if q.text and self.config.ner_mentions:
+        # the caption's names are candidates for a region only when the mention's own words are
+        # unknown: with a surface, the caption's other names belong to other mentions (a post
+        # naming "Joe Biden" must not make "White House" link to him)
+        names_from_text = bool(q.text) and not q.surface
+        if names_from_text and self.config.ner_mentions:
             tagger = self._get(R.NER, q)
             if tagger is not None:
                 for span in tagger.tag([q.text])[0]:
@@ -341,7 +345,7 @@ class Linker:
             if reader is not None and q.region is not None:
                 for line in reader.read(crop(q.image, q.region, 0.0)):
                     queries.append((line.text, 0.8))
-        if q.text and self.config.gazetteer:
+        if names_from_text and self.config.gazetteer:
             # names the tagger missed: capitalised n-grams that are a KB label or alias
             seen = {m for m, _ in queries}
             for gram in _name_ngrams(q.text):
@@ -392,6 +396,12 @@ class Linker:
                 if ent.types and not person.intersection(ent.types):
                     fit[ent.id] = 0.0  # typed, and not a person: it cannot be this face
             table["type"] = fit
+        if q.surface and "lexical" in q.recalled:
+            # a named mention: an entity whose names do not match the mention's words at all
+            # (found only through the caption's meaning or the image) has lexical score 0
+            lex = table.setdefault("lexical", {})
+            for eid in ids:
+                lex.setdefault(eid, 0.0)
         ran = [sig for sig in q.vectors if sig in table]
         cands = []
         for eid in ids:
