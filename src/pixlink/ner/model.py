@@ -76,6 +76,14 @@ def word_ids(words: Sequence[str], vocab: dict[str, int]) -> np.ndarray:
     return np.array([vocab.get(w, UNK) for w in words], dtype=np.int64)
 
 
+def make_item(tokens: Sequence[str], feats: np.ndarray, cfg: dict[str, Any], scheme: int = 0) -> dict[str, Any]:
+    """One post's head inputs (see :func:`collate`): ``feats (T, L, D)`` from the backbone, the
+    char / case / word ids of ``tokens`` under ``cfg``'s vocabularies, and its convention id
+    (``scheme``, kept only for a head trained with ``--condition``)."""
+    return {"feats": feats, "chars": char_ids(tokens, cfg["char_vocab"]), "case": case_features(tokens),
+            "words": word_ids(tokens, cfg["word_vocab"]), "scheme": int(scheme) if cfg.get("n_schemes") else 0}
+
+
 def bio_tagset(types: Sequence[str]) -> list[str]:
     return ["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")]
 

@@ -174,9 +174,7 @@ class Tagger:
         feats = self.backbone.features(posts, contexts=ctx, batch_size=self.batch_size)
         # a head trained with --condition is told the dataset's annotation convention when the
         # scheme names a dataset (twitter2015, twitter2017); otherwise "unknown" (0)
-        sid = M.scheme_id(scheme) if self.cfg.get("n_schemes") else 0
-        items = [{"feats": f, "chars": M.char_ids(p, self.cfg["char_vocab"]), "case": M.case_features(p),
-                  "words": M.word_ids(p, self.cfg["word_vocab"]), "scheme": sid} for p, f in zip(posts, feats)]
+        items = [M.make_item(p, f, self.cfg, M.scheme_id(scheme)) for p, f in zip(posts, feats)]
         spans = decode_items(self.head, items, self.cfg["tags"])
         return [[(s, e, rename_type(t, scheme), float(sc or 0.0)) for s, e, t, sc in sp] for sp in spans]
 

@@ -72,9 +72,12 @@ class TrainOptions:
                 raise InputError(Errors.E507.format(option=name, value=getattr(self, name), reason="must be >= 1"))
         if self.word_dim < 0:
             raise InputError(Errors.E507.format(option="word_dim", value=self.word_dim, reason="must be >= 0"))
-        if not (0.0 <= self.dropout < 1.0) or not (0.0 <= self.word_dropout < 1.0) or not (0.0 <= self.scheme_dropout <= 1.0):
+        if not (0.0 <= self.dropout < 1.0) or not (0.0 <= self.word_dropout < 1.0):
             raise InputError(Errors.E507.format(option="dropout", value=(self.dropout, self.word_dropout),
                                                 reason="must be in [0, 1)"))
+        if not (0.0 <= self.scheme_dropout <= 1.0):
+            raise InputError(Errors.E507.format(option="scheme_dropout", value=self.scheme_dropout,
+                                                reason="must be in [0, 1]"))
         if self.lr <= 0:
             raise InputError(Errors.E507.format(option="lr", value=self.lr, reason="must be > 0"))
 
@@ -108,9 +111,7 @@ def _items(posts: Sequence[Post], feats: Sequence[np.ndarray], cfg: dict[str, An
     tag_index = {t: i for i, t in enumerate(cfg["tags"])}
     out = []
     for i, (p, f) in enumerate(zip(posts, feats)):
-        it = {"feats": f, "chars": M.char_ids(p.tokens, cfg["char_vocab"]), "case": M.case_features(p.tokens),
-              "words": M.word_ids(p.tokens, cfg["word_vocab"]),
-              "scheme": int(schemes[i]) if schemes is not None and cfg.get("n_schemes") else 0}
+        it = M.make_item(p.tokens, f, cfg, schemes[i] if schemes is not None else 0)
         if with_tags:
             it["tags"] = np.array([tag_index[t] for t in bio_tags(p)], dtype=np.int64)
         out.append(it)

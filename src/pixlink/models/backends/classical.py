@@ -436,6 +436,18 @@ def upper_body_box(face_box: np.ndarray, image_size: tuple[int, int]) -> np.ndar
     return geo.clip_box(np.array([cx - 1.5 * fw, y1 - 0.3 * fh, cx + 1.5 * fw, y2 + 2.5 * fh]), image_size)
 
 
+def check_phrase_list(phrases: Any, backend: str) -> list[str]:
+    """The phrases as a list; E353 for a bare string, E380 for an empty phrase."""
+    if isinstance(phrases, str):
+        raise InputError(Errors.E353.format(backend=backend, what="phrases",
+                                            reason="expected a list of strings, got a single string; wrap it in a list"))
+    phrases = list(phrases)
+    for i, p in enumerate(phrases):
+        if not isinstance(p, str) or not p.strip():
+            raise InputError(Errors.E380.format(backend=backend, index=i))
+    return phrases
+
+
 def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
     order = list(np.argsort(-scores, kind="stable"))
     keep: list[int] = []
@@ -554,13 +566,7 @@ class ProposalsFallbackDetector:
             ``label`` is the top ImageNet class of the box for ConSE boxes, ``"face->upper body"``
             for face boxes; ``source`` starts with ``"fallback:"``.
         """
-        if isinstance(phrases, str):
-            raise InputError(Errors.E353.format(backend=self.name, what="phrases",
-                                                reason="expected a list of strings, got a single string; wrap it in a list"))
-        phrases = list(phrases)
-        for i, p in enumerate(phrases):
-            if not isinstance(p, str) or not p.strip():
-                raise InputError(Errors.E380.format(backend=self.name, index=i))
+        phrases = check_phrase_list(phrases, self.name)
         img = load_image(image)
         H, W = img.shape[:2]
         out: list[R.Detection] = []

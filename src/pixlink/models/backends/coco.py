@@ -35,13 +35,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from ... import config
-from ...errors import Errors, InputError, ModelUnavailableError, PixlinkError
+from ...errors import Errors, ModelUnavailableError, PixlinkError
 from ...fetch import Pinned, extract_members, fetch_pinned, sha256_file
 from ...io import load_image
 from ...log import get_logger
 from .. import roles as R
 from ..registry import register_backend
-from .classical import PERSON_WORDS, ProposalsFallbackDetector, _check_fallback, _nms
+from .classical import PERSON_WORDS, ProposalsFallbackDetector, _check_fallback, _nms, check_phrase_list
 
 log = get_logger("pixlink.models.coco")
 
@@ -260,10 +260,7 @@ class CocoFallbackDetector(ProposalsFallbackDetector):
 
     def detect(self, image: Any, phrases: Sequence[str], threshold: float = 0.1) -> list[R.Detection]:
         """Boxes per phrase (see the module doc); ``threshold`` applies to every source."""
-        phrases = list(phrases)
-        for i, p in enumerate(phrases):
-            if not isinstance(p, str) or not p.strip():
-                raise InputError(Errors.E380.format(backend=self.name, index=i))
+        phrases = check_phrase_list(phrases, self.name)
         img = load_image(image)
         objects: list[R.Detection] | None = None
         out: list[R.Detection] = []
