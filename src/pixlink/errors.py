@@ -42,6 +42,7 @@ class Errors(metaclass=_ErrorsWithCodes):
     E010 = "{what} {value!r} is not valid: {reason}"
     E011 = "Line {line} of {path} is not valid JSON: {reason}"
     E012 = "Mask file {path!r} cannot be read as a mask: {reason}"
+    E013 = "Device {device!r} cannot be used: {reason}. Use --device cpu (or PIXLINK_DEVICE=cpu), or auto."
 
     # --- E1xx: knowledge base -----------------------------------------------------------
     # (owned by pixlink.kb)

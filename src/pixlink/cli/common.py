@@ -7,13 +7,11 @@ import sys
 from typing import Any, Callable, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import PixlinkError
 from ..io import dumps
+from ..progress import console, progress  # noqa: F401  (re-exported for the commands)
 
-console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -33,12 +31,3 @@ def handle_errors(fn: F) -> F:
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(dumps(obj, indent=True) + "\n")
-
-
-def progress(disable: bool = False) -> Progress:
-    """A rich progress bar on stderr (so that --json stdout stays clean)."""
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, disable=disable, transient=False,
-    )

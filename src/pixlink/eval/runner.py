@@ -147,7 +147,7 @@ def _err(exc: BaseException) -> dict[str, Any]:
 
 
 def _progress(enabled: bool, total: int, desc: str) -> Any:
-    from ..cli.common import progress
+    from ..progress import progress
 
     prog = progress(disable=not enabled)
     return prog, prog.add_task(desc, total=total, rate="")

@@ -189,7 +189,7 @@ class Linker:
         content), so sort by image for speed.
         """
         out: BatchResult[Link] = BatchResult()
-        from ..cli.common import progress as make_progress
+        from ..progress import progress as make_progress
 
         with make_progress(disable=not progress) as bar:
             task = bar.add_task("linking", total=len(mentions), rate="")
