@@ -1,69 +1,15 @@
-"""Shared fixtures and the one set of skip helpers.
-
-Data in ../shared/data is read in place, never copied; tests that need it skip with the reason
-when it is absent. Optional packages and models skip with the reason when they cannot run —
-except in CI, where ``.ci/run`` sets ``PIXLINK_REQUIRE_PACKAGED=1``: every packaged backend is
-installed there, so one that cannot load is a failure, not a skip.
-"""
+"""Shared fixtures. The skip helpers live in ``tests/helpers.py`` (one copy for every test)."""
 
 from __future__ import annotations
 
-import importlib
 import os
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("PIXLINK_DATA", REPO.parent / "shared" / "data"))
-
-
-def strict() -> bool:
-    """True in CI (``PIXLINK_REQUIRE_PACKAGED=1``): what the offline install provides must run."""
-    return os.environ.get("PIXLINK_REQUIRE_PACKAGED", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def unavailable(reason: str) -> None:
-    """Skip with ``reason`` — or fail with it in CI, where it must be available."""
-    if strict():
-        pytest.fail(f"{reason} (PIXLINK_REQUIRE_PACKAGED is set: the offline install must provide it)")
-    pytest.skip(reason)
-
-
-def shared(*parts: str) -> Path:
-    """Path inside ../shared/data; skips the calling test with a clear reason if absent.
-
-    Shared data is not installed by CI, so its absence always skips (never fails)."""
-    p = SHARED_DATA.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"shared data {p} is absent (set PIXLINK_DATA to the folder holding it)")
-    return p
-
-
-def need_module(name: str, why: str = "") -> Any:
-    """Import and return module ``name``, or skip (fail in CI) naming the package and ``why``."""
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        unavailable(f"module {name} cannot be imported ({exc}){': ' + why if why else ''}")
-
-
-def need_backend(role: str, name: str, **options: Any) -> Any:
-    """Build backend ``name`` of ``role`` with ``options``, or skip (fail in CI) with the reason
-    it cannot run. Hub backends cannot run here at all; use tiny models for those."""
-    from pixlink.models.registry import get_spec
-
-    spec = get_spec(role, name)
-    why = spec.availability()
-    if why is not None:
-        if spec.kind == "hub":
-            pytest.skip(f"{role}/{name} cannot run here: {why}")
-        unavailable(f"{role}/{name} cannot run here: {why}")
-    return spec.factory(**options)
+from helpers import shared  # noqa: E402
 
 
 @pytest.fixture(scope="session")
