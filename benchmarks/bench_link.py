@@ -64,15 +64,16 @@ def synthetic_text_vectors(kb_dir: Path, chunk: int = 100_000) -> None:
 
     from pixlink.index.dense import DenseIndex, index_dir
     from pixlink.kb import KB
-    from pixlink.link.linker import _text_side_model_id
+    from pixlink.link.signals import make_signal
     from pixlink.models import Profile
 
     kb = KB.open(kb_dir)
     ids = [e.id for e in kb.iter_entities(batch_size=10000)]
     prof = Profile("offline")
-    for sig, role in (("dense_text", "text_embed"), ("v2t", "image_text")):
-        backend = prof.get(role)
-        model_id = _text_side_model_id(backend, sig)
+    for name in ("dense_text", "v2t"):
+        sig = make_signal(name)
+        backend = prof.get(sig.role)
+        model_id = sig.model_id(backend)
         out = index_dir(kb_dir, "entity_text", model_id)
         if (out / "meta.json").exists():
             continue

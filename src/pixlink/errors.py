@@ -145,6 +145,11 @@ class Errors(metaclass=_ErrorsWithCodes):
             "profile, or link with the profile that made them.")
     E403 = "The region was made for an image of size {size}, but the image is (H={height}, W={width})."
     E404 = "KB directory {path!r} has no entities to embed for {space}: {reason}"
+    E405 = ("Signal {signal!r} was asked for, but the KB has no {space} vectors made by {expected} (the model this "
+            "linker runs for it){found}. Run `pixlink kb embed KBDIR --signals {signal}` with the same profile, or "
+            "leave {signal!r} out of the signals.")
+    E406 = "Linker spec is not valid: {reason}"
+    E407 = "Calibration needs labelled mentions: {reason}"
     E410 = "Fusion parameters are not usable: {reason}"
 
     # --- E5xx: NER / GMNER --------------------------------------------------------------

@@ -285,6 +285,7 @@ class Mention:
         labelled: whether ``gold`` is a label (False for unlabelled queries).
         split: dataset split or subset (``"seen"``/``"unseen"``, ``"test"``...).
         meta: other dataset fields, kept as they are.
+        type: the mention's type when known (PER / LOC / ORG / MISC, from the dataset or NER).
     """
 
     id: str
@@ -296,12 +297,13 @@ class Mention:
     labelled: bool = True
     split: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    type: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "image": self.image, "region": self.region.to_dict() if self.region else None,
             "text": self.text, "surface": self.surface, "gold": self.gold, "labelled": self.labelled,
-            "split": self.split, "meta": self.meta,
+            "split": self.split, "meta": self.meta, "type": self.type,
         }
 
     @classmethod
@@ -309,7 +311,7 @@ class Mention:
         return cls(
             id=str(d["id"]), image=d.get("image"), region=Region.from_dict(d["region"]) if d.get("region") else None,
             text=d.get("text"), surface=d.get("surface"), gold=d.get("gold"), labelled=d.get("labelled", True),
-            split=d.get("split"), meta=d.get("meta") or {},
+            split=d.get("split"), meta=d.get("meta") or {}, type=d.get("type"),
         )
 
 
@@ -344,6 +346,8 @@ class Link:
         backends: role -> backend that ran (e.g. ``{"segmenter": "litemedsam"}``).
         timings: stage -> seconds.
         notes: fallbacks and other things the user should know about this answer.
+        signals: signal -> the backend that produced it, for the signals that ran in this call
+            (``"kb"`` for signals computed from the KB alone).
     """
 
     candidates: list[Candidate]
@@ -354,6 +358,7 @@ class Link:
     backends: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    signals: dict[str, str] = field(default_factory=dict)
 
     @property
     def prediction(self) -> str | None:
@@ -373,6 +378,7 @@ class Link:
             "backends": self.backends,
             "timings": self.timings,
             "notes": self.notes,
+            "signals": self.signals,
         }
 
 

@@ -30,8 +30,12 @@ def test_fit_learns_a_separating_center_and_ranks_informative_signals_higher():
 def test_calibrate_nil_maximises_accuracy():
     f = Fusion()
     # two right links with high scores, two NIL mentions with low scores
-    t = f.calibrate_nil([0.9, 0.8, 0.3, 0.2], [True, True, False, False], [False, False, True, True])
-    assert 0.3 < t <= 0.8
+    g = f.calibrate_nil([0.9, 0.8, 0.3, 0.2], [True, True, False, False], [False, False, True, True])
+    assert 0.3 < g.nil_threshold <= 0.8
+    assert f.nil_threshold == 0.4  # a new fusion; the old one is unchanged
+    # a wrong top link above the right ones cannot be fixed by a threshold: NIL below 0.5 only
+    h = f.calibrate_nil([0.9, 0.7, 0.6, 0.2], [False, True, True, False], [False, False, False, True])
+    assert 0.2 < h.nil_threshold <= 0.6
     with pytest.raises(InputError, match="E410"):
         f.calibrate_nil([], [], [])
 
@@ -55,3 +59,41 @@ def test_unverified_signal_uses_its_missing_prior_only_when_it_has_one():
     # a signal without a prior is simply left out
     g = Fusion(calibration={"v2v": SignalCalibration(0.5, 1000.0, 1.0), "lexical": SignalCalibration(0.5, 1000.0, 2.0)})
     assert g.fuse({"lexical": 0.9}, unverified=["v2v"])[0] == pytest.approx(1.0)
+
+
+def test_fit_writes_backend_specific_keys_and_keeps_missing_prior():
+    rng = np.random.default_rng(1)
+    ex = []
+    for _ in range(100):
+        ex.append(({"v2v": rng.normal(0.9, 0.03), "face": rng.normal(0.97, 0.01)}, True))
+        ex.append(({"v2v": rng.normal(0.5, 0.05), "face": rng.normal(0.85, 0.02)}, False))
+    base = Fusion.shipped("offline")
+    fitted = base.fit(ex, backends={"v2v": "efficientnet_lite", "face": "dlib"})
+    # the linker looks up "v2v:efficientnet_lite" first: the fitted entry must be that one
+    assert fitted.cal("v2v", "efficientnet_lite") is fitted.calibration["v2v:efficientnet_lite"]
+    assert 0.6 < fitted.cal("v2v", "efficientnet_lite").center < 0.85
+    assert fitted.cal("v2v", "efficientnet_lite") != base.cal("v2v", "efficientnet_lite")
+    assert fitted.calibration["face:dlib"].missing_prior == base.calibration["face"].missing_prior
+    assert base.calibration == Fusion.shipped("offline").calibration  # fit changed nothing in place
+    assert fitted.backends["v2v"] == "efficientnet_lite"
+
+
+def test_gate_scales_the_mean_instead_of_joining_it():
+    f = Fusion(calibration={"a": SignalCalibration(0.5, 1000.0, 1.0),
+                            "g": SignalCalibration(0.5, 1000.0, 1.0, gate=True)})
+    assert f.fuse({"a": 0.9})[0] == pytest.approx(1.0)
+    assert f.fuse({"a": 0.9, "g": 0.9})[0] == pytest.approx(1.0)
+    assert f.fuse({"a": 0.9, "g": 0.1})[0] == pytest.approx(0.0)
+    assert f.fuse({"g": 0.9})[0] == 0.0  # a gate alone is no evidence
+
+
+def test_shipped_parameters_are_chosen_by_backends():
+    assert Fusion.for_backends({"v2v": "efficientnet_lite", "v2t": "conse_efficientnet"}).name == "offline"
+    assert Fusion.for_backends({"v2v": "clip_vision", "v2t": "clip"}).name == "hub"
+    assert Fusion.for_backends({"v2v": "something_else"}).name == "offline"
+    with pytest.raises(InputError, match="E410"):
+        Fusion.shipped("nope")
+    f = Fusion.shipped("hub")
+    with pytest.raises(InputError, match="E410"):
+        f.with_nil_threshold(3.0)
+    assert f.with_nil_threshold(0.7).nil_threshold == 0.7 and f.nil_threshold == 0.4

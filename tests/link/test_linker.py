@@ -97,7 +97,7 @@ def test_embed_reports_bad_items_and_indexes_the_rest(small_kb):
 
 def test_image_region_links_to_the_entity_with_the_matching_image(small_kb):
     kb_dir, _ = small_kb
-    cfg = LinkerConfig(signals=("v2v", "dense_text", "lexical"), segment=False, ner_mentions=False)
+    cfg = LinkerConfig(signals=("v2v", "dense_text", "lexical"), segment=False, signal_options={"lexical": {"ner": False}})
     linker = Linker.from_kb(kb_dir, profile=_profile(), config=cfg)
     img = _img((0, 0, 0))
     img[10:30, 10:40] = (200, 30, 30)
@@ -109,7 +109,7 @@ def test_image_region_links_to_the_entity_with_the_matching_image(small_kb):
 
 def test_caption_names_an_entity_without_image(small_kb):
     kb_dir, _ = small_kb
-    cfg = LinkerConfig(signals=("lexical", "dense_text"), segment=False, ner_mentions=False)
+    cfg = LinkerConfig(signals=("lexical", "dense_text"), segment=False, signal_options={"lexical": {"ner": False}})
     linker = Linker.from_kb(kb_dir, profile=_profile(), config=cfg)
     link = linker.link(None, None, text="Green Park", k=3)
     assert link.prediction == "Q3" and link.candidates[0].signals["lexical"] > 0.5
@@ -117,14 +117,14 @@ def test_caption_names_an_entity_without_image(small_kb):
 
 def test_nothing_good_enough_is_nil(small_kb):
     kb_dir, _ = small_kb
-    cfg = LinkerConfig(signals=("lexical",), segment=False, ner_mentions=False)
+    cfg = LinkerConfig(signals=("lexical",), segment=False, signal_options={"lexical": {"ner": False}})
     link = Linker.from_kb(kb_dir, profile=_profile(), config=cfg).link(None, None, text="zebra crossing", k=3)
     assert link.nil and link.prediction is None
 
 
 def test_bad_inputs_have_clear_errors_and_a_batch_keeps_going(small_kb, tmp_path):
     kb_dir, _ = small_kb
-    cfg = LinkerConfig(signals=("v2v",), segment=False, ner_mentions=False)
+    cfg = LinkerConfig(signals=("v2v",), segment=False, signal_options={"lexical": {"ner": False}})
     linker = Linker.from_kb(kb_dir, profile=_profile(), config=cfg)
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     img = _img((200, 30, 30))
@@ -153,29 +153,144 @@ def test_bad_inputs_have_clear_errors_and_a_batch_keeps_going(small_kb, tmp_path
     assert {(e.item_id, e.code) for e in out.errors} == {("b", "E001"), ("c", "E003")}
 
 
-def test_kb_built_with_another_model_is_an_error(small_kb):
+def test_a_required_signal_without_its_vectors_is_an_error_naming_both_models(small_kb):
     kb_dir, _ = small_kb
-    cfg = LinkerConfig(signals=("dense_text",), segment=False, ner_mentions=False)
+    cfg = LinkerConfig(signals=("dense_text",), segment=False, signal_options={"lexical": {"ner": False}})
     linker = Linker.from_kb(kb_dir, profile=_profile("test_fake_text_b"), config=cfg)
-    with pytest.raises(KBError, match="E402"):
+    with pytest.raises(KBError, match="E405") as err:
         linker.link(None, None, text="Red Square")
+    assert "test/fake-text-b" in str(err.value) and "test/fake-text-a" in str(err.value)
+
+
+def test_vectors_of_another_model_skip_an_optional_signal_with_a_note(small_kb):
+    """Issue #11: vectors made for one signal must not fail another signal of the same space."""
+    kb_dir, _ = small_kb
+    cfg = LinkerConfig(segment=False, signal_options={"lexical": {"ner": False}})  # every signal, none required
+    linker = Linker.from_kb(kb_dir, profile=_profile("test_fake_text_b"), config=cfg)
+    link = linker.link(None, None, text="Red Square")
+    assert link.prediction == "Q1"
+    note = next(n for n in link.notes if n.startswith("dense_text:"))
+    assert "test/fake-text-b" in note and "test/fake-text-a" in note and "pixlink kb embed" in note
+    assert "dense_text" not in link.signals and "lexical" in link.signals
 
 
 def test_missing_vectors_skip_the_signal_with_a_note(tmp_path):
     kb_dir = tmp_path / "kb"
     build_kb_from_entities([Entity("Q1", "Red Square", description="square")], kb_dir)
-    cfg = LinkerConfig(signals=("dense_text", "lexical"), segment=False, ner_mentions=False)
+    cfg = LinkerConfig(segment=False, signal_options={"lexical": {"ner": False}})
     link = Linker.from_kb(kb_dir, profile=_profile(), config=cfg).link(None, None, text="Red Square")
     assert link.prediction == "Q1"
     assert any("no entity_text vectors" in n and "pixlink kb embed" in n for n in link.notes)
+    # named explicitly, the signal is required: its missing vectors fail the call
+    cfg = LinkerConfig(signals=("dense_text", "lexical"), segment=False, signal_options={"lexical": {"ner": False}})
+    with pytest.raises(KBError, match="E405"):
+        Linker.from_kb(kb_dir, profile=_profile(), config=cfg).link(None, None, text="Red Square")
 
 
 def test_rerank_mode_orders_recalled_candidates_by_the_second_signal(small_kb):
     kb_dir, _ = small_kb
     cfg = LinkerConfig(signals=("dense_text", "v2v"), mode="rerank", recall_signal="dense_text", rerank_signal="v2v",
-                       segment=False, ner_mentions=False)
+                       segment=False, signal_options={"lexical": {"ner": False}})
     linker = Linker.from_kb(kb_dir, profile=_profile(), config=cfg)
     # the caption recalls both coloured entities; the blue image decides
     link = linker.link(_img((20, 20, 220)), None, text="red blue", k=4)
     assert link.candidates[0].entity_id == "Q2"
     assert "v2v" in link.candidates[0].signals and "dense_text" in link.candidates[0].signals
+
+
+def test_backends_and_notes_describe_each_call_only(small_kb):
+    """Issue #10: a service's answer must not list models that an earlier request used."""
+    kb_dir, _ = small_kb
+    cfg = LinkerConfig(segment=False, signal_options={"lexical": {"ner": False}})
+    linker = Linker.from_kb(kb_dir, profile=_profile(), config=cfg)
+    with_image = linker.link(_img((200, 30, 30)), {"box": [0, 0, 30, 20]}, text="Red Square", k=2)
+    assert with_image.backends["image_embed"] == "test_fake_image" and "v2v" in with_image.signals
+    text_only = linker.link(None, None, text="Green Park", k=2)
+    assert "image_embed" not in text_only.backends and "v2v" not in text_only.signals
+    assert text_only.backends["text_embed"] == "test_fake_text_a"
+    assert not any(n.startswith("face") or n.startswith("v2") for n in text_only.notes), text_only.notes
+
+
+def test_the_linker_never_changes_the_fusion_it_is_given(small_kb):
+    from pixlink.link import Fusion
+
+    kb_dir, _ = small_kb
+    fusion = Fusion.shipped("offline")
+    linker = Linker.from_kb(kb_dir, profile=_profile(), config=LinkerConfig(nil_threshold=0.9, segment=False),
+                            fusion=fusion)
+    assert linker.fusion.nil_threshold == 0.9 and fusion.nil_threshold == 0.4
+    assert Fusion.shipped("offline").nil_threshold == 0.4
+
+
+def test_mention_type_gates_entities_of_an_incompatible_class(tmp_path):
+    """Issue #11: a mention's type and the entity's KB classes must agree."""
+    kb_dir = tmp_path / "kb"
+    build_kb_from_entities([
+        Entity("Q61", "Washington, D.C.", aliases=("Washington",), description="capital city of the United States",
+               types=("Q5119",)),
+        Entity("Q23", "George Washington", description="first president of the United States", types=("Q5",)),
+        Entity("Q1223", "Washington", description="state of the United States", types=("Q35657",)),
+    ], kb_dir)
+    linker = Linker.from_kb(kb_dir, profile=_profile(), config=LinkerConfig(
+        signals=("lexical", "mention_type"), segment=False, signal_options={"lexical": {"ner": False}}))
+    untyped = linker.link(None, None, text="Washington", surface="Washington", k=3)
+    assert untyped.prediction in ("Q1223", "Q61") and "mention_type" not in untyped.signals
+    as_person = linker.link(None, None, text="Washington", surface="Washington", mention_type="PER", k=3)
+    # the places are gated down to NIL; the person's name is only a weak BM25 match of "Washington"
+    assert as_person.prediction in (None, "Q23"), as_person.candidates
+    gated = {c.entity_id: c for c in as_person.candidates}
+    assert gated["Q61"].signals["mention_type"] == 0.0 and "mention_type" not in gated["Q23"].signals
+    assert gated["Q61"].score < 0.2 < {c.entity_id: c for c in untyped.candidates}["Q61"].score
+    as_place = linker.link(None, None, text="Washington", surface="Washington", mention_type="LOC", k=3)
+    assert as_place.prediction in ("Q1223", "Q61")
+    assert {c.entity_id: c for c in as_place.candidates}["Q23"].score < 0.2
+
+
+def test_a_spec_round_trips_and_a_pickled_linker_is_rebuilt_from_it(small_kb):
+    import pickle
+
+    from pixlink.link import LinkerSpec
+
+    kb_dir, _ = small_kb
+    spec = LinkerSpec(kb=str(kb_dir), profile="offline",
+                      overrides={"text_embed": "test_fake_text_a", "image_embed": "test_fake_image"},
+                      config=LinkerConfig(segment=False, signal_options={"lexical": {"ner": False}}).to_dict())
+    again = LinkerSpec.from_json(spec.to_json())
+    assert again == spec
+    linker = spec.build()
+    img = _img((200, 30, 30))
+    want = linker.link(img, {"box": [0, 0, 30, 20]}, text="red", k=3).to_dict()
+    clone = pickle.loads(pickle.dumps(linker))
+    assert clone is not linker and clone.spec == spec
+    got = clone.link(img, {"box": [0, 0, 30, 20]}, text="red", k=3).to_dict()
+    for d in (want, got):
+        d.pop("timings")
+    assert got == want
+    with pytest.raises(InputError, match="E406"):
+        LinkerSpec.from_dict({"kb": str(kb_dir), "profile": "offline", "colour": "red"})
+    with pytest.raises(InputError, match="E406"):
+        LinkerSpec.from_json("{not json")
+    with pytest.raises(InputError, match="E010"):
+        LinkerSpec(kb=str(kb_dir), config={"signals": ["smell"]})
+
+
+def test_one_linker_answers_many_threads_as_it_answers_one(small_kb):
+    from concurrent.futures import ThreadPoolExecutor
+
+    kb_dir, _ = small_kb
+    linker = Linker.from_kb(kb_dir, profile=_profile(), config=LinkerConfig(
+        segment=False, signal_options={"lexical": {"ner": False}}))
+    queries = [((200, 30, 30), "red square"), ((20, 20, 220), "blue lagoon"), ((10, 200, 10), "Green Park"),
+               ((0, 0, 0), "zebra")]
+
+    def run(i):
+        colour, text = queries[i % len(queries)]
+        d = linker.link(_img(colour), {"box": [5, 5, 50, 30]}, text=text, k=3).to_dict()
+        d.pop("timings")
+        return d
+
+    serial = [run(i) for i in range(len(queries))]
+    for _ in range(3):
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(run, range(8 * len(queries))))
+        assert got == [serial[i % len(queries)] for i in range(8 * len(queries))]

@@ -75,3 +75,54 @@ def test_given_mask_is_used_as_is():
     m[2:4, 2:4] = True
     res = SegmenterSession([seg]).segment(np.zeros((10, 10, 3), np.uint8), Region.from_mask(m))
     assert res.region.mask is not None and res.region.mask.sum() == 4 and seg.embeds == 0
+
+
+class SlowArrayHandle(BoxOnly):
+    """Embeds into a (H, W, 16) float32 array (known bytes), slowly, so that threads overlap."""
+
+    name = "slowarray"
+
+    def embed_image(self, image):
+        import time
+
+        self.embeds += 1
+        time.sleep(0.05)
+        return {"shape": image.shape[:2], "feat": np.zeros((*image.shape[:2], 16), np.float32)}
+
+    def predict(self, handle, box=None, points=None, point_labels=None, multimask=False):
+        return super().predict(handle["shape"], box=box)
+
+
+def test_many_threads_share_a_session_and_each_image_is_embedded_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    seg = SlowArrayHandle()
+    sess = SegmenterSession([seg], cache_size=8)
+    imgs = [np.full((30 + i, 40, 3), i, np.uint8) for i in range(3)]
+
+    def run(j):
+        img = imgs[j % 3]
+        box = [1 + j % 5, 1, 20, 20]
+        return sess.segment(img, Region.from_box(box, image_size=img.shape[:2])).region.mask.sum()
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(run, range(48)))
+    assert seg.embeds == 3  # one per distinct image, although 16 threads asked for each at once
+    assert got == [run(j) for j in range(48)]
+
+
+def test_the_cache_is_bounded_in_bytes_as_well_as_in_count():
+    seg = SlowArrayHandle()
+    one = 40 * 40 * 16 * 4  # bytes of one handle's array
+    sess = SegmenterSession([seg], cache_size=100, max_bytes=int(2.5 * one))
+    for i in range(5):
+        img = np.full((40, 40, 3), i, np.uint8)
+        sess.segment(img, Region.from_box([1, 1, 9, 9], image_size=(40, 40)))
+    assert len(sess) == 2 and sess.cached_bytes <= 2.5 * one
+    # the two most recent stay: asking again does not embed
+    sess.segment(np.full((40, 40, 3), 4, np.uint8), Region.from_box([1, 1, 9, 9], image_size=(40, 40)))
+    assert seg.embeds == 5
+    # an embedding larger than the whole budget is used but not kept
+    small = SegmenterSession([SlowArrayHandle()], max_bytes=one // 2)
+    small.segment(np.zeros((40, 40, 3), np.uint8), Region.from_box([1, 1, 9, 9], image_size=(40, 40)))
+    assert len(small) == 0 and small.cached_bytes == 0

@@ -1,89 +1,147 @@
-"""Linker configuration: which signals run, how many candidates each recalls, how they fuse."""
+"""Linker configuration: which signals run, how many candidates each recalls, how they fuse.
+
+Every knob can come from a JSON file (``pixlink link --config``) or the Python API; each
+signal's own knobs are in ``signal_options[<signal>]`` and documented with the signal
+(:mod:`pixlink.link.signals`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from ..errors import Errors, InputError
 
-SIGNALS = ("face", "v2v", "v2t", "lexical", "dense_text")
-"""Candidate signals:
-
-* ``face``       — faces in the region <-> entity face vectors (person regions).
-* ``v2v``        — region image <-> entity images (``image_embed`` role).
-* ``v2t``        — region image <-> entity text in a joint space (``image_text`` role).
-* ``lexical``    — names in the caption/OCR/mention <-> entity labels and aliases (BM25).
-* ``dense_text`` — caption <-> entity text (``text_embed`` role).
-"""
-
 VIEWS = ("crop", "masked_crop", "red_box")
+MODES = ("fusion", "rerank")
+
+
+def known_signals() -> tuple[str, ...]:
+    from .signals import signal_names
+
+    return signal_names()
 
 
 @dataclass
 class LinkerConfig:
-    """Knobs of :class:`~pixlink.link.Linker`; every one can come from a JSON file or the CLI.
+    """Knobs of :class:`~pixlink.link.Linker`.
 
     Attributes:
-        signals: which signals may run (each also needs its model and KB vectors).
+        signals: which signals run. ``None`` (the default): every registered signal, each
+            skipped with a note when its model or KB vectors are missing. Named explicitly, the
+            signals are *required*: one whose KB vectors were not made fails the call (E405).
+        signal_options: per-signal knobs, e.g. ``{"lexical": {"ner": false}, "face":
+            {"min_overlap": 0.6}}`` (see each signal's ``Options``).
         recall_k: candidates each signal recalls before fusion.
         max_candidates: cap on the union of recalled candidates that get fully scored.
         mode: ``"fusion"`` (all signals scored and fused) or ``"rerank"`` (VNEL: recall with
-            ``recall_signal`` only, order by ``rerank_signal``, ties by the recall score).
+            ``recall_signal`` only, order by ``rerank_signal``).
         recall_signal, rerank_signal: used by ``mode="rerank"``.
-        image_view: view of the region given to image encoders: ``"crop"``,
-            ``"masked_crop"`` (default when a mask exists) or ``"red_box"`` (VP-MEL).
+        rerank_unscored_factor: in rerank mode, a recalled candidate the re-rank signal cannot
+            score (no reference for it) keeps this fraction of its recall score, so that it
+            ranks below those the re-ranker could score.
+        image_view: view of the region given to image encoders: ``"crop"``, ``"masked_crop"``
+            (falls back to a crop when there is no mask) or ``"red_box"`` (VP-MEL).
         crop_margin: context margin of crops, as a fraction of the box size.
         segment: turn box/click prompts into masks with the promptable segmenter.
-        ner_mentions: find names in the caption with the ``ner`` role for the lexical signal
-            (else the whole caption is searched).
-        gazetteer: also look up capitalised n-grams of the caption as KB labels/aliases
-            (names the tagger missed).
-        ocr: read text inside the region with the ``ocr`` role and add it to the lexical query.
-        face_min_overlap: a face counts for the region when this fraction of its box lies
-            inside the region's box.
-        person_types: P31 ids that mean "a person" (Wikidata human, Q5): when a face is found
-            in the region, entities typed as something else get ``type`` = 0 (a penalty).
-        fusion_path: JSON with learned fusion parameters (:class:`~pixlink.link.fusion.Fusion`).
+        fusion_path: JSON with fusion parameters (:class:`~pixlink.link.fusion.Fusion`); ``None``
+            = the shipped parameters for the backends that run.
         nil_threshold: overrides the fusion's NIL threshold when set.
     """
 
-    signals: tuple[str, ...] = SIGNALS
+    signals: tuple[str, ...] | None = None
+    signal_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     recall_k: int = 50
     max_candidates: int = 200
     mode: str = "fusion"
     recall_signal: str = "v2t"
     rerank_signal: str = "face"
+    rerank_unscored_factor: float = 0.5
     image_view: str = "masked_crop"
     crop_margin: float = 0.1
     segment: bool = True
-    ner_mentions: bool = True
-    gazetteer: bool = True
-    ocr: bool = False
-    face_min_overlap: float = 0.5
-    person_types: tuple[str, ...] = ("Q5",)
     fusion_path: str | None = None
     nil_threshold: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.signals = tuple(self.signals)
-        self.person_types = tuple(self.person_types)
-        bad = [s for s in self.signals if s not in SIGNALS]
+        known = known_signals()
+        if self.signals is not None:
+            if isinstance(self.signals, str) or not all(isinstance(s, str) for s in self.signals):
+                raise InputError(Errors.E010.format(what="signals", value=self.signals, reason="expected a list of names"))
+            self.signals = tuple(self.signals)
+            bad = [s for s in self.signals if s not in known]
+            if bad:
+                raise InputError(Errors.E010.format(what="signals", value=bad, reason=f"known signals: {known}"))
+        if not isinstance(self.signal_options, dict) or not all(isinstance(v, dict) for v in self.signal_options.values()):
+            raise InputError(Errors.E010.format(what="signal_options", value=self.signal_options,
+                                                reason="expected {signal: {option: value}}"))
+        bad = [s for s in self.signal_options if s not in known]
         if bad:
-            raise InputError(Errors.E010.format(what="signals", value=bad, reason=f"known signals: {SIGNALS}"))
-        if self.mode not in ("fusion", "rerank"):
-            raise InputError(Errors.E010.format(what="mode", value=self.mode, reason="use 'fusion' or 'rerank'"))
+            raise InputError(Errors.E010.format(what="signal_options", value=bad, reason=f"known signals: {known}"))
+        if self.mode not in MODES:
+            raise InputError(Errors.E010.format(what="mode", value=self.mode, reason=f"use one of {MODES}"))
         for name in (self.recall_signal, self.rerank_signal):
-            if name not in SIGNALS:
-                raise InputError(Errors.E010.format(what="rerank signal", value=name, reason=f"known: {SIGNALS}"))
+            if name not in known:
+                raise InputError(Errors.E010.format(what="rerank signal", value=name, reason=f"known: {known}"))
         if self.image_view not in VIEWS:
             raise InputError(Errors.E010.format(what="image_view", value=self.image_view, reason=f"use one of {VIEWS}"))
-        if self.recall_k < 1 or self.max_candidates < 1:
-            raise InputError(Errors.E010.format(what="recall_k/max_candidates", value=(self.recall_k,
-                             self.max_candidates), reason="must be >= 1"))
+        for name in ("recall_k", "max_candidates"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(Errors.E010.format(what=name, value=v, reason="must be an integer >= 1"))
+        for name, lo, hi in (("rerank_unscored_factor", 0.0, 1.0), ("crop_margin", 0.0, 5.0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+                raise InputError(Errors.E010.format(what=name, value=v, reason=f"must be a number in [{lo}, {hi}]"))
+        if self.nil_threshold is not None and (isinstance(self.nil_threshold, bool)
+                                               or not isinstance(self.nil_threshold, (int, float))
+                                               or not 0.0 <= self.nil_threshold <= 1.0):
+            raise InputError(Errors.E010.format(what="nil_threshold", value=self.nil_threshold, reason="a number in [0, 1]"))
+        if not isinstance(self.segment, bool):
+            raise InputError(Errors.E010.format(what="segment", value=self.segment, reason="true or false"))
+
+    @property
+    def active_signals(self) -> tuple[str, ...]:
+        """The signals that run: the ones named, or every registered signal."""
+        return self.signals if self.signals is not None else known_signals()
+
+    @property
+    def required_signals(self) -> frozenset[str]:
+        """Signals named explicitly: missing KB vectors for one of them is an error."""
+        return frozenset(self.signals or ())
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["signals"] = list(self.signals)
+        d["signals"] = list(self.signals) if self.signals is not None else None
         return d
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "config") -> "LinkerConfig":
+        """From a dict (a JSON object), with a coded error naming an unknown key or bad value."""
+        if not isinstance(d, dict):
+            raise InputError(Errors.E010.format(what=where, value=type(d).__name__, reason="expected a JSON object"))
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(Errors.E010.format(what=f"{where} keys", value=unknown, reason=f"known keys: {sorted(names)}"))
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise InputError(Errors.E010.format(what=where, value=d, reason=str(exc))) from exc
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "LinkerConfig":
+        """Read a JSON file; a missing file, bad JSON, an unknown key or a bad value is E010/E011."""
+        import json
+
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(Errors.E010.format(what="config file", value=str(p), reason=f"cannot be read ({exc})")) from exc
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(Errors.E011.format(line=exc.lineno, path=str(p), reason=exc.msg)) from exc
+        return cls.from_dict(d, where=f"config {p}")

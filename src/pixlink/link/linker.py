@@ -9,23 +9,27 @@ One engine for the linking side of three papers:
 * **VNEL** (person box): faces and image<->image/text signals, and recall-then-rerank
   (``mode="rerank"``).
 
-Stages: prompt -> region (segmenter, embedding reused per image) -> query features per signal
--> recall per signal from the KB's dense/lexical indexes -> exact scores of the union of
-candidates for every signal -> fusion -> NIL decision. Every stage is timed, every fallback is
-recorded in ``Link.notes``, and ``Link.backends`` says which models ran.
+Stages: prompt -> region (segmenter, embedding reused per image) -> each signal's query side
+-> recall per signal from the KB's dense/lexical indexes -> every signal's scores for the
+union of candidates -> fusion -> NIL decision. The signals are the modules of
+:mod:`pixlink.link.signals`; the linker only iterates over them.
+
+One linker serves many threads: everything a call learns lives in its own
+:class:`~pixlink.link.query.Query`, the shared parts (KB connections per thread, indexes,
+backends, the segmenter's bounded per-image cache) are thread-safe, and the :class:`Fusion`
+is immutable. To run a linker in another process (a worker, a Ray actor) send its
+:class:`~pixlink.link.spec.LinkerSpec`; pickling a linker sends exactly that.
 """
 
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+import threading
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import Errors, InputError, ModelUnavailableError, PixlinkError
+from ..errors import Errors, InputError, KBError, ModelUnavailableError, PixlinkError
 from ..io import load_image
 from ..log import get_logger
 from ..models import Profile
@@ -34,101 +38,123 @@ from ..regions import SegmenterSession, crop, image_key, masked_crop, red_box
 from ..types import BatchResult, Candidate, ItemError, Link, Mention, Region
 from .config import LinkerConfig
 from .fusion import Fusion
-from .vectors import SPACE_FOR_SIGNAL, ROLE_FOR_SIGNAL, KBVectors
+from .query import Query
+from .signals import make_signal
+from .signals.face import FaceSignal, face_vector
+from .vectors import KBVectors
 
 log = get_logger("pixlink.link")
-
-
-@dataclass
-class _Query:
-    """Per-mention working state."""
-
-    image: np.ndarray | None
-    region: Region | None
-    text: str | None
-    surface: str | None
-    notes: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    # signal -> (entity id -> raw score) for recalled candidates
-    recalled: dict[str, dict[str, float]] = field(default_factory=dict)
-    # signal -> query vector (for exact re-scoring of other signals' candidates)
-    vectors: dict[str, np.ndarray] = field(default_factory=dict)
-    # signal -> backend name that produced it (for backend-specific calibration)
-    backends: dict[str, str] = field(default_factory=dict)
-    face_found: bool = False
-
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0
 
 
 class Linker:
     """Link image regions (and captions) to entities of one KB.
 
-    Build it with :meth:`from_kb`. The models come from a :class:`~pixlink.models.Profile`
-    (``offline``, ``hub`` or ``auto``); the KB must hold vectors made by those same models
-    (``pixlink kb embed``) for the dense signals, else those signals are skipped with a note —
-    and vectors made by *another* model are an error (E402), never silently re-used.
+    Build it with :meth:`from_kb` or from a :class:`~pixlink.link.spec.LinkerSpec`. The models
+    come from a :class:`~pixlink.models.Profile` (``offline``, ``hub`` or ``auto``); the KB must
+    hold vectors made by those same models (``pixlink kb embed``) for the dense signals, else
+    those signals are skipped with a note (or, when named in ``config.signals``, the call fails
+    with E405) — vectors made by another model are never used in their place.
+
+    Args:
+        kb: an open :class:`~pixlink.kb.KB`.
+        profile: the model profile.
+        config: the linker's knobs (:class:`LinkerConfig`).
+        fusion: fusion parameters; ``None`` = ``config.fusion_path`` or the shipped parameters
+            for the backends the profile chooses. Never modified (``config.nil_threshold``
+            makes a copy).
+        spec: the spec this linker was built from (set by :meth:`LinkerSpec.build`).
     """
 
-    def __init__(self, kb: Any, profile: Profile, config: LinkerConfig | None = None, fusion: Fusion | None = None):
+    def __init__(self, kb: Any, profile: Profile, config: LinkerConfig | None = None, fusion: Fusion | None = None,
+                 spec: Any = None):
         self.kb = kb
         self.profile = profile
         self.config = config or LinkerConfig()
+        self.spec = spec
+        cfg = self.config
+        names = cfg.active_signals if cfg.mode == "fusion" else tuple(dict.fromkeys((cfg.recall_signal, cfg.rerank_signal)))
+        self.signals = [make_signal(n, cfg.signal_options.get(n)) for n in names]
         if fusion is None:
-            fusion = Fusion.load(self.config.fusion_path) if self.config.fusion_path else Fusion()
-        if self.config.nil_threshold is not None:
-            fusion.nil_threshold = float(self.config.nil_threshold)
+            fusion = Fusion.load(cfg.fusion_path) if cfg.fusion_path else Fusion.for_backends(self._chosen_backends())
+        if cfg.nil_threshold is not None:
+            fusion = fusion.with_nil_threshold(cfg.nil_threshold)
         self.fusion = fusion
-        self.vectors = KBVectors(Path(kb.path))
+        self.vectors = KBVectors(Path(kb.path), getattr(kb, "build_id", None))
         self._segmenters: SegmenterSession | None = None
-        self._used_roles: set[str] = set()
+        self._segment_notes: list[str] = []
+        self._lock = threading.Lock()
+        self._warned: set[str] = set()
 
     @classmethod
     def from_kb(
         cls, kb_dir: str | Path, profile: str | Profile = "auto", config: LinkerConfig | None = None,
         fusion: Fusion | None = None,
     ) -> "Linker":
-        from ..kb import KB
+        """A linker over the KB directory ``kb_dir`` (see :class:`Linker` for the arguments).
 
-        prof = profile if isinstance(profile, Profile) else Profile(profile)
-        return cls(KB.open(kb_dir), prof, config, fusion)
+        With a profile given by name, the linker carries a :class:`LinkerSpec` and can be sent
+        to other processes."""
+        from .spec import LinkerSpec
+
+        if isinstance(profile, Profile):
+            from ..kb import KB
+
+            return cls(KB.open(kb_dir), profile, config, fusion)
+        spec = LinkerSpec(kb=str(kb_dir), profile=profile, config=(config or LinkerConfig()).to_dict(),
+                          fusion=fusion.to_dict() if fusion is not None else None)
+        return spec.build()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.spec is None:
+            raise TypeError("this Linker was not built from a LinkerSpec; build it with LinkerSpec(...).build() "
+                            "(or Linker.from_kb with a profile name) to send it to another process")
+        from .spec import _build_from_dict
+
+        return (_build_from_dict, (self.spec.to_dict(),))
+
+    def _chosen_backends(self) -> dict[str, str]:
+        """signal -> the backend the profile chooses for its role (without loading it)."""
+        out = {}
+        for sig in self.signals:
+            if sig.role is not None and sig.space is not None:
+                choice = self.profile.choose(sig.role)
+                if choice.backend:
+                    out[sig.name] = choice.backend
+        return out
 
     # ---------------------------------------------------------------------------------------
     # public API
     # ---------------------------------------------------------------------------------------
     def link(
         self, image: Any = None, prompt: Region | dict[str, Any] | None = None, text: str | None = None,
-        k: int = 10, mention_id: str | None = None, surface: str | None = None,
+        k: int = 10, mention_id: str | None = None, surface: str | None = None, mention_type: str | None = None,
     ) -> Link:
         """Link one region.
 
         Args:
             image: path, bytes, PIL image or ``(H, W, 3)`` uint8 array; ``None`` for a
                 text-only mention.
-            prompt: a :class:`Region` or a dict with one of ``box`` (XYXY), ``points``
-                (``[[x, y], ...]``, optional ``labels``) or ``mask`` (``(H, W)`` bool array or
-                COCO RLE). ``None`` means the whole image.
+            prompt: a :class:`Region` or a dict with one of ``box`` (XYXY, original pixels),
+                ``points`` (``[[x, y], ...]``, optional ``labels``) or ``mask`` (``(H, W)`` bool
+                array or COCO RLE). ``None`` means the whole image.
             text: the caption that came with the image.
             k: how many candidates to return.
-            surface: the mention's words, when known (dataset items).
+            surface: the mention's words, when known (dataset items, GMNER entities).
+            mention_type: the mention's type when known (PER/LOC/ORG/MISC, from NER or the
+                caller): entities of an incompatible KB class are gated down.
 
         Returns:
             a :class:`Link` with the top-``k`` candidates (id, label, description, fused score,
-            per-signal scores), the NIL decision, the region (mask RLE + box), backends, timings
-            and notes.
+            per-signal raw scores), the NIL decision, the region (mask RLE + box), the backends
+            and signals that ran *in this call*, timings and notes.
         """
-        if k < 1:
-            raise InputError(Errors.E010.format(what="k", value=k, reason="must be >= 1"))
-        q = _Query(image=None, region=None, text=(text or None), surface=surface)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InputError(Errors.E010.format(what="k", value=k, reason="must be an integer >= 1"))
+        q = Query(text=(text or None), surface=(surface or None), mention_type=mention_type)
         with q.timed("load"):
             if image is not None:
                 q.image = load_image(image)
-                q.region = _as_region(prompt, q.image.shape[:2])
+                q.region = as_region(prompt, q.image.shape[:2])
             elif prompt is not None:
                 raise InputError(Errors.E401)
             if q.image is None and not q.text and not q.surface:
@@ -145,8 +171,8 @@ class Linker:
         nil = (not cands) or top < self.fusion.nil_threshold
         return Link(
             candidates=cands, nil=nil, nil_threshold=self.fusion.nil_threshold, mention_id=mention_id,
-            region=q.region, backends=self._backends(), timings={s: round(t, 4) for s, t in q.timings.items()},
-            notes=q.notes,
+            region=q.region, backends=self._backends(q), timings={s: round(t, 4) for s, t in q.timings.items()},
+            notes=q.notes, signals=dict(q.signals),
         )
 
     def face_scores(self, image: Any, boxes: Sequence[Sequence[float]], entity_id: str) -> list[float | None]:
@@ -158,19 +184,21 @@ class Linker:
             entity_id: a KB entity.
 
         Returns:
-            per box, the cosine of the largest face found in it against the entity's closest
-            face vector, or None when the box holds no face, the KB has no face vectors, or
-            the entity has no face photo.
+            per box, the cosine of the face chosen in it (the face signal's rule) against the
+            entity's closest face vector, or None when the box holds no face, the KB has no
+            face vectors, or the entity has no face photo.
         """
         img = load_image(image)
-        q = _Query(image=img, region=None, text=None, surface=None)
-        index = self._index("face", q)
+        sig = next((s for s in self.signals if isinstance(s, FaceSignal)), None) or FaceSignal()
+        q = Query(image=img)
+        backend = self.backend(R.FACES, q)
+        index = self.index(sig, q) if backend is not None else None
         if index is None:
             return [None for _ in boxes]
         out: list[float | None] = []
         for box in boxes:
-            q.region = _as_region({"box": [float(v) for v in box]}, img.shape[:2])
-            vec = self._face_vector(q)
+            region = as_region({"box": [float(v) for v in box]}, img.shape[:2])
+            vec = face_vector(backend, img, region.bbox, sig.options)
             if vec is None:
                 out.append(None)
                 continue
@@ -180,7 +208,7 @@ class Linker:
 
     def link_mention(self, mention: Mention, k: int = 10) -> Link:
         return self.link(mention.image, mention.region, mention.text, k=k, mention_id=mention.id,
-                         surface=mention.surface)
+                         surface=mention.surface, mention_type=mention.type)
 
     def link_batch(self, mentions: Sequence[Mention], k: int = 10, progress: bool = False) -> BatchResult[Link]:
         """Link many mentions; a bad item is reported in ``errors`` and the rest go on.
@@ -188,9 +216,9 @@ class Linker:
         Mentions on the same image reuse its segmenter embedding (the session caches by image
         content), so sort by image for speed.
         """
-        out: BatchResult[Link] = BatchResult()
         from ..progress import progress as make_progress
 
+        out: BatchResult[Link] = BatchResult()
         with make_progress(disable=not progress) as bar:
             task = bar.add_task("linking", total=len(mentions), rate="")
             for i, m in enumerate(mentions):
@@ -201,40 +229,50 @@ class Linker:
                 bar.advance(task)
         return out
 
+    def close(self) -> None:
+        """Close the indexes and this thread's KB connection."""
+        self.vectors.close()
+        self.kb.close()
+
     # ---------------------------------------------------------------------------------------
-    # stages
+    # what signals see (``ctx``)
     # ---------------------------------------------------------------------------------------
-    def _get(self, role: str, q: _Query) -> Any | None:
-        """The backend of ``role``, or None with a note when none can run."""
+    def backend(self, role: str, q: Query) -> Any | None:
+        """The backend of ``role``, recorded as used by this call; None with a note when none
+        can run."""
         try:
             inst = self.profile.get(role)
         except ModelUnavailableError as exc:
-            note = f"{role}: not available ({exc})"
-            if note not in q.notes:
-                q.notes.append(note)
+            q.note(f"{role}: not available ({exc})")
             return None
-        self._used_roles.add(role)
+        q.roles[role] = str(self.profile.choose(role).backend or getattr(inst, "name", ""))
         return inst
 
-    def _segment(self, q: _Query) -> None:
-        if self._segmenters is None:
-            segs = []
-            primary = self._get(R.SEGMENT, q)
-            if primary is not None:
-                segs.append(primary)
-            if primary is None or "points" not in primary.prompt_kinds:
-                from ..models.registry import list_backends
+    def index(self, signal: Any, q: Query) -> Any | None:
+        """The KB index of ``signal``'s space made by the model this linker runs for it; None
+        with a note (and one warning per process) when the KB has none — E405 when the signal
+        was named in ``config.signals``."""
+        backend = self.profile.get(signal.role)
+        model_id = signal.model_id(backend)
+        index = self.vectors.get(signal.space, model_id)
+        if index is not None:
+            return index
+        others = self.vectors.others(signal.space, model_id)
+        found = f"; it has vectors of {', '.join(others)}" if others else ""
+        if signal.name in self.config.required_signals:
+            raise KBError(Errors.E405.format(signal=signal.name, space=signal.space, expected=model_id, found=found))
+        note = (f"{signal.name}: the KB has no {signal.space} vectors for {model_id}{found}; the signal did not run "
+                f"(run `pixlink kb embed KBDIR --signals {signal.name}`)")
+        q.note(note)
+        with self._lock:
+            first = note not in self._warned
+            self._warned.add(note)
+        if first:
+            log.warning(note)
+        return None
 
-                spec = next((s for s in list_backends(R.SEGMENT) if s.name == "grabcut"), None)
-                if spec is not None and spec.availability() is None and (primary is None or primary.name != "grabcut"):
-                    segs.append(spec.factory())
-            self._segmenters = SegmenterSession(segs)
-        assert q.image is not None and q.region is not None
-        res = self._segmenters.segment(q.image, q.region, key=image_key(q.image))
-        q.region = res.region
-        q.notes.extend(res.notes)
-
-    def _view(self, q: _Query) -> np.ndarray:
+    def view(self, q: Query) -> np.ndarray:
+        """The region as image encoders see it (``config.image_view``): ``(h, w, 3)`` uint8."""
         assert q.image is not None and q.region is not None
         view = self.config.image_view
         if view == "red_box":
@@ -243,198 +281,107 @@ class Linker:
             return masked_crop(q.image, q.region, self.config.crop_margin)
         return crop(q.image, q.region, self.config.crop_margin)
 
-    def _recall(self, q: _Query) -> None:
-        cfg = self.config
-        active = cfg.signals if cfg.mode == "fusion" else (cfg.recall_signal, cfg.rerank_signal)
-        for sig in active:
-            if sig not in cfg.signals:
-                continue
-            with q.timed(sig):
-                if sig == "lexical":
-                    self._lexical(q)
-                    continue
-                vec = self._query_vector(sig, q)
-                if vec is None:
-                    continue
-                q.vectors[sig] = vec
-                q.backends[sig] = str(getattr(self.profile.get(ROLE_FOR_SIGNAL[sig]), "name", ""))
-                if cfg.mode == "rerank" and sig != cfg.recall_signal:
-                    continue  # the re-rank signal only scores the recalled candidates
-                index = self._index(sig, q)
-                if index is None:
-                    continue
-                scores, ids = index.search(vec[None, :], k=cfg.recall_k)
-                q.recalled[sig] = {e: float(s) for e, s in zip(ids[0], scores[0])}
+    # ---------------------------------------------------------------------------------------
+    # stages
+    # ---------------------------------------------------------------------------------------
+    def _segmenter_session(self, q: Query) -> SegmenterSession:
+        with self._lock:
+            if self._segmenters is not None:
+                return self._segmenters
+        segs = []
+        notes = []
+        try:
+            primary = self.profile.get(R.SEGMENT)
+            segs.append(primary)
+        except ModelUnavailableError as exc:
+            notes.append(f"{R.SEGMENT}: not available ({exc})")
+            primary = None
+        if primary is None or "points" not in primary.prompt_kinds:
+            from ..models.registry import get_spec
 
-    def _index(self, sig: str, q: _Query) -> Any | None:
-        backend = self.profile.get(ROLE_FOR_SIGNAL[sig])
-        index = self.vectors.get(SPACE_FOR_SIGNAL[sig], _text_side_model_id(backend, sig))
-        if index is None:
-            note = (f"{sig}: the KB has no {SPACE_FOR_SIGNAL[sig]} vectors for {_text_side_model_id(backend, sig)};"
-                    f" run `pixlink kb embed`")
-            if note not in q.notes:
-                q.notes.append(note)
-        return index
+            spec = get_spec(R.SEGMENT, "grabcut")
+            if spec.availability() is None and (primary is None or primary.name != "grabcut"):
+                segs.append(spec.factory())
+        with self._lock:
+            if self._segmenters is None:
+                self._segmenters = SegmenterSession(segs)
+                self._segment_notes = notes
+            return self._segmenters
 
-    def _query_vector(self, sig: str, q: _Query) -> np.ndarray | None:
-        if sig in ("face", "v2v", "v2t") and (q.image is None or q.region is None):
-            return None
-        if sig == "face":
-            return self._face_vector(q)
-        if sig == "v2v":
-            enc = self._get(R.IMAGE_EMBED, q)
-            return None if enc is None else _unit(enc.encode_images([self._view(q)]).embeds[0])
-        if sig == "v2t":
-            enc = self._get(R.IMAGE_TEXT, q)
-            return None if enc is None else _unit(enc.encode_images([self._view(q)]).embeds[0])
-        if sig == "dense_text":
-            if not q.text:
-                return None
-            enc = self._get(R.TEXT_EMBED, q)
-            return None if enc is None else _unit(enc.encode([q.text], query=True)[0])
-        raise InputError(Errors.E010.format(what="signal", value=sig, reason="has no query vector"))
-
-    def _face_vector(self, q: _Query) -> np.ndarray | None:
-        faces_model = self._get(R.FACES, q)
-        if faces_model is None:
-            return None
+    def _segment(self, q: Query) -> None:
         assert q.image is not None and q.region is not None
-        rb = q.region.bbox
-        # detect inside the region (with margin), so small faces in big images are found
-        h, w = q.image.shape[:2]
-        mx, my = (rb[2] - rb[0]) * 0.3, (rb[3] - rb[1]) * 0.3
-        x1, y1 = int(max(rb[0] - mx, 0)), int(max(rb[1] - my, 0))
-        x2, y2 = int(min(rb[2] + mx, w)), int(min(rb[3] + my, h))
-        sub = np.ascontiguousarray(q.image[y1:y2, x1:x2])
-        faces = faces_model.detect(sub, upsample=1)
-        if not faces and max(sub.shape[:2]) < 400:
-            faces = faces_model.detect(sub, upsample=2)
-        best = None
-        best_area = 0.0
-        for f in faces:
-            fb = np.asarray(f.box, dtype=np.float64) + np.array([x1, y1, x1, y1])
-            inter_w = max(min(fb[2], rb[2]) - max(fb[0], rb[0]), 0.0)
-            inter_h = max(min(fb[3], rb[3]) - max(fb[1], rb[1]), 0.0)
-            area = (fb[2] - fb[0]) * (fb[3] - fb[1])
-            if area <= 0 or inter_w * inter_h / area < self.config.face_min_overlap:
+        session = self._segmenter_session(q)
+        for n in self._segment_notes:
+            q.note(n)
+        res = session.segment(q.image, q.region, key=image_key(q.image))
+        q.region = res.region
+        for n in res.notes:
+            q.note(n)
+        if res.segmenter:
+            primary = self.profile.describe().get(R.SEGMENT, {}).get("backend")
+            q.roles[R.SEGMENT] = res.segmenter + ("" if res.segmenter == primary else " (fallback)")
+
+    def _recall(self, q: Query) -> None:
+        cfg = self.config
+        for sig in self.signals:
+            if not sig.applies(q):
                 continue
-            if area > best_area:
-                best, best_area = f, area
-        if best is None:
-            q.notes.append("face: no face found in the region; the face signal did not run")
-            return None
-        vec = faces_model.embed(sub, [best])[0]
-        q.face_found = True
-        return _unit(vec)
+            with q.timed(sig.name):
+                sig.prepare(q, self)
+                if cfg.mode == "rerank" and sig.name != cfg.recall_signal:
+                    continue  # the re-rank signal only scores the recalled candidates
+                found = sig.recall(q, self, cfg.recall_k)
+                if found is not None:
+                    q.recalled[sig.name] = found
 
-    def _lexical(self, q: _Query) -> None:
-        queries: list[tuple[str, float]] = []  # (string, scale)
-        if q.surface:
-            queries.append((q.surface, 1.0))
-        # the caption's names are candidates for a region only when the mention's own words are
-        # unknown: with a surface, the caption's other names belong to other mentions (a post
-        # naming "Joe Biden" must not make "White House" link to him)
-        names_from_text = bool(q.text) and not q.surface
-        if names_from_text and self.config.ner_mentions:
-            tagger = self._get(R.NER, q)
-            if tagger is not None:
-                for span in tagger.tag([q.text])[0]:
-                    queries.append((span.text, 1.0))
-        if q.text and self.config.ocr and q.image is not None:
-            reader = self._get(R.OCR, q)
-            if reader is not None and q.region is not None:
-                for line in reader.read(crop(q.image, q.region, 0.0)):
-                    queries.append((line.text, 0.8))
-        if names_from_text and self.config.gazetteer:
-            # names the tagger missed: capitalised n-grams that are a KB label or alias
-            seen = {m for m, _ in queries}
-            for gram in _name_ngrams(q.text):
-                if gram not in seen and self.kb.by_name(gram):
-                    queries.append((gram, 0.9))
-                    seen.add(gram)
-        if q.text and not queries:
-            queries.append((q.text, 0.6))  # no names found: the caption itself, as weaker evidence
-        if not queries:
-            return
-        found: dict[str, float] = {}
-        for s, scale in queries:
-            for ent in self.kb.by_name(s):
-                found[ent.id] = max(found.get(ent.id, 0.0), 1.0 * scale)
-            hits = self.kb.search(s, k=self.config.recall_k)
-            if hits:
-                top = max(score for _, score in hits) or 1.0
-                for ent, score in hits:
-                    found[ent.id] = max(found.get(ent.id, 0.0), 0.8 * scale * float(score) / top)
-        q.recalled["lexical"] = found
-
-    def _score(self, q: _Query) -> list[Candidate]:
+    def _score(self, q: Query) -> list[Candidate]:
         cfg = self.config
         if cfg.mode == "rerank":
             return self._score_rerank(q)
         # union of candidates, best-ranked first per signal, capped
         order: dict[str, int] = {}
-        for sig, found in q.recalled.items():
+        for found in q.recalled.values():
             for rank, eid in enumerate(sorted(found, key=found.get, reverse=True)):
                 order[eid] = min(order.get(eid, rank), rank)
         ids = sorted(order, key=order.get)[: cfg.max_candidates]
         if not ids:
             return []
-        # exact scores of every candidate for every dense signal that ran
-        table: dict[str, dict[str, float]] = {sig: dict(found) for sig, found in q.recalled.items()}
-        for sig, vec in q.vectors.items():
-            index = self._index(sig, q)
-            if index is None:
-                continue
-            scores, got = index.search_subset(vec[None, :], ids)
-            table.setdefault(sig, {}).update({e: float(s) for e, s in zip(got[0], scores[0])})
-        if q.face_found and cfg.person_types:
-            # a face in the region: entities typed as something other than a person are
-            # penalised (negative evidence only: being a person proves nothing by itself)
-            person = set(cfg.person_types)
-            fit: dict[str, float] = {}
-            for ent in self.kb.get_many(ids):
-                if ent.types and not person.intersection(ent.types):
-                    fit[ent.id] = 0.0  # typed, and not a person: it cannot be this face
-            table["type"] = fit
-        if q.surface and "lexical" in q.recalled:
-            # a named mention: an entity whose names do not match the mention's words at all
-            # (found only through the caption's meaning or the image) has lexical score 0
-            lex = table.setdefault("lexical", {})
-            for eid in ids:
-                lex.setdefault(eid, 0.0)
-        ran = [sig for sig in q.vectors if sig in table]
+        table: dict[str, dict[str, float]] = {}
+        for sig in self.signals:
+            scores = sig.score(q, self, ids)
+            if scores:
+                table[sig.name] = scores
+        # what the answer reports as "ran": the signals that recalled or scored candidates
+        q.signals = {name: b for name, b in q.signals.items() if name in table or name in q.recalled}
+        ran = [name for name in q.vectors if name in table]
         cands = []
         for eid in ids:
-            sigs = {sig: vals[eid] for sig, vals in table.items() if eid in vals}
-            fused, _ = self.fusion.fuse(sigs, unverified=[s for s in ran if s not in sigs], backends=q.backends)
+            sigs = {name: vals[eid] for name, vals in table.items() if eid in vals}
+            fused, _ = self.fusion.fuse(sigs, unverified=[s for s in ran if s not in sigs], backends=q.signals)
             cands.append(Candidate(entity_id=eid, score=round(fused, 6), signals={s: round(v, 6) for s, v in sigs.items()}))
         cands.sort(key=lambda c: (-c.score, c.entity_id))
         return cands
 
-    def _score_rerank(self, q: _Query) -> list[Candidate]:
+    def _score_rerank(self, q: Query) -> list[Candidate]:
         cfg = self.config
         recalled = q.recalled.get(cfg.recall_signal, {})
         if not recalled:
-            q.notes.append(f"rerank: the recall signal {cfg.recall_signal} found no candidates")
+            q.note(f"rerank: the recall signal {cfg.recall_signal} found no candidates")
             return []
         ids = sorted(recalled, key=recalled.get, reverse=True)[: cfg.max_candidates]
-        rer: dict[str, float] = {}
-        vec = q.vectors.get(cfg.rerank_signal)
-        index = self._index(cfg.rerank_signal, q) if vec is not None else None
-        if vec is not None and index is not None:
-            scores, got = index.search_subset(vec[None, :], ids)
-            rer = {e: float(s) for e, s in zip(got[0], scores[0])}
-        else:
-            q.notes.append(f"rerank: {cfg.rerank_signal} did not run; order is the recall order")
+        rer_sig = next(s for s in self.signals if s.name == cfg.rerank_signal)
+        rer = rer_sig.score(q, self, ids) if rer_sig.applies(q) else {}
+        if not rer:
+            q.note(f"rerank: {cfg.rerank_signal} did not score the candidates; order is the recall order")
         cands = []
         for eid in ids:
             sigs = {cfg.recall_signal: recalled[eid]}
             if eid in rer:
                 sigs[cfg.rerank_signal] = rer[eid]
-                score, _ = self.fusion.fuse({cfg.rerank_signal: rer[eid]}, backends=q.backends)
+                score, _ = self.fusion.fuse({cfg.rerank_signal: rer[eid]}, backends=q.signals)
             else:
-                score, _ = self.fusion.fuse(sigs, backends=q.backends)
-                score *= 0.5  # entities the re-ranker cannot score rank below those it can
+                score, _ = self.fusion.fuse(sigs, backends=q.signals)
+                score *= cfg.rerank_unscored_factor
             cands.append(Candidate(entity_id=eid, score=round(score, 6), signals={s: round(v, 6) for s, v in sigs.items()}))
         cands.sort(key=lambda c: (-c.score, -c.signals.get(cfg.recall_signal, 0.0), c.entity_id))
         return cands
@@ -446,53 +393,19 @@ class Linker:
             if e is not None:
                 c.label, c.description = e.label, e.description
 
-    def _backends(self) -> dict[str, str]:
+    def _backends(self, q: Query) -> dict[str, str]:
+        """role -> backend for the roles this call used (+ " (fallback)"), and the fusion set."""
         desc = self.profile.describe()
-        return {r: str(desc[r]["backend"]) + (" (fallback)" if desc[r].get("fallback") else "")
-                for r in sorted(self._used_roles) if r in desc}
+        out = {}
+        for role, name in sorted(q.roles.items()):
+            fb = desc.get(role, {}).get("fallback") and "(fallback)" not in name
+            out[role] = name + (" (fallback)" if fb else "")
+        out["fusion"] = self.fusion.name
+        return out
 
 
-_STOP = frozenset("a an the of in on at to for and or with by from as is are was were be this that these those "
-                  "it its his her their our my your".split())
-
-
-def _name_ngrams(text: str, max_n: int = 4) -> list[str]:
-    """Word n-grams of ``text`` (up to ``max_n`` words) that could be names: they contain a
-    capitalised word or a number after the first word, and neither start nor end with a stop
-    word. Longest first."""
-    import re
-
-    words = re.findall(r"[\w][\w'.&-]*", text)
-    out: list[str] = []
-    for n in range(max_n, 0, -1):
-        for i in range(len(words) - n + 1):
-            gram = words[i : i + n]
-            if gram[0].lower() in _STOP or gram[-1].lower() in _STOP:
-                continue
-            if not any(w[:1].isupper() or w[:1].isdigit() for w in gram):
-                continue
-            if n == 1 and not (gram[0][:1].isupper() and len(gram[0]) >= 3):
-                continue  # a lone number or short word is too ambiguous to be a name
-            out.append(" ".join(gram).rstrip("."))
-    return out
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32).reshape(-1)
-    n = float(np.linalg.norm(v))
-    return v / n if n > 0 else v
-
-
-def _text_side_model_id(backend: Any, sig: str) -> str:
-    """The model id the KB vectors of ``sig`` must carry: for v2t, the joint model's text
-    side (a backend may expose ``text_model_id``), else the backend's ``model_id``."""
-    if sig == "v2t":
-        return str(getattr(backend, "text_model_id", backend.model_id))
-    return str(backend.model_id)
-
-
-def _as_region(prompt: Region | dict[str, Any] | None, size: tuple[int, int]) -> Region:
-    """Validate a prompt against the image size; ``None`` -> the whole image."""
+def as_region(prompt: Region | dict[str, Any] | None, size: tuple[int, int]) -> Region:
+    """Validate a prompt against the image size ``(H, W)``; ``None`` -> the whole image."""
     h, w = size
     if prompt is None:
         return Region(image_size=size, box=[0, 0, w, h], source="image")

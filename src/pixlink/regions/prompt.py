@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -40,32 +41,86 @@ class SegmentResult:
     embedded: bool = False  # True when this call computed the image embedding
 
 
+def approx_nbytes(obj: Any, _depth: int = 0) -> int:
+    """Rough memory of a segmenter's image handle: the bytes of the arrays / tensors it holds
+    (numpy arrays, torch tensors, and those inside dataclasses, dicts, lists and tuples)."""
+    if _depth > 4 or obj is None:
+        return 0
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes)
+    if hasattr(obj, "element_size") and hasattr(obj, "nelement"):  # a torch tensor
+        return int(obj.element_size() * obj.nelement())
+    if isinstance(obj, dict):
+        return sum(approx_nbytes(v, _depth + 1) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(approx_nbytes(v, _depth + 1) for v in obj)
+    if hasattr(obj, "__dict__"):
+        return sum(approx_nbytes(v, _depth + 1) for v in vars(obj).values())
+    return 0
+
+
 class SegmenterSession:
     """Promptable segmentation over a chain of segmenters, caching image embeddings.
+
+    Thread-safe: many threads may segment through one session; an image's embedding is
+    computed once even when several threads ask for it at the same time (the others wait).
 
     Args:
         segmenters: backends implementing :class:`~pixlink.models.roles.PromptSegmenter`,
             in order of preference (e.g. ``[litemedsam, grabcut]``).
-        cache_size: how many images' embeddings to keep (an LRU; each SAM-style embedding
-            is a few MB).
+        cache_size: how many images' embeddings to keep (an LRU, keyed by image content).
+        max_bytes: and at most this many bytes of them (the oldest go first; one embedding
+            larger than this is used and not kept).
     """
 
-    def __init__(self, segmenters: Sequence[Any], cache_size: int = 8):
+    def __init__(self, segmenters: Sequence[Any], cache_size: int = 8, max_bytes: int = 512 * 2**20):
         self.segmenters = list(segmenters)
-        self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self.cache_size = int(cache_size)
+        self.max_bytes = int(max_bytes)
+        self._cache: OrderedDict[tuple[str, str], tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._computing: dict[tuple[str, str], threading.Lock] = {}
         self.embed_calls = 0
+        self.hits = 0
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def _lookup(self, ck: tuple[str, str]) -> Any | None:
+        with self._lock:
+            if ck in self._cache:
+                self._cache.move_to_end(ck)
+                self.hits += 1
+                return self._cache[ck][0]
+        return None
 
     def _handle(self, seg: Any, image: np.ndarray, key: str) -> tuple[Any, bool]:
         ck = (seg.name, key)
-        if ck in self._cache:
-            self._cache.move_to_end(ck)
-            return self._cache[ck], False
-        handle = seg.embed_image(image)
-        self.embed_calls += 1
-        self._cache[ck] = handle
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        hit = self._lookup(ck)
+        if hit is not None:
+            return hit, False
+        with self._lock:
+            gate = self._computing.setdefault(ck, threading.Lock())
+        with gate:  # one thread computes an image's embedding; the others wait for it
+            hit = self._lookup(ck)
+            if hit is not None:
+                return hit, False
+            handle = seg.embed_image(image)
+            size = approx_nbytes(handle)
+            with self._lock:
+                self.embed_calls += 1
+                self._computing.pop(ck, None)
+                if size <= self.max_bytes:
+                    self._cache[ck] = (handle, size)
+                    self._bytes += size
+                    while self._cache and (len(self._cache) > self.cache_size or self._bytes > self.max_bytes):
+                        _, (_, old) = self._cache.popitem(last=False)
+                        self._bytes -= old
         return handle, True
 
     def segment(self, image: np.ndarray, prompt: Region, key: str | None = None) -> SegmentResult:

@@ -1,0 +1,159 @@
+"""``face`` — the face in the region against the entities' reference faces (VNEL's person
+signal).
+
+One rule chooses the face on both sides (:func:`find_face`): the query's face in the region,
+and each entity image's face when ``pixlink kb embed`` builds the ``entity_face`` vectors, so the
+two sides are always comparable.
+
+* Role ``faces`` (dlib offline: HOG detector + 128-d ResNet descriptor); space ``entity_face``.
+* Raw score: cosine of unit face descriptors (same person ~0.94-1.0 with dlib, different ~0.8).
+* An entity without a face photo is *unverified* when a face was found: fusion gives it the
+  signal's ``missing_prior`` (see :mod:`pixlink.link.fusion`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ...errors import Errors, InputError
+from ...models import roles as R
+from ...vecmath import l2_normalise
+from ..query import Query
+from . import register_signal
+from .base import DenseSignal, check_range
+
+
+@dataclass(frozen=True)
+class FaceRule:
+    """How a face is chosen, on the query side and the KB side alike.
+
+    Attributes:
+        margin: the search window is the region's box grown by this fraction of its size on
+            each side (a tight box can cut the face's chin or hair, which the detector needs).
+        min_overlap: a face counts for the region when this fraction of its box lies inside
+            the region's box (a neighbour's face in the margin does not).
+        second_pass_below: when no face is found at upsample 1 and the window's longer side
+            is below this many pixels, detect again at upsample 2 (dlib's HOG detector finds
+            faces down to ~40 px at upsample 1 and ~20 px at 2; a face that small in a larger
+            window is too small to identify anyway, and the second pass costs 4x).
+        max_side: a window whose longer side exceeds this is downscaled before detection and
+            embedding (a 99-MP photo took 51 s in face detection at full size).
+    """
+
+    margin: float = 0.3
+    min_overlap: float = 0.5
+    second_pass_below: int = 400
+    max_side: int = 2000
+
+    def __post_init__(self) -> None:
+        check_range("face margin", self.margin, 0.0, 5.0)
+        check_range("face min_overlap", self.min_overlap, 0.0, 1.0)
+        if int(self.max_side) < 64:
+            raise InputError(Errors.E010.format(what="face max_side", value=self.max_side, reason="must be >= 64"))
+
+
+def _window(image: np.ndarray, box: Any, margin: float) -> tuple[int, int, int, int]:
+    h, w = image.shape[:2]
+    if box is None:
+        return 0, 0, w, h
+    x1, y1, x2, y2 = (float(v) for v in box)
+    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+    return int(max(x1 - mx, 0)), int(max(y1 - my, 0)), int(min(x2 + mx, w)), int(min(y2 + my, h))
+
+
+def find_face(backend: Any, image: np.ndarray, box: Any = None, rule: FaceRule = FaceRule()
+              ) -> tuple[np.ndarray, Any] | None:
+    """The face of a region (or of the whole image when ``box`` is None) by ``rule``.
+
+    Args:
+        backend: a :class:`~pixlink.models.roles.FaceModel`.
+        image: ``(H, W, 3)`` uint8 RGB.
+        box: the region's XYXY box in original pixels, or None for the whole image.
+
+    Returns:
+        ``(window, face)`` — the (possibly downscaled) window image the face was found in and
+        the face in that window's pixels, ready for ``backend.embed(window, [face])`` — or None
+        when no face of the region is found. The largest qualifying face wins.
+    """
+    x1, y1, x2, y2 = _window(image, box, rule.margin)
+    sub = np.ascontiguousarray(image[y1:y2, x1:x2])
+    if sub.size == 0:
+        return None
+    scale = 1.0
+    longer = max(sub.shape[:2])
+    if longer > rule.max_side:
+        import cv2
+
+        scale = rule.max_side / longer
+        sub = cv2.resize(sub, (max(1, round(sub.shape[1] * scale)), max(1, round(sub.shape[0] * scale))),
+                         interpolation=cv2.INTER_AREA)
+    faces = backend.detect(sub, upsample=1)
+    if not faces and max(sub.shape[:2]) < rule.second_pass_below:
+        faces = backend.detect(sub, upsample=2)
+    rb = None if box is None else np.asarray([float(v) for v in box], dtype=np.float64)
+    best, best_area = None, 0.0
+    for f in faces:
+        fb = np.asarray(f.box, dtype=np.float64) / scale + np.array([x1, y1, x1, y1])
+        area = float((fb[2] - fb[0]) * (fb[3] - fb[1]))
+        if area <= 0:
+            continue
+        if rb is not None:
+            inter_w = max(min(fb[2], rb[2]) - max(fb[0], rb[0]), 0.0)
+            inter_h = max(min(fb[3], rb[3]) - max(fb[1], rb[1]), 0.0)
+            if inter_w * inter_h / area < rule.min_overlap:
+                continue
+        if area > best_area:
+            best, best_area = f, area
+    return None if best is None else (sub, best)
+
+
+def face_vector(backend: Any, image: np.ndarray, box: Any = None, rule: FaceRule = FaceRule()) -> np.ndarray | None:
+    """The unit ``(D,)`` descriptor of the region's face by ``rule``, or None (no face)."""
+    found = find_face(backend, image, box, rule)
+    if found is None:
+        return None
+    window, face = found
+    return l2_normalise(backend.embed(window, [face])[0])
+
+
+@register_signal
+class FaceSignal(DenseSignal):
+    name = "face"
+    role = R.FACES
+    space = "entity_face"
+    needs_image = True
+    description = "the face in the region <-> entities' reference faces"
+    Options = FaceRule
+
+    def query_vector(self, q: Query, ctx: Any, backend: Any) -> np.ndarray | None:
+        assert q.image is not None and q.region is not None
+        vec = face_vector(backend, q.image, q.region.bbox, self.options)
+        if vec is None:
+            q.note("face: no face found in the region; the face signal did not run")
+            return None
+        q.face_found = True
+        return vec
+
+    def kb_items(self, kb: Any) -> list[tuple[str, Any]]:
+        from ...index.embed import image_items
+
+        return list(image_items(kb.entities_with_images(resolved_only=False)))
+
+    def kb_encoder(self, backend: Any, batch_size: int) -> Callable[[list[Any]], np.ndarray]:
+        from ...io import load_image
+
+        rule = self.options
+
+        def encode(paths: list[Any]) -> np.ndarray:
+            out = []
+            for p in paths:
+                vec = face_vector(backend, load_image(p), None, rule)
+                if vec is None:
+                    raise InputError(Errors.E404.format(path=str(p), space=self.space, reason="no face found in the image"))
+                out.append(vec)
+            return np.asarray(out, dtype=np.float32)
+
+        return encode
