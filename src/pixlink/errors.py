@@ -168,6 +168,8 @@ class Errors(metaclass=_ErrorsWithCodes):
     E551 = "GMNER needs a NER backend and none can run: {reason}"
     E552 = "Groundability calibration cannot run: {reason}"
     E553 = "RiVEG label line {line} of {path} is not valid: {reason}"
+    E554 = ("The post has {n} characters; the GMNER cascade takes at most {limit} (GMNERConfig.max_chars). Split "
+            "long texts into posts, or use `pixlink ner tag` for the entities alone.")
 
     # --- E6xx: datasets and evaluation --------------------------------------------------
     # (owned by pixlink.eval)

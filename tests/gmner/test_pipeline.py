@@ -92,9 +92,15 @@ def test_bad_input(pipeline, tmp_path):
     (tmp_path / "x.jpg").write_bytes(b"not an image")
     with pytest.raises(InputError, match="E001"):
         pipeline.run(tmp_path / "x.jpg", text="The Philadelphia Phillies")
-    long = ("word " * 1000).strip()
+    long = ("word " * 300).strip()
     res = pipeline.run(None, text=long)
-    assert res.entities == [] and any("cut from 1000" in n for n in res.notes)
+    assert res.entities == [] and any("cut from 300" in n for n in res.notes)
+    # issue #11: a 50 kB text hung the cascade; it is refused at once with its length and the limit
+    with pytest.raises(InputError, match="E554") as err:
+        pipeline.run(None, text="The Philadelphia Phillies " * 2000)
+    assert "52000" in str(err.value) and "4000" in str(err.value)
+    with pytest.raises(InputError, match="E554"):
+        pipeline.run(None, tokens=["Phillies"] * 3000)
 
 
 def test_batch_keeps_good_posts(pipeline, tmp_path):

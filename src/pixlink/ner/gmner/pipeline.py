@@ -34,15 +34,10 @@ from ...io import load_image
 from ...log import get_logger
 from ...models import Profile
 from ...models import roles as R
-from ...types import BatchResult, ItemError, NamedEntity, Post, Region
+from ...grounding import GMNER_TRAIN_GROUNDABLE_RATE, Grounder, GroundingConfig, Target
+from ...types import BatchResult, ItemError, NamedEntity, Post
 
 log = get_logger("pixlink.gmner")
-
-GMNER_TRAIN_GROUNDABLE_RATE: dict[str, float] = {"PER": 2340 / 3598, "ORG": 622 / 2201, "OTHER": 320 / 1309,
-                                                  "MISC": 320 / 1309, "LOC": 122 / 1305}
-"""P(an entity has a box | its type) in Twitter-GMNER's training split (``gmner/train.txt`` +
-``xml/``: PER 2340/3598, ORG 622/2201, OTHER 320/1309, LOC 122/1305), as counted by
-:func:`groundable_rates`; MISC takes OTHER's rate."""
 
 TYPE_WORDS = {"PER": "person", "LOC": "location", "ORG": "organization", "MISC": "thing", "OTHER": "thing"}
 
@@ -56,32 +51,28 @@ class GMNERConfig:
             for the fourth type.
         expansion_sources: where expansion expressions come from, in order: ``"kb"``,
             ``"generate"``, ``"template"``.
-        groundable_threshold: minimum detection score for an entity to count as in the image.
-        detect_threshold: detections below this are not considered at all.
         segment: make masks (SMNER) for grounded entities.
         link: link each entity to the KB (needs a KB).
+        max_chars: a longer post is refused (E554): the cascade is made for posts (a tweet is
+            at most 280 characters; GMNER's longest is ~150 tokens), and every entity costs a
+            grounding, a generation and a linking.
         max_tokens: longer posts are cut to this many tokens (a note says so).
-        person_box_by_face: when a PER entity has several candidate boxes and a linker is
-            given, link the entity by its name and take the box whose face best matches the
-            linked entity's reference faces (at least ``face_match_min`` cosine).
-        face_match_min: the cosine a face must reach to choose a box (dlib's same-person
-            rule, L2 < 0.6 between unit 128-d vectors, is cosine > 0.82).
-        groundable_prior: P(groundable | type), default :data:`GMNER_TRAIN_GROUNDABLE_RATE`
-            (from Twitter-GMNER's training annotations; :func:`groundable_rates` recomputes it
-            from any labelled posts). ``None`` turns the rule below off.
-        fallback_min_prior: a box found only by a *fallback* detector (source
-            ``fallback:...``: proposals scored with ConSE, faces grown to upper bodies) makes
-            its entity groundable only when the entity type's prior reaches this; a real
-            detector's box (COCO, OWLv2, Grounding DINO) is trusted on its score alone.
+        max_entities: at most this many entities of a post are expanded, grounded and linked
+            (the first ones; a note says how many were left).
+        groundable_threshold, detect_threshold, person_box_by_face, face_match_min,
+        groundable_prior, fallback_min_prior: the grounding stage's knobs, see
+            :class:`pixlink.grounding.GroundingConfig`.
     """
 
     label_scheme: str = "OTHER"
     expansion_sources: tuple[str, ...] = ("kb", "generate", "template")
-    groundable_threshold: float = 0.2
-    detect_threshold: float = 0.05
     segment: bool = True
     link: bool = True
+    max_chars: int = 4000
     max_tokens: int = 256
+    max_entities: int = 32
+    groundable_threshold: float = 0.2
+    detect_threshold: float = 0.05
     person_box_by_face: bool = True
     face_match_min: float = 0.82
     groundable_prior: dict[str, float] | None = field(default_factory=lambda: dict(GMNER_TRAIN_GROUNDABLE_RATE))
@@ -93,6 +84,17 @@ class GMNERConfig:
         bad = [s for s in self.expansion_sources if s not in ("kb", "generate", "template")]
         if bad:
             raise InputError(Errors.E010.format(what="expansion_sources", value=bad, reason="kb, generate, template"))
+        for name in ("max_chars", "max_tokens", "max_entities"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(Errors.E010.format(what=name, value=v, reason="an integer >= 1"))
+        self.grounding()  # validates the grounding knobs
+
+    def grounding(self) -> GroundingConfig:
+        return GroundingConfig(
+            groundable_threshold=self.groundable_threshold, detect_threshold=self.detect_threshold, segment=self.segment,
+            person_box_by_face=self.person_box_by_face, face_match_min=self.face_match_min,
+            groundable_prior=self.groundable_prior, fallback_min_prior=self.fallback_min_prior)
 
 
 @dataclass
@@ -120,7 +122,9 @@ def template_expression(etype: str) -> str:
 
 
 class GMNERPipeline:
-    """The RiVEG cascade. ``run(image, text)`` or ``run_post(post)``; ``run_batch(posts)``."""
+    """The RiVEG cascade. ``run(image, text)`` or ``run_post(post)``; ``run_batch(posts)``.
+
+    One pipeline serves many threads: what a call uses and notes is kept per call."""
 
     def __init__(self, profile: Profile | str = "auto", kb: Any = None, linker: Any = None,
                  config: GMNERConfig | None = None):
@@ -128,7 +132,8 @@ class GMNERPipeline:
         self.kb = kb
         self.linker = linker
         self.config = config or GMNERConfig()
-        self._used: set[str] = set()
+        self.grounder = Grounder(self.profile, self.config.grounding(),
+                                 face_scores=linker.face_scores if linker is not None else None)
 
     @classmethod
     def from_kb(cls, kb_dir: Any = None, profile: Profile | str = "auto", config: GMNERConfig | None = None
@@ -142,7 +147,7 @@ class GMNERPipeline:
         return cls(prof, linker.kb, linker, config)
 
     # ---------------------------------------------------------------------------------------
-    def _role(self, role: str, notes: list[str]) -> Any | None:
+    def _role(self, role: str, notes: list[str], used: dict[str, str]) -> Any | None:
         try:
             inst = self.profile.get(role)
         except ModelUnavailableError as exc:
@@ -151,31 +156,40 @@ class GMNERPipeline:
                 notes.append(msg)
                 log.warning(msg)
             return None
-        self._used.add(role)
+        used[role] = str(self.profile.choose(role).backend or getattr(inst, "name", ""))
         return inst
 
     def run_post(self, post: Post) -> GMNERResult:
         return self.run(post.image, tokens=post.tokens)
 
-    def run(self, image: Any, text: str | None = None, tokens: Sequence[str] | None = None) -> GMNERResult:
+    def run(self, image: Any, text: str | None = None, tokens: Sequence[str] | None = None,
+            progress: bool = False) -> GMNERResult:
         """Entities of one post with types, groundability, boxes, masks and links.
 
         Args:
-            image: path / array / PIL image; ``None`` runs the text stages only.
+            image: path / array / PIL image (decoded once); ``None`` runs the text stages only.
             text: the post (whitespace-tokenised), or ``tokens`` already tokenised.
+            progress: show a progress bar over the post's entities on stderr.
         """
         timings: dict[str, float] = {}
         notes: list[str] = []
+        used: dict[str, str] = {}
+        cfg = self.config
         if tokens is None:
             if text is None or not text.strip():
                 raise InputError(Errors.E550.format(reason="the post text is empty"))
+            if len(text) > cfg.max_chars:
+                raise InputError(Errors.E554.format(n=len(text), limit=cfg.max_chars))
             tokens = text.split()
         tokens = [t for t in tokens]
         if not tokens:
             raise InputError(Errors.E550.format(reason="the post has no tokens"))
-        if len(tokens) > self.config.max_tokens:
-            notes.append(f"post cut from {len(tokens)} to {self.config.max_tokens} tokens")
-            tokens = tokens[: self.config.max_tokens]
+        n_chars = sum(len(t) + 1 for t in tokens)
+        if n_chars > cfg.max_chars:
+            raise InputError(Errors.E554.format(n=n_chars, limit=cfg.max_chars))
+        if len(tokens) > cfg.max_tokens:
+            notes.append(f"post cut from {len(tokens)} to {cfg.max_tokens} tokens")
+            tokens = tokens[: cfg.max_tokens]
         img = None
         if image is not None:
             t0 = time.perf_counter()
@@ -184,43 +198,48 @@ class GMNERPipeline:
 
         # 1. MNER
         t0 = time.perf_counter()
-        tagger = self._role(R.NER, notes)
+        tagger = self._role(R.NER, notes, used)
         if tagger is None:
             raise ModelUnavailableError(Errors.E551.format(reason="; ".join(notes)))
         spans = tagger.tag_tokens([tokens])[0]
-        ents = []
-        for s, e, typ in spans:
-            typ = self._scheme(typ)
-            ents.append(NamedEntity(start=s, end=e, type=typ, text=" ".join(tokens[s:e])))
+        ents = [NamedEntity(start=s, end=e, type=self._scheme(typ), text=" ".join(tokens[s:e])) for s, e, typ in spans]
         timings["ner"] = time.perf_counter() - t0
+        if len(ents) > cfg.max_entities:
+            notes.append(f"{len(ents)} entities found; only the first {cfg.max_entities} are grounded and linked "
+                         f"(max_entities)")
+        work = ents[: cfg.max_entities]
 
-        # 2. expansion expressions
-        t0 = time.perf_counter()
-        for ent in ents:
-            ent.expansion = self._expansion(ent, " ".join(tokens), notes)
-        timings["expansion"] = time.perf_counter() - t0
+        from ...progress import progress as make_progress
 
-        # 3-5. groundability, grounding, segmentation
-        if img is not None and ents:
-            self._ground(img, ents, notes, timings)
-        elif img is None:
-            notes.append("no image: groundability, grounding and segmentation did not run")
-
-        # 6. linking
-        if self.config.link and self.linker is not None and ents:
+        with make_progress(disable=not progress) as bar:
+            task = bar.add_task("entities", total=len(work) * (2 if self._linking() else 1), rate="")
+            # 2. expansion expressions
             t0 = time.perf_counter()
             post_text = " ".join(tokens)
-            for ent in ents:
-                try:
-                    ent.link = self.linker.link(img if ent.region is not None else None,
-                                                ent.region if ent.region is not None else None,
-                                                text=post_text, surface=ent.text, k=5)
-                except PixlinkError as exc:
-                    notes.append(f"linking {ent.text!r} failed: {exc}")
-            timings["link"] = time.perf_counter() - t0
-        desc = self.profile.describe()
-        backends = {r: str(desc[r]["backend"]) for r in sorted(self._used) if r in desc}
-        return GMNERResult(ents, tokens, notes, backends, {k: round(v, 4) for k, v in timings.items()})
+            for ent in work:
+                ent.expansion = self._expansion(ent, post_text, notes, used)
+                bar.advance(task)
+            timings["expansion"] = time.perf_counter() - t0
+
+            # 3-5. groundability, grounding, segmentation
+            if img is not None and work:
+                self._ground(img, work, notes, used, timings)
+            elif img is None:
+                notes.append("no image: groundability, grounding and segmentation did not run")
+
+            # 6. linking
+            if self._linking() and work:
+                t0 = time.perf_counter()
+                for ent in work:
+                    try:
+                        ent.link = self.linker.link(img if ent.region is not None else None, ent.region, text=post_text,
+                                                    surface=ent.text, mention_type=ent.type, k=5)
+                        used.update({r: b for r, b in ent.link.backends.items() if r != "fusion"})
+                    except PixlinkError as exc:
+                        notes.append(f"linking {ent.text!r} failed: {exc}")
+                    bar.advance(task)
+                timings["link"] = time.perf_counter() - t0
+        return GMNERResult(ents, tokens, notes, dict(sorted(used.items())), {k: round(v, 4) for k, v in timings.items()})
 
     def run_batch(self, posts: Sequence[Post]) -> BatchResult[list[NamedEntity]]:
         out: BatchResult[list[NamedEntity]] = BatchResult()
@@ -232,19 +251,22 @@ class GMNERPipeline:
         return out
 
     # ---------------------------------------------------------------------------------------
+    def _linking(self) -> bool:
+        return self.config.link and self.linker is not None
+
     def _scheme(self, typ: str) -> str:
         if typ in ("MISC", "OTHER"):
             return self.config.label_scheme
         return typ
 
-    def _expansion(self, ent: NamedEntity, post_text: str, notes: list[str]) -> str:
+    def _expansion(self, ent: NamedEntity, post_text: str, notes: list[str], used: dict[str, str]) -> str:
         for source in self.config.expansion_sources:
             if source == "kb" and self.kb is not None:
                 hits = self.kb.by_name(ent.text)
                 if hits and hits[0].description:
                     return expansion(ent.text, ent.type, hits[0].description)
             elif source == "generate":
-                gen = self._role(R.GENERATE, notes)
+                gen = self._role(R.GENERATE, notes, used)
                 if gen is not None and getattr(gen, "name", "") != "template":
                     prompt = (f"Text: {post_text}\nIn this text, \"{ent.text}\" is a {TYPE_WORDS.get(ent.type, 'thing')}. "
                               f"Describe \"{ent.text}\" in a few words: {ent.text} is")
@@ -255,86 +277,26 @@ class GMNERPipeline:
                 return expansion(ent.text, ent.type, template_expression(ent.type))
         return expansion(ent.text, ent.type, template_expression(ent.type))
 
-    def _ground(self, img: np.ndarray, ents: list[NamedEntity], notes: list[str], timings: dict[str, float]) -> None:
-        t0 = time.perf_counter()
-        detector = self._role(R.DETECT, notes)
-        if detector is None:
-            for ent in ents:
-                ent.groundable = None
-            notes.append("no detector: groundability not decided")
-            timings["ground"] = time.perf_counter() - t0
-            return
-        phrases = [ent.expansion or ent.text for ent in ents]
-        dets = detector.detect(img, phrases, threshold=self.config.detect_threshold)
-        src = {d.source for d in dets if d.source.startswith("fallback")}
-        if src:
-            notes.append(f"grounding used the offline fallback detector ({', '.join(sorted(src))}); boxes are weak")
-        h, w = img.shape[:2]
-        for ent, phrase in zip(ents, phrases):
-            mine = [d for d in dets if d.phrase == phrase]
-            best = max(mine, key=lambda d: d.score) if mine else None
-            if best is None or best.score < self.config.groundable_threshold:
-                ent.groundable = False
-                ent.region = None
-                continue
-            prior = (self.config.groundable_prior or {}).get(ent.type)
-            if (best.source.startswith("fallback") and prior is not None
-                    and prior < self.config.fallback_min_prior):
-                # a weak detector's box for a type that is mostly not in the picture: no
-                ent.groundable = False
-                ent.region = None
-                notes.append(f"{ent.text!r} ({ent.type}): only the fallback detector answered "
-                             f"({best.source}, {best.score:.2f}) and P(groundable | {ent.type}) = {prior:.2f} "
-                             f"< {self.config.fallback_min_prior}: not groundable")
-                continue
-            ent.groundable = True
-            if ent.type == "PER" and self.config.person_box_by_face and self.linker is not None:
-                best = self._person_box_by_face(img, ent, mine, best, notes)
-            ent.region = Region.from_box(best.box, image_size=(h, w), clip=True, source=f"detect:{best.source or 'detector'}",
-                                         score=float(best.score))
-        timings["ground"] = time.perf_counter() - t0
-        if self.config.segment and any(e.region is not None for e in ents):
-            t0 = time.perf_counter()
-            seg = self._role(R.SEGMENT, notes)
-            if seg is not None and "box" in seg.prompt_kinds:
-                from ...regions import SegmenterSession
+    def _ground(self, img: np.ndarray, ents: list[NamedEntity], notes: list[str], used: dict[str, str],
+                timings: dict[str, float]) -> None:
+        targets = [Target(phrase=ent.expansion or ent.text, type=ent.type, name=ent.text) for ent in ents]
 
-                sess = SegmenterSession([seg], cache_size=1)
-                for ent in ents:
-                    if ent.region is not None:
-                        res = sess.segment(img, ent.region)
-                        ent.region = res.region
-                        notes.extend(res.notes)
-            timings["segment"] = time.perf_counter() - t0
+        def entity_by_name(t: Target) -> str | None:
+            # a PER entity with several candidate person boxes: link its name to learn who it is
+            try:
+                by_name = self.linker.link(None, None, text=t.name, surface=t.name, mention_type="PER", k=1)
+            except PixlinkError as exc:
+                notes.append(f"{t.name!r}: linking by name to choose its box failed: {exc}")
+                return None
+            if by_name.nil or not by_name.candidates:
+                return None
+            return by_name.candidates[0].entity_id
 
-    def _person_box_by_face(self, img: np.ndarray, ent: NamedEntity, dets: list[Any], best: Any,
-                            notes: list[str]) -> Any:
-        """Among a PER entity's candidate boxes, the one whose face matches the KB entity its
-        name links to (see ``GMNERConfig.person_box_by_face``); ``best`` when none decides."""
-        cands = sorted((d for d in dets if d.score >= self.config.groundable_threshold), key=lambda d: -d.score)[:4]
-        if len(cands) < 2:
-            return best
-        try:
-            by_name = self.linker.link(None, None, text=ent.text, surface=ent.text, k=1)
-        except PixlinkError as exc:
-            notes.append(f"{ent.text!r}: linking by name to choose its box failed: {exc}")
-            return best
-        if by_name.nil or not by_name.candidates:
-            return best
-        eid = by_name.candidates[0].entity_id
-        scores = self.linker.face_scores(img, [d.box for d in cands], eid)
-        found = [(s, d) for s, d in zip(scores, cands) if s is not None]
-        if not found:
-            return best
-        s, d = max(found, key=lambda t: t[0])
-        if s < self.config.face_match_min:
-            notes.append(f"{ent.text!r}: no face in its {len(cands)} candidate boxes matches {eid} "
-                         f"(best cosine {s:.2f} < {self.config.face_match_min}); kept the detector's best box")
-            return best
-        if d is not best:
-            notes.append(f"{ent.text!r}: box chosen by its face (cosine {s:.2f} with {eid}'s reference faces) "
-                         f"over the detector's best")
-        return d
+        grounded = self.grounder.ground(img, targets, notes=notes, used=used, timings=timings,
+                                        entity_of=entity_by_name if self.linker is not None else None)
+        for ent, g in zip(ents, grounded):
+            ent.groundable = g.groundable
+            ent.region = g.region
 
 
 def groundable_rates(posts: Sequence[Any]) -> dict[str, tuple[int, int]]:
