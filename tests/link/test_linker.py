@@ -294,3 +294,49 @@ def test_one_linker_answers_many_threads_as_it_answers_one(small_kb):
         with ThreadPoolExecutor(8) as pool:
             got = list(pool.map(run, range(8 * len(queries))))
         assert got == [serial[i % len(queries)] for i in range(8 * len(queries))]
+
+
+def test_calibrate_fits_on_labelled_mentions_and_improves_held_out_accuracy(tmp_path):
+    """A fusion that answers NIL to everything (v2v centre 1.2, out of reach) is fitted back to a useful one."""
+    from PIL import Image
+
+    from pixlink.link import Fusion, SignalCalibration
+    from pixlink.link.calibrate import calibrate
+
+    rng = np.random.default_rng(3)
+    colours = {f"Q{i}": tuple(int(c) for c in rng.integers(0, 256, 3)) for i in range(1, 13)}
+    ents = []
+    for qid, col in colours.items():
+        p = tmp_path / f"{qid}.png"
+        Image.new("RGB", (24, 24), col).save(p)
+        ents.append(Entity(qid, f"thing {qid}", images=(str(p),)))
+    kb_dir = tmp_path / "kb"
+    build_kb_from_entities(ents, kb_dir)
+    embed_kb(kb_dir, _profile(), ["v2v"], cache_dir=tmp_path / "cache", progress=False)
+    mentions = []
+    for j in range(60):
+        if j % 4 == 3:  # a colour far from every entity's: the answer is NIL
+            col, gold = (255, 255, 255) if j % 8 == 3 else (0, 0, 0), None
+        else:
+            gold = f"Q{1 + j % 12}"
+            col = tuple(int(np.clip(c + rng.normal(0, 6), 0, 255)) for c in colours[gold])
+        img = np.zeros((30, 30, 3), np.uint8)
+        img[:] = col
+        path = tmp_path / f"m{j}.png"
+        Image.fromarray(img).save(path)
+        mentions.append(Mention(f"m{j}", image=str(path), gold=gold))
+    bad = Fusion(calibration={"v2v": SignalCalibration(center=1.2, slope=50.0, weight=1.0)}, nil_threshold=0.5)
+    linker = Linker.from_kb(kb_dir, profile=_profile(), config=LinkerConfig(signals=("v2v",), segment=False),
+                            fusion=bad)
+    report = calibrate(linker, mentions, holdout=0.3, seed=0)
+    assert report.n_heldout == 18 and report.n_fit == 42 and report.n_failed == 0
+    assert report.before["accuracy"] < 0.5 < report.after["accuracy"], (report.before, report.after)
+    assert report.after["nil_accuracy"] > 0.5 and report.after["hits@1"] >= report.before["hits@1"]
+    fitted = report.fusion
+    assert fitted.cal("v2v", "test_fake_image") is not None and linker.fusion is bad
+    fitted.save(tmp_path / "fusion.json")
+    again = Linker.from_kb(kb_dir, profile=_profile(), config=LinkerConfig(
+        signals=("v2v",), segment=False, fusion_path=str(tmp_path / "fusion.json")))
+    assert again.fusion.calibration == fitted.calibration
+    with pytest.raises(InputError, match="E407"):
+        calibrate(linker, mentions[:2])
