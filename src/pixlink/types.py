@@ -152,7 +152,10 @@ class Region:
                     Errors.E003.format(box=self.box.tolist(), height=self.image_size[0], width=self.image_size[1])
                 )
         if self.points is not None:
-            pts = np.asarray(self.points, dtype=np.float64)
+            try:
+                pts = np.asarray(self.points, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise InputError(Errors.E006.format(points=self.points, reason=f"not (x, y) number pairs ({exc})")) from exc
             if pts.ndim == 1 and pts.size == 2:
                 pts = pts.reshape(1, 2)
             if pts.ndim != 2 or pts.shape[1] != 2 or pts.shape[0] == 0:
@@ -169,7 +172,10 @@ class Region:
             if self.point_labels is None:
                 self.point_labels = np.ones(len(pts), dtype=np.int64)
             else:
-                lab = np.asarray(self.point_labels, dtype=np.int64).reshape(-1)
+                try:
+                    lab = np.asarray(self.point_labels, dtype=np.int64).reshape(-1)
+                except (TypeError, ValueError, OverflowError) as exc:
+                    raise InputError(Errors.E006.format(points=pts.tolist(), reason=f"point_labels are not integers ({exc})")) from exc
                 if lab.shape != (len(pts),) or not np.all(np.isin(lab, (0, 1))):
                     raise InputError(
                         Errors.E006.format(points=pts.tolist(), reason="point_labels must be N values in {0, 1}")

@@ -93,3 +93,47 @@ def test_an_object_is_nil_or_low(linker, shared_data):
     link = _link(linker, shared_data, "kit_with_rose.jpg", CLUTCH)
     assert link.prediction not in PEOPLE
     assert link.nil or link.candidates[0].score < 0.5
+
+
+def test_a_place_mention_over_a_face_does_not_link_to_the_person(linker, shared_data):
+    """Issue #11: in GMNER, "White House" (LOC) whose box lay on Obama linked to Barack Obama."""
+    box = OBAMA_AND_BIDEN["Q76"]
+    text = "Barack Obama and Joe Biden at the White House"
+    untyped = linker.link(shared_data("photos", "obama_and_biden.jpg"), {"box": box}, text=text,
+                          surface="White House", k=3)
+    assert untyped.prediction == "Q76"  # the face alone outweighs the name mismatch
+    typed = linker.link(shared_data("photos", "obama_and_biden.jpg"), {"box": box}, text=text,
+                        surface="White House", mention_type="LOC", k=3)
+    assert typed.prediction != "Q76", typed.to_dict()["candidates"][:2]
+    top = {c.entity_id: c for c in typed.candidates}["Q76"]
+    assert top.signals["mention_type"] == 0.0 and top.score < 0.2
+    # the same face named as a person still links
+    person = linker.link(shared_data("photos", "obama_and_biden.jpg"), {"box": box}, text=text,
+                         surface="Barack Obama", mention_type="PER", k=3)
+    assert person.prediction == "Q76"
+
+
+def test_one_linker_shared_by_threads_answers_as_serially(linker, shared_data):
+    """Issue #10/#11: four threads over three photos crashed the process
+    (``free(): corrupted unsorted chunks``) in one of two runs. Segmentation on, real models."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pixlink.link import LinkerSpec
+
+    spec = LinkerSpec(kb=str(linker.kb.path), profile="offline", config=LinkerConfig(segment=True).to_dict())
+    shared_linker = spec.build()
+    jobs = [("obama_and_biden.jpg", OBAMA_AND_BIDEN["Q76"]), ("two_people.jpg", TWO_PEOPLE["Q6279"]),
+            ("kit_with_rose.jpg", KIT_WITH_ROSE["Q357607"]), ("kit_with_rose.jpg", CLUTCH)]
+
+    def run(i):
+        photo, box = jobs[i % len(jobs)]
+        d = shared_linker.link(shared_data("photos", photo), {"box": box}, k=3).to_dict()
+        d.pop("timings")
+        return d
+
+    serial = [run(i) for i in range(len(jobs))]
+    for _ in range(2):
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(run, range(3 * len(jobs))))
+        for i, d in enumerate(got):
+            assert d == serial[i % len(jobs)], (i, d["candidates"][:1], serial[i % len(jobs)]["candidates"][:1])
