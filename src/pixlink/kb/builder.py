@@ -29,7 +29,6 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from ..errors import Errors, InputError, KBError
 from ..log import get_logger
-from ..progress import progress as progress_bar
 from ..types import Entity
 from .directory import clear_kb_dir, inspect_out, remove_kb
 from .load import FILE_ERRORS, load_sources
@@ -52,6 +51,8 @@ class _Builder:
         self.lang = lang
         self.batch_size = batch_size
         self.max_issues = max_issues
+        from ..progress import progress as progress_bar  # rich: only a build needs it, not a reader
+
         self.w = StoreWriter(out_dir)
         self.bar = progress_bar(disable=not progress)
         self.bar.start()
