@@ -153,8 +153,8 @@ class _Builder:
                 % ",".join("?" * len(FILE_ERRORS)), (idx, *sorted(FILE_ERRORS)))]
             if path != ENTITIES_PATH and size == 0:
                 what = "the file is empty"
-            elif c.read == 0 and not msgs:
-                what = "no record was found in it"
+            elif c.read == 0:
+                what = "no record was read"
             else:
                 what = (f"{c.read:,} records read: {c.bad:,} malformed, {c.skipped:,} skipped, "
                         f"{c.duplicates:,} repeated ids, {c.unmatched:,} without a name")
