@@ -66,6 +66,12 @@ class Errors(metaclass=_ErrorsWithCodes):
     E117 = "{what} {value!r} is not valid: {reason}"
     E118 = "Source {path} stops being valid JSON at line {line} ({reason}); the records before it were imported, the rest of the file could not be read."
     E119 = "Cannot write the knowledge base to {path!r}: {reason}"
+    E120 = ("{path!r} is not empty ({what}) and holds no pixlink knowledge base; a build writes only into a new "
+            "or empty directory or over a pixlink KB, and deletes nothing else. Choose another output directory.")
+    E121 = ("{path!r} holds a {db} that is not a pixlink knowledge base ({reason}); pixlink neither writes to it "
+            "nor deletes it. Choose another output directory.")
+    E122 = "Nothing was imported into {path!r}, so no knowledge base was kept: {reason}"
+    E123 = "Source {path} cannot be read as UTF-8: {problem}; convert it to UTF-8{how}. Nothing after this point was imported."
 
     # --- E2xx: indexes ------------------------------------------------------------------
     # (owned by pixlink.index)

@@ -10,15 +10,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import need_module
 
 from pixlink import geometry as geo
+from pixlink.demo import materials  # pixlink's own module: a broken import fails, never skips
 from pixlink.io import load_image
 from pixlink.types import Mention
 
-materials = pytest.importorskip("pixlink.demo.materials")
-pytest.importorskip("skimage", reason="scikit-image is in the `demo` extra: pip install 'pixlink[demo]'")
-pytest.importorskip("simple_icons_pack", reason="simple-icons-pack is in the `demo` extra")
-pytest.importorskip("resvg_py", reason="resvg-py is in the `demo` extra")
+
+@pytest.fixture(scope="module", autouse=True)
+def _demo_extra():
+    """The third-party packages of the `demo` extra (pip install 'pixlink[demo]')."""
+    need_module("skimage", "scikit-image is in the `demo` extra")
+    need_module("simple_icons_pack", "simple-icons-pack is in the `demo` extra")
+    need_module("resvg_py", "resvg-py is in the `demo` extra")
 
 
 @pytest.fixture(scope="module")

@@ -63,15 +63,15 @@ CHILD = textwrap.dedent("""
     import pixlink.kb.builder as b
     calls = {"n": 0}
     orig = b._Builder._flush
-    def flush(self, idx, unit, counts, finished, ents, *rest):
+    def flush(self, idx, unit, counts, finished, batch):
         calls["n"] += 1
         if calls["n"] == int(sys.argv[3]):
             # die inside a transaction: the batch's entities are written but not committed
             self.con.execute("BEGIN")
             self.con.executemany("INSERT INTO entities(row, id, label, label_folded, description, popularity,"
-                                 " source, line, augment, attrs) VALUES (?,?,?,?,?,?,?,?,?,?)", ents)
+                                 " source, line, augment, attrs) VALUES (?,?,?,?,?,?,?,?,?,?)", batch.entities)
             os.kill(os.getpid(), signal.SIGKILL)
-        return orig(self, idx, unit, counts, finished, ents, *rest)
+        return orig(self, idx, unit, counts, finished, batch)
     b._Builder._flush = flush
     b.build_kb(sys.argv[4:], sys.argv[1], progress=False, batch_size=int(sys.argv[2]))
 """)

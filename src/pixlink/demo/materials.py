@@ -1,5 +1,10 @@
 """The material of ``pixlink demo``: a small KB and region queries, from registry packages only.
 
+The records — pinned downloads, entities with their licences and QID checks, queries with
+their boxes, composite recipes — are data: ``data/materials.json`` (:data:`DATA_PATH`), read
+and checked by :func:`load_records`. This module holds only the code that reads, checks,
+fetches and renders them.
+
 Everything here is assembled at run time on a machine with no model hub:
 
 * **installed Python packages** — scikit-image's bundled sample photos (``skimage/data``:
@@ -30,11 +35,14 @@ Errors use codes E760–E764 of the catalogue (:mod:`pixlink.errors`).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
+import re
+import string
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -61,22 +69,6 @@ Msg = Errors  # the demo's messages live in the catalogue (E760-E764)
 # --------------------------------------------------------------------------------------------
 # Pinned downloads (registry packages that are not installed as Python modules)
 # --------------------------------------------------------------------------------------------
-
-
-FACE_RECOGNITION_SDIST = Pinned(
-    registry="pypi-sdist", name="face_recognition", version="1.3.0", filename="face_recognition-1.3.0.tar.gz",
-    sha256="5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec",
-    licence="MIT (c) 2017 Adam Geitgey", url="https://pypi.org/project/face-recognition/1.3.0/",
-)
-COUNTRY_FLAGS_NPM = Pinned(
-    registry="npm", name="svg-country-flags", version="1.2.10", filename="svg-country-flags-1.2.10.tgz",
-    sha256="2576650b4568c8ee1a2a6ddaa45c0246be16735f229bb40b1a0a6f40424e5213",
-    licence="public domain (package licence 'PD'; flag designs from Wikipedia/Wikimedia Commons)",
-    url="https://www.npmjs.com/package/svg-country-flags/v/1.2.10",
-)
-
-_FACE_DIR = "face_recognition-1.3.0/tests/test_images/"
-_FLAG_DIR = "package/png1000px/"
 
 
 def demo_root(root: str | Path | None = None) -> Path:
@@ -222,120 +214,6 @@ class DemoMaterials:
 
 
 # --------------------------------------------------------------------------------------------
-# The KB: who and what, with licences
-# --------------------------------------------------------------------------------------------
-
-# QIDs were checked against ../shared/data (fb15k237 labels, MELBench answers, CoDEx types) or
-# against public code that names the entity next to its QID ("code"); "memory" marks the rest.
-_Q_FB = "checked: shared/data/kb/fb15k237_entity2wikidata.json"
-_Q_MEL = "checked: shared/data/melbench answers"
-_Q_CODE = "checked: public code pairing the name with this QID (brand:wikidata / wikidata_id)"
-_Q_CODEX = "consistent: CoDEx types it Q5 (human); name-QID pair from memory"
-_Q_MEM = "from memory (not checked)"
-
-_US_GOV = "public domain (work of the U.S. federal government, 17 U.S.C. 105)"
-
-_PEOPLE: list[dict[str, Any]] = [
-    dict(id="Q76", label="Barack Obama", aliases=("Barack Hussein Obama II", "Obama", "President Obama"),
-         description="44th President of the United States (2009-2017)", photo="obama.jpg", check=_Q_FB,
-         licence=_US_GOV + " as far as known: Obama's 2012 official White House portrait; shipped in "
-                 "face_recognition 1.3.0's sdist (MIT), which states no separate licence for it",
-         attribution="Pete Souza / The White House (official portrait); via face_recognition 1.3.0 "
-                     "tests/test_images/obama.jpg (Adam Geitgey)"),
-    dict(id="Q6279", label="Joe Biden", aliases=("Joseph R. Biden Jr.", "Joseph Robinette Biden Jr.", "Biden"),
-         description="46th President of the United States (2021-2025), 47th Vice President", photo="biden.jpg",
-         check=_Q_FB,
-         licence=_US_GOV + " as far as known (White House photograph of Vice President Biden); shipped in "
-                 "face_recognition 1.3.0's sdist (MIT), which states no separate licence for it",
-         attribution="The White House; via face_recognition 1.3.0 tests/test_images/biden.jpg (Adam Geitgey)"),
-    dict(id="Q11641", label="Grace Hopper", aliases=("Grace Murray Hopper", "Grace Brewster Murray Hopper",
-                                                     "Rear Admiral Grace Hopper", "Amazing Grace"),
-         description="American computer scientist, COBOL pioneer and United States Navy rear admiral",
-         photo=None, check=_Q_MEL, licence="CC0-1.0 (text written for pixlink)", attribution="pixlink"),
-    dict(id="Q239911", label="Eileen Collins", aliases=("Eileen Marie Collins", "Eileen M. Collins"),
-         description="American astronaut, the first woman to pilot and to command a Space Shuttle",
-         photo=None, check=_Q_CODEX, licence="CC0-1.0 (text written for pixlink)", attribution="pixlink"),
-]
-
-# ISO code, QID, label, aliases, description, QID check. The KB image of a country is its flag
-# (Wikidata P41, "flag image"): "countries and their flags".
-_COUNTRIES: list[tuple[str, str, str, tuple[str, ...], str, str]] = [
-    ("us", "Q30", "United States of America", ("United States", "USA", "U.S.", "America", "Stars and Stripes"),
-     "country in North America", _Q_FB),
-    ("fr", "Q142", "France", ("French Republic", "Tricolore"), "country in Western Europe", _Q_FB),
-    ("nl", "Q55", "Netherlands", ("Holland", "Kingdom of the Netherlands"), "country in Northwestern Europe", _Q_MEM),
-    ("ru", "Q159", "Russia", ("Russian Federation",), "country in Eastern Europe and North Asia", _Q_MEM),
-    ("it", "Q38", "Italy", ("Italian Republic",), "country in Southern Europe", _Q_FB),
-    ("mx", "Q96", "Mexico", ("United Mexican States",), "country in North America", _Q_MEM),
-    ("ie", "Q27", "Ireland", ("Republic of Ireland", "Eire"), "country in Northwestern Europe", _Q_MEM),
-    ("jp", "Q17", "Japan", ("Nippon", "Hinomaru"), "island country in East Asia", _Q_FB),
-    ("bd", "Q902", "Bangladesh", ("People's Republic of Bangladesh",), "country in South Asia", _Q_CODE),
-    ("de", "Q183", "Germany", ("Federal Republic of Germany", "Deutschland"), "country in Central Europe", _Q_FB),
-    ("be", "Q31", "Belgium", ("Kingdom of Belgium",), "country in Western Europe", _Q_CODE),
-    ("gb", "Q145", "United Kingdom", ("UK", "Great Britain", "Britain", "Union Jack"),
-     "country in Northwestern Europe", _Q_FB),
-    ("ca", "Q16", "Canada", ("Maple Leaf",), "country in North America", _Q_FB),
-    ("br", "Q155", "Brazil", ("Federative Republic of Brazil", "Brasil"), "country in South America", _Q_FB),
-    ("cn", "Q148", "China", ("People's Republic of China", "PRC"), "country in East Asia", _Q_MEM),
-    ("in", "Q668", "India", ("Republic of India", "Bharat"), "country in South Asia", _Q_FB),
-    ("kr", "Q884", "South Korea", ("Republic of Korea", "Korea"), "country in East Asia", _Q_FB),
-    ("ch", "Q39", "Switzerland", ("Swiss Confederation",), "country in Central Europe", _Q_FB),
-    ("se", "Q34", "Sweden", ("Kingdom of Sweden",), "country in Northern Europe", _Q_FB),
-    ("au", "Q408", "Australia", ("Commonwealth of Australia",), "country in Oceania", _Q_CODE),
-    ("ar", "Q414", "Argentina", ("Argentine Republic",), "country in South America", _Q_CODE),
-    ("at", "Q40", "Austria", ("Republic of Austria",), "country in Central Europe", _Q_CODE),
-    ("es", "Q29", "Spain", ("Kingdom of Spain", "Espana"), "country in Southwestern Europe", _Q_MEM),
-    ("pl", "Q36", "Poland", ("Republic of Poland", "Polska"), "country in Central Europe", _Q_MEM),
-]
-
-_BUSINESS, _CARMAKER = "Q4830453", "Q786820"
-# simple-icons slug, QID, label, aliases, description, P31 types, QID check.
-_BRANDS: list[tuple[str, str, str, tuple[str, ...], str, tuple[str, ...], str]] = [
-    ("python", "Q28865", "Python", ("Python programming language", "Python 3"),
-     "general-purpose, high-level programming language", ("Q9143",), _Q_FB),
-    ("linux", "Q388", "Linux", ("GNU/Linux", "Tux"), "family of Unix-like operating systems using the Linux kernel",
-     ("Q9135",), _Q_FB),
-    ("starbucks", "Q37158", "Starbucks", ("Starbucks Corporation", "Starbucks Coffee"),
-     "American multinational chain of coffeehouses", (_BUSINESS,), _Q_FB),
-    ("mcdonalds", "Q38076", "McDonald's", ("McDonald's Corporation", "McDonalds", "Golden Arches"),
-     "American fast food restaurant chain", (_BUSINESS,), _Q_FB),
-    ("nike", "Q483915", "Nike", ("Nike, Inc.", "Swoosh"), "American athletic equipment company", (_BUSINESS,), _Q_FB),
-    ("adidas", "Q3895", "Adidas", ("adidas AG",), "German sportswear manufacturer", (_BUSINESS,), _Q_CODE),
-    ("puma", "Q157064", "Puma", ("Puma SE",), "German sportswear company", (_BUSINESS,), _Q_CODE),
-    ("intel", "Q248", "Intel", ("Intel Corporation",), "American semiconductor company", (_BUSINESS,), _Q_FB),
-    ("lufthansa", "Q9325", "Lufthansa", ("Deutsche Lufthansa AG",), "German airline", ("Q46970",), _Q_FB),
-    ("apple", "Q312", "Apple Inc.", ("Apple",), "American technology company based in Cupertino, California",
-     (_BUSINESS,), _Q_FB),
-    ("google", "Q95", "Google", ("Google LLC",), "American technology company", (_BUSINESS,), _Q_FB),
-    ("shell", "Q154950", "Shell", ("Shell plc", "Royal Dutch Shell"), "British multinational oil and gas company",
-     (_BUSINESS,), _Q_CODE),
-    ("bmw", "Q26678", "BMW", ("Bayerische Motoren Werke",), "German automobile manufacturer", (_CARMAKER,), _Q_CODE),
-    ("toyota", "Q53268", "Toyota", ("Toyota Motor Corporation",), "Japanese automobile manufacturer",
-     (_CARMAKER,), _Q_CODE),
-    ("ferrari", "Q27586", "Ferrari", ("Ferrari S.p.A.",), "Italian sports car manufacturer", (_CARMAKER,), _Q_CODE),
-    ("porsche", "Q40993", "Porsche", ("Porsche AG",), "German sports car manufacturer", (_CARMAKER,), _Q_CODE),
-    ("nissan", "Q20165", "Nissan", ("Nissan Motor Co.",), "Japanese automobile manufacturer", (_CARMAKER,), _Q_CODE),
-    ("ikea", "Q54078", "IKEA", (), "Swedish furniture retailer", (_BUSINESS,), _Q_CODE),
-    ("spotify", "Q689141", "Spotify", (), "audio streaming service", (_BUSINESS,), _Q_CODE),
-    ("netflix", "Q907311", "Netflix", (), "American video streaming service", (_BUSINESS,), _Q_CODE),
-    ("spacex", "Q193701", "SpaceX", ("Space Exploration Technologies Corp.",), "American spaceflight company",
-     (_BUSINESS,), _Q_CODE),
-    ("nasa", "Q23548", "NASA", ("National Aeronautics and Space Administration",),
-     "space agency of the United States", ("Q17505024",), _Q_CODE),
-    ("wikimediafoundation", "Q180", "Wikimedia Foundation", ("WMF",),
-     "American non-profit organization that hosts Wikipedia", ("Q163740",), _Q_FB),
-    ("github", "Q364", "GitHub", (), "software development hosting service", ("Q35127",), _Q_CODE),
-    ("wikipedia", "Q52", "Wikipedia", (), "free online encyclopedia", ("Q35127",), _Q_CODE),
-]
-
-# Entities with no image: reached through a caption only.
-_TEXT_ONLY: list[dict[str, Any]] = [
-    dict(id="Q249091", label="Falcon 9", aliases=("Falcon 9 rocket", "SpaceX Falcon 9", "F9"),
-         description="partially reusable two-stage launch vehicle built by SpaceX", types=(), check=_Q_CODE),
-]
-
-
-# --------------------------------------------------------------------------------------------
 # Image helpers
 # --------------------------------------------------------------------------------------------
 
@@ -467,26 +345,218 @@ def composite(background: np.ndarray, fg_rgba: np.ndarray, quad: Iterable[Iterab
 
 
 # --------------------------------------------------------------------------------------------
+# Composite recipe steps (named by the records' "prepare" / "draw" / "foreground")
+# --------------------------------------------------------------------------------------------
+
+
+def _tint(bg: np.ndarray, scale: list[float], offset: list[float]) -> np.ndarray:
+    """Grey level of ``bg`` times ``scale`` plus ``offset`` per channel (e.g. a grey lawn made green)."""
+    g = bg.astype(np.float32).mean(axis=2, keepdims=True)
+    return (g * np.array(scale, np.float32) + np.array(offset, np.float32)).clip(0, 255).astype(np.uint8)
+
+
+def _line(bg: np.ndarray, start: list[int], end: list[int], colour: list[int], width: int) -> None:
+    """Draw an anti-aliased line onto ``bg`` in place (e.g. a flag pole)."""
+    import cv2
+
+    cv2.line(bg, tuple(start), tuple(end), tuple(colour), width, cv2.LINE_AA)
+
+
+def _coaster(rgba: np.ndarray, margin: int, colour: list[int]) -> np.ndarray:
+    """``rgba`` printed on a round paper coaster of ``colour`` (RGBA), ``margin`` pixels wider
+    on each side: ``(h + 2 margin, w + 2 margin, 4)`` uint8."""
+    h, w = rgba.shape[:2]
+    side_h, side_w = h + 2 * margin, w + 2 * margin
+    coaster = np.zeros((side_h, side_w, 4), np.uint8)
+    yy, xx = np.mgrid[0:side_h, 0:side_w]
+    disc = (yy - side_h / 2) ** 2 + (xx - side_w / 2) ** 2 <= (side_w / 2 - 1) ** 2
+    coaster[disc] = tuple(colour)
+    a = rgba[..., 3:4].astype(np.float32) / 255.0
+    inner = coaster[margin:margin + h, margin:margin + w].astype(np.float32)
+    inner[..., :3] = inner[..., :3] * (1 - a) + rgba[..., :3].astype(np.float32) * a
+    coaster[margin:margin + h, margin:margin + w] = inner.astype(np.uint8)
+    return coaster
+
+
+_PREPARE: dict[str, Callable[..., np.ndarray]] = {"tint": lambda bg, s: _tint(bg, s["scale"], s["offset"])}
+"""Steps that return a new background."""
+_DRAW: dict[str, Callable[..., None]] = {"line": lambda bg, s: _line(bg, s["from"], s["to"], s["colour"], s["width"])}
+"""Steps that draw onto the background in place."""
+
+
+# --------------------------------------------------------------------------------------------
+# The records (data/materials.json): read and checked once
+# --------------------------------------------------------------------------------------------
+
+DATA_PATH = Path(__file__).resolve().parent / "data" / "materials.json"
+"""The demo's records: downloads, KB entities, queries and composite recipes."""
+
+DATA_FORMAT, DATA_VERSION = "pixlink-demo-materials", 1
+_GROUPS = ("people", "countries", "brands", "text_only")
+_KINDS = {"face", "image", "caption", "nil"}
+_PACKAGES = {"face_recognition": "faces", "skimage": None, "matplotlib": None}
+_NEEDS = {"faces", "flags", "logos"}
+_QID = re.compile(r"Q[1-9][0-9]*")
+_FIELDS = {"us_gov", "cc0", "text_licence", "skimage_version", "matplotlib_version", "face_recognition_licence",
+           "country_flags_licence", "label", "icon_licence", "icon_title", "icon_hex", "icon_source",
+           "simple_icons_version"}
+"""The ``{placeholders}`` texts of the records may use (filled by :func:`_fill`)."""
+
+
+def _bad(reason: str, path: Path = DATA_PATH) -> DemoMaterialError:
+    return DemoMaterialError(Msg.E764.format(reason=f"{path}: {reason}"))
+
+
+def _numbers(v: Any, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+
+
+def check_records(data: Any, path: Path = DATA_PATH) -> dict[str, Any]:
+    """Check the demo's records and return them; :class:`DemoMaterialError` E764 says what is
+    wrong (the first problem found). Checked: the format and version, unique QIDs with a label,
+    a description and a known QID check; unique query ids, known kinds and image packages,
+    boxes ``[x1, y1, x2, y2]`` with ``x1 < x2`` and ``y1 < y2`` (or a face box and the image's
+    ``(H, W)``), expected entities that the KB holds, composite recipes that name a known
+    flag / logo and step, "COMPOSITE" in every composite's description, a licence and an
+    attribution everywhere, and only known ``{placeholders}`` in the texts."""
+    if not isinstance(data, dict) or data.get("format") != DATA_FORMAT or data.get("version") != DATA_VERSION:
+        raise _bad(f"not {DATA_FORMAT} version {DATA_VERSION}", path)
+    for key in ("texts", "qid_checks", "downloads", *_GROUPS, "queries", "composites"):
+        if key not in data:
+            raise _bad(f"no {key!r}", path)
+    ids: set[str] = set()
+    for group in _GROUPS:
+        for r in data[group].get("records", []):
+            eid = r.get("id")
+            if not isinstance(eid, str) or not _QID.fullmatch(eid) or eid in ids:
+                raise _bad(f"{group}: id {eid!r} is not a QID or is repeated", path)
+            ids.add(eid)
+            if not r.get("label") or not r.get("description") or r.get("check") not in data["qid_checks"]:
+                raise _bad(f"{group} {eid}: needs a label, a description and a check of {sorted(data['qid_checks'])}", path)
+    codes = {r["code"] for r in data["countries"]["records"]}
+    slugs = {r["slug"] for r in data["brands"]["records"]}
+    seen: set[str] = set()
+    for q, recipe in [(q, False) for q in data["queries"]] + [(q, True) for q in data["composites"]]:
+        qid = q.get("id")
+        what = f"query {qid!r}"
+        if not isinstance(qid, str) or qid in seen:
+            raise _bad(f"{what}: the id is missing or repeated", path)
+        seen.add(qid)
+        if q.get("kind") not in _KINDS or not set(q.get("requires", [])) <= _NEEDS:
+            raise _bad(f"{what}: kind must be one of {sorted(_KINDS)}, requires a subset of {sorted(_NEEDS)}", path)
+        if q.get("expected") is not None and q["expected"] not in ids:
+            raise _bad(f"{what} expects {q['expected']!r}, which is not in the KB", path)
+        if not q.get("description") or not q.get("licence") or not q.get("attribution"):
+            raise _bad(f"{what}: needs a description, a licence and an attribution", path)
+        img = q.get("image") or q.get("background") or {}
+        if img.get("package") not in _PACKAGES or not img.get("file"):
+            raise _bad(f"{what}: its image must name a package of {sorted(_PACKAGES)} and a file", path)
+        box = q.get("box")
+        if recipe:
+            fg = q.get("foreground") or {}
+            quad = q.get("quad")
+            if not (isinstance(quad, list) and len(quad) == 4 and all(_numbers(p, 2) for p in quad)):
+                raise _bad(f"{what}: quad must be 4 [x, y] corners", path)
+            if not q.get("file") or not isinstance(q.get("seed"), int) or not (fg.get("flag") in codes or fg.get("logo") in slugs):
+                raise _bad(f"{what}: needs a file name, an integer seed and a foreground flag of {sorted(codes)} or logo of {sorted(slugs)}", path)
+            for step, table in (("prepare", _PREPARE), ("draw", _DRAW)):
+                if step in q and q[step].get("step") not in table:
+                    raise _bad(f"{what}: {step} step must be one of {sorted(table)}", path)
+            if "COMPOSITE" not in q["description"]:
+                raise _bad(f"{what}: a composite says COMPOSITE in its description", path)
+        elif box is not None:
+            if not (_numbers(box, 4) and box[0] < box[2] and box[1] < box[3]):
+                raise _bad(f"{what}: box {box!r} is not [x1, y1, x2, y2] with x1 < x2 and y1 < y2", path)
+        elif not (_numbers(q.get("face_box"), 4) and _numbers(q.get("size_hw"), 2)):
+            raise _bad(f"{what}: needs a box, or a face_box and the image's size_hw", path)
+    for text in _texts(data):
+        for _lit, name, _spec, _conv in string.Formatter().parse(text):
+            if name is not None and name not in _FIELDS:
+                raise _bad(f"unknown placeholder {{{name}}} in {text!r}", path)
+    return data
+
+
+def _texts(data: dict[str, Any]) -> Iterator[str]:
+    """Every text of the records that may hold placeholders."""
+    for group in _GROUPS:
+        g = data[group]
+        yield from (g[k] for k in ("licence", "attribution", "source") if isinstance(g.get(k), str))
+        for r in g.get("records", []):
+            yield from (r[k] for k in ("licence", "attribution") if isinstance(r.get(k), str))
+    for q in data["queries"] + data["composites"]:
+        yield from (q[k] for k in ("licence", "attribution"))
+
+
+@functools.lru_cache(maxsize=None)
+def load_records(path: Path = DATA_PATH) -> dict[str, Any]:
+    """The demo's records from ``path`` (the package's ``data/materials.json``), checked
+    (:func:`check_records`). Cached: the same dict for every call; do not modify it."""
+    import orjson
+
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise _bad(f"cannot be read ({exc})", Path(path)) from exc
+    return check_records(data, Path(path))
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    return template.format_map(values)
+
+
+def _pin(key: str) -> Pinned:
+    d = load_records()["downloads"][key]
+    return Pinned(registry=d["registry"], name=d["name"], version=d["version"], filename=d["filename"],
+                  sha256=d["sha256"], licence=d["licence"], url=d["url"])
+
+
+FACE_RECOGNITION_SDIST = _pin("face_recognition")
+COUNTRY_FLAGS_NPM = _pin("country_flags")
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
+
+
+def _values(data: dict[str, Any]) -> dict[str, str]:
+    """The placeholders shared by every text (versions of the installed packages, licences)."""
+    from matplotlib import __version__ as mplv
+
+    return {**data["texts"], "skimage_version": _version("scikit-image"), "matplotlib_version": mplv,
+            "face_recognition_licence": FACE_RECOGNITION_SDIST.licence,
+            "country_flags_licence": COUNTRY_FLAGS_NPM.licence,
+            "simple_icons_version": _version("simple-icons-pack")}
+
+
+# --------------------------------------------------------------------------------------------
 # Assembly
 # --------------------------------------------------------------------------------------------
 
 
 def face_photos(root: str | Path | None = None, *, fetch: bool = True) -> dict[str, Path]:
-    """The four face_recognition test photos, extracted from the pinned sdist into the cache."""
+    """The face_recognition test photos the records use, extracted from the pinned sdist into the cache."""
     base = demo_root(root)
+    d = load_records()["downloads"]["face_recognition"]
     archive = fetch_pinned(FACE_RECOGNITION_SDIST, base, fetch=fetch)
-    names = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")
-    out = {n: base / "sources" / "face_recognition-1.3.0" / n for n in names}
-    _extract(archive, {_FACE_DIR + n: p for n, p in out.items()}, "face_recognition-1.3.0.tar.gz")
+    out = {n: base / "sources" / f"{d['name']}-{d['version']}" / n for n in d["files"]}
+    _extract(archive, {d["members"] + n: p for n, p in out.items()}, d["filename"])
     return out
 
 
 def flag_images(root: str | Path | None = None, *, fetch: bool = True) -> dict[str, Path]:
     """Flag PNGs (1000 px wide) of the demo countries, extracted from the pinned npm tarball."""
     base = demo_root(root)
+    data = load_records()
+    d = data["downloads"]["country_flags"]
     archive = fetch_pinned(COUNTRY_FLAGS_NPM, base, fetch=fetch)
-    raw = {cc: base / "sources" / "svg-country-flags-1.2.10" / f"{cc}.png" for cc, *_ in _COUNTRIES}
-    _extract(archive, {_FLAG_DIR + f"{cc}.png": p for cc, p in raw.items()}, "svg-country-flags-1.2.10.tgz")
+    codes = [r["code"] for r in data["countries"]["records"]]
+    raw = {cc: base / "sources" / f"{d['name']}-{d['version']}" / f"{cc}.png" for cc in codes}
+    _extract(archive, {d["members"] + f"{cc}.png": p for cc, p in raw.items()}, d["filename"])
     # The package's PNGs are palette images with transparency: store plain RGB copies once.
     out = {cc: base / "generated" / f"v{RECIPE_VERSION}" / "flags" / f"{cc}.png" for cc in raw}
     for cc, p in out.items():
@@ -502,7 +572,8 @@ def logo_images(root: str | Path | None = None) -> dict[str, tuple[Path, Any]]:
     """Logo reference images (brand colour on white, PNG) rendered from simple-icons-pack."""
     base = demo_root(root) / "generated" / f"v{RECIPE_VERSION}" / "logos"
     out: dict[str, tuple[Path, Any]] = {}
-    for slug, *_ in _BRANDS:
+    for r in load_records()["brands"]["records"]:
+        slug = r["slug"]
         path = base / f"{slug}.png"
         if path.exists():
             icon = _icon(slug)
@@ -513,59 +584,45 @@ def logo_images(root: str | Path | None = None) -> dict[str, tuple[Path, Any]]:
     return out
 
 
-def _simple_icons_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("simple-icons-pack")
-    except PackageNotFoundError:
-        return "?"
+def _entity(r: dict[str, Any], data: dict[str, Any], types: Any, images: tuple[str, ...], source: str,
+            attrs: dict[str, Any]) -> Entity:
+    return Entity(id=r["id"], label=r["label"], aliases=tuple(r["aliases"]), description=r["description"],
+                  types=tuple(types), images=images, source=source,
+                  attrs={**attrs, "qid_check": data["qid_checks"][r["check"]]})
 
 
-def _entities(faces: dict[str, Path] | None, flags: dict[str, Path] | None,
-              logos: dict[str, tuple[Path, Any]] | None) -> list[Entity]:
+def _entities(data: dict[str, Any], values: dict[str, str], faces: dict[str, Path] | None,
+              flags: dict[str, Path] | None, logos: dict[str, tuple[Path, Any]] | None) -> list[Entity]:
     ents: list[Entity] = []
-    for p in _PEOPLE:
+    people = data["people"]
+    for r in people["records"]:
         images: tuple[str, ...] = ()
-        if p["photo"] and faces is not None:
-            images = (str(faces[p["photo"]]),)
-        elif p["photo"]:
+        if r["photo"] and faces is not None:
+            images = (str(faces[r["photo"]]),)
+        elif r["photo"]:
             continue  # its photo could not be had (strict=False): leave the person out
-        ents.append(Entity(
-            id=p["id"], label=p["label"], aliases=p["aliases"], description=p["description"], types=("Q5",),
-            images=images, source="pixlink-demo:face_recognition-1.3.0-sdist" if images else "pixlink-demo:text",
-            attrs={"licence": p["licence"], "attribution": p["attribution"], "qid_check": p["check"]},
-        ))
+        ents.append(_entity(r, data, people["types"], images, people["source_photo" if images else "source_text"],
+                            {"licence": _fill(r["licence"], values), "attribution": _fill(r["attribution"], values)}))
+    countries = data["countries"]
     if flags is not None:
-        for cc, qid, label, aliases, desc, check in _COUNTRIES:
-            ents.append(Entity(
-                id=qid, label=label, aliases=aliases, description=desc, types=("Q6256",),
-                images=(str(flags[cc]),), source="pixlink-demo:svg-country-flags-1.2.10",
-                attrs={"licence": COUNTRY_FLAGS_NPM.licence,
-                       "attribution": f"Flag of {label}, from Wikimedia Commons via the npm package "
-                                      "svg-country-flags 1.2.10 (Hampus Nilsson)",
-                       "image_kind": "national flag (Wikidata P41)", "iso3166": cc.upper(), "qid_check": check},
-            ))
+        for r in countries["records"]:
+            v = {**values, "label": r["label"]}
+            ents.append(_entity(r, data, countries["types"], (str(flags[r["code"]]),), countries["source"], {
+                "licence": _fill(countries["licence"], v), "attribution": _fill(countries["attribution"], v),
+                "image_kind": countries["image_kind"], "iso3166": r["code"].upper()}))
+    brands = data["brands"]
     if logos is not None:
-        siv = _simple_icons_version()
-        for slug, qid, label, aliases, desc, types, check in _BRANDS:
-            path, icon = logos[slug]
-            lic = icon.license or "CC0-1.0"
-            ents.append(Entity(
-                id=qid, label=label, aliases=aliases, description=desc, types=types, images=(str(path),),
-                source=f"pixlink-demo:simple-icons-pack-{siv}",
-                attrs={"licence": f"icon data {lic} (simple-icons); the logo is a trademark of its owner, "
-                                  "shown only to identify the brand",
-                       "attribution": f"Simple Icons '{icon.title}' (#{icon.hex}), source {icon.source}, "
-                                      f"via simple-icons-pack {siv}",
-                       "image_kind": "logo", "qid_check": check},
-            ))
-    for t in _TEXT_ONLY:
-        ents.append(Entity(
-            id=t["id"], label=t["label"], aliases=t["aliases"], description=t["description"], types=t["types"],
-            source="pixlink-demo:text",
-            attrs={"licence": "CC0-1.0 (text written for pixlink)", "attribution": "pixlink", "qid_check": t["check"]},
-        ))
+        for r in brands["records"]:
+            path, icon = logos[r["slug"]]
+            v = {**values, "icon_licence": icon.license or "CC0-1.0", "icon_title": icon.title, "icon_hex": icon.hex,
+                 "icon_source": icon.source}
+            ents.append(_entity(r, data, r["types"], (str(path),), _fill(brands["source"], v), {
+                "licence": _fill(brands["licence"], v), "attribution": _fill(brands["attribution"], v),
+                "image_kind": brands["image_kind"]}))
+    text = data["text_only"]
+    for r in text["records"]:
+        ents.append(_entity(r, data, r["types"], (), text["source"], {
+            "licence": _fill(text["licence"], values), "attribution": _fill(text["attribution"], values)}))
     return ents
 
 
@@ -579,227 +636,80 @@ def _widen(face: tuple[int, int, int, int], size_hw: tuple[int, int], side: floa
             float(min(W, x2 + side * w)), float(min(H, y2 + bottom * h)))
 
 
-_SKIMAGE = "scikit-image {v} skimage/data/{name}"
-_CC0 = "CC0-1.0 (public-domain dedication by the photographer, per scikit-image's docs)"
+def _photo(ref: dict[str, str], faces: dict[str, Path] | None) -> Path:
+    """The photo a record names: ``{"package": "skimage" | "matplotlib" | "face_recognition", "file"}``."""
+    if ref["package"] == "skimage":
+        return skimage_photo(ref["file"])
+    if ref["package"] == "matplotlib":
+        return matplotlib_photo(ref["file"])
+    assert faces is not None  # the query requires "faces"
+    return faces[ref["file"]]
 
 
-def _skimage_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("scikit-image")
-    except PackageNotFoundError:
-        return "?"
+def _query(q: dict[str, Any], image: Path, box: Any, values: dict[str, str], composite: bool) -> DemoQuery:
+    return DemoQuery(id=q["id"], image=str(image), box=tuple(box), caption=q.get("caption"), expected=q["expected"],
+                     kind=q["kind"], description=q["description"], composite=composite,
+                     licence=_fill(q["licence"], values), attribution=_fill(q["attribution"], values))
 
 
-def _composites(base: Path, flags: dict[str, Path] | None, logos: dict[str, tuple[Path, Any]] | None,
-                skv: str) -> list[DemoQuery]:
-    """The generated query photos: a KB image pasted into a real photo, labelled COMPOSITE."""
-    out_dir = base / "generated" / f"v{RECIPE_VERSION}" / "queries"
-    queries: list[DemoQuery] = []
+def _real_queries(data: dict[str, Any], values: dict[str, str], have: set[str],
+                  faces: dict[str, Path] | None) -> list[DemoQuery]:
+    """Queries on real photos (no pixel of them was generated), those whose sources are ``have``."""
+    out = []
+    for q in data["queries"]:
+        if not set(q.get("requires", ())) <= have:
+            continue
+        box = q["box"] if q.get("box") is not None else _widen(tuple(q["face_box"]), tuple(q["size_hw"]))
+        out.append(_query(q, _photo(q["image"], faces), [float(v) for v in box], values, composite=False))
+    return out
 
-    def make(name: str, bg_path: Path, fg: np.ndarray, quad: list[tuple[float, float]], seed: int,
-             prepare: Callable[[np.ndarray], np.ndarray] | None = None,
-             extra: Callable[[np.ndarray], None] | None = None,
-             **kw: Any) -> tuple[Path, tuple[float, float, float, float]]:
-        import orjson
 
-        path = out_dir / f"{name}.jpg"
-        meta = out_dir / f"{name}.box.json"
-        if path.exists() and meta.exists():
-            return path, tuple(orjson.loads(meta.read_bytes()))  # type: ignore[return-value]
-        bg = np.array(_imread(bg_path), copy=True)
-        if prepare is not None:
-            bg = prepare(bg)
-        if extra is not None:
-            extra(bg)
-        img, box = composite(bg, fg, quad, seed=seed, **kw)
-        _save(path, img, quality=85)
-        _write_atomic(meta, lambda tmp: tmp.write_bytes(orjson.dumps(list(box))))
-        return path, box
-
-    if flags is not None:
+def _foreground(spec: dict[str, Any], flags: dict[str, Path] | None) -> np.ndarray:
+    """The RGBA image a recipe pastes: a waving flag or a logo (optionally on a coaster)."""
+    if "flag" in spec:
         from PIL import Image
 
-        # 1. Flag of Japan laid on a lawn, seen at a slant (grass photo is greyscale: tinted green).
-        jp = np.asarray(Image.open(flags["jp"]).convert("RGBA"))
-        grass = skimage_photo("grass.png")
+        assert flags is not None  # the composite requires "flags"
+        rgba = np.asarray(Image.open(flags[spec["flag"]]).convert("RGBA"))
+        w = spec["wave"]
+        return _wave(rgba, w["amplitude"], w["wavelength"], w["phase"], w["shade"])
+    rgba, _ = render_logo_rgba(spec["logo"], spec["size"])
+    if "coaster" in spec:
+        rgba = _coaster(rgba, spec["coaster"]["margin"], spec["coaster"]["colour"])
+    return rgba
 
-        def green(bg: np.ndarray) -> np.ndarray:
-            g = bg.astype(np.float32).mean(axis=2, keepdims=True)
-            return (g * np.array([0.62, 0.92, 0.48], np.float32) + np.array([8, 18, 4], np.float32)).clip(0, 255)\
-                .astype(np.uint8)
 
-        path, box = make("flag_jp_on_grass", grass, _wave(jp, 10, 700, 0.8, 0.12),
-                         [(150, 236), (402, 222), (468, 402), (86, 430)], seed=11, prepare=green,
-                         light=0.97, texture=0.12, blur=0.9, noise=2.5)
-        queries.append(DemoQuery(
-            id="composite_flag_japan", image=str(path), box=box, caption=None, expected="Q17", kind="image",
-            description="COMPOSITE (not a real photo): the KB's flag of Japan warped onto scikit-image's grass "
-                        "photo with perspective, waves, grass texture, blur and noise; image<->image match "
-                        "(Bangladesh's similar flag is also in the KB).",
-            composite=True, licence=f"{_CC0} (grass) + {COUNTRY_FLAGS_NPM.licence} (flag)",
-            attribution=f"{_SKIMAGE.format(v=skv, name='grass.png')} (CC0 texture, DeviantArt linolafett); "
-                        "flag via svg-country-flags 1.2.10",
-        ))
+def _composites(data: dict[str, Any], values: dict[str, str], have: set[str], base: Path,
+                flags: dict[str, Path] | None) -> list[DemoQuery]:
+    """The generated query photos: a KB image pasted into a real photo, labelled COMPOSITE.
+    Each is made once (fixed seed) and kept with its box under ``generated/v<RECIPE_VERSION>/queries``."""
+    import orjson
 
-        # 2. Flag of France flying in the night sky beside the launch towers (dim, bluish light).
-        fr = np.asarray(Image.open(flags["fr"]).convert("RGBA"))
-        rocket = skimage_photo("rocket.jpg")
-
-        def pole(bg: np.ndarray) -> None:
-            import cv2
-
-            cv2.line(bg, (121, 38), (121, 340), (70, 72, 80), 3, cv2.LINE_AA)
-
-        path, box = make("flag_fr_night_sky", rocket, _wave(fr, 28, 380, 0.3, 0.3),
-                         [(123, 44), (238, 52), (236, 128), (123, 122)], seed=12, extra=pole,
-                         light=0.62, tint=(0.86, 0.9, 1.08), texture=0.15, blur=0.7, noise=3.0)
-        queries.append(DemoQuery(
-            id="composite_flag_france", image=str(path), box=box, caption=None, expected="Q142", kind="image",
-            description="COMPOSITE (not a real photo): the KB's flag of France, waving on a drawn pole, pasted "
-                        "into the night sky of scikit-image's rocket launch photo under dim bluish light; "
-                        "image<->image match (the Dutch, Russian, Italian and Irish tricolours are in the KB too).",
-            composite=True, licence=f"public domain (SpaceX photo) + {COUNTRY_FLAGS_NPM.licence} (flag)",
-            attribution=f"{_SKIMAGE.format(v=skv, name='rocket.jpg')} (SpaceX, released into the public "
-                        "domain); flag via svg-country-flags 1.2.10",
-        ))
-
-    if logos is not None:
-        # 3. Starbucks logo printed on a paper coaster on the cafe table of the coffee photo.
-        rgba, _ = render_logo_rgba("starbucks", 448)
-        h, w = rgba.shape[:2]
-        coaster = np.zeros((h + 64, w + 64, 4), np.uint8)
-        yy, xx = np.mgrid[0:h + 64, 0:w + 64]
-        disc = (yy - (h + 64) / 2) ** 2 + (xx - (w + 64) / 2) ** 2 <= ((w + 64) / 2 - 1) ** 2
-        coaster[disc] = (246, 244, 238, 255)
-        a = rgba[..., 3:4].astype(np.float32) / 255.0
-        inner = coaster[32:32 + h, 32:32 + w].astype(np.float32)
-        inner[..., :3] = inner[..., :3] * (1 - a) + rgba[..., :3].astype(np.float32) * a
-        coaster[32:32 + h, 32:32 + w] = inner.astype(np.uint8)
-        path, box = make("logo_starbucks_coaster", skimage_photo("coffee.png"), coaster,
-                         [(488, 222), (590, 212), (596, 322), (482, 334)], seed=13,
-                         light=0.88, tint=(1.05, 0.97, 0.88), texture=0.35, blur=0.8, noise=2.0)
-        queries.append(DemoQuery(
-            id="composite_logo_starbucks", image=str(path), box=box, caption=None, expected="Q37158", kind="image",
-            description="COMPOSITE (not a real photo): the KB's Starbucks logo printed on a paper coaster placed "
-                        "on the wooden table of scikit-image's coffee photo, with perspective, warm light, wood "
-                        "texture, blur and noise; image<->image match.",
-            composite=True, licence=f"{_CC0} (coffee photo) + CC0-1.0 icon data (Starbucks trademark)",
-            attribution=f"{_SKIMAGE.format(v=skv, name='coffee.png')} (Rachel Michetti, courtesy of Pikolo "
-                        "Espresso Bar); logo via simple-icons-pack",
-        ))
-
-        # 4. GitHub's Octocat painted on the brick wall (greyscale photo; paint follows the bricks).
-        rgba, _ = render_logo_rgba("github", 448)
-        path, box = make("logo_github_brick_wall", skimage_photo("brick.png"), rgba,
-                         [(150, 118), (356, 104), (366, 326), (142, 344)], seed=14,
-                         light=1.0, texture=0.9, blur=0.6, noise=2.0)
-        queries.append(DemoQuery(
-            id="composite_logo_github", image=str(path), box=box, caption=None, expected="Q364", kind="image",
-            description="COMPOSITE (not a real photo): the KB's GitHub logo painted on scikit-image's brick wall "
-                        "photo, perspective-warped, with the mortar lines showing through; image<->image match.",
-            composite=True, licence=f"{_CC0} (brick texture, CC0Textures) + CC0-1.0 icon data (GitHub trademark)",
-            attribution=f"{_SKIMAGE.format(v=skv, name='brick.png')}; logo via simple-icons-pack",
-        ))
+    out_dir = base / "generated" / f"v{RECIPE_VERSION}" / "queries"
+    queries: list[DemoQuery] = []
+    for q in data["composites"]:
+        if not set(q.get("requires", ())) <= have:
+            continue
+        path, meta = out_dir / f"{q['file']}.jpg", out_dir / f"{q['file']}.box.json"
+        if path.exists() and meta.exists():
+            box = orjson.loads(meta.read_bytes())
+        else:
+            bg = np.array(_imread(_photo(q["background"], None)), copy=True)
+            if "prepare" in q:
+                bg = _PREPARE[q["prepare"]["step"]](bg, q["prepare"])
+            if "draw" in q:
+                _DRAW[q["draw"]["step"]](bg, q["draw"])
+            look = {k: tuple(v) if isinstance(v, list) else v for k, v in q.get("look", {}).items()}
+            img, box = composite(bg, _foreground(q["foreground"], flags), [tuple(p) for p in q["quad"]],
+                                 seed=q["seed"], **look)
+            _save(path, img, quality=85)
+            _write_atomic(meta, lambda tmp: tmp.write_bytes(orjson.dumps(list(box))))
+        queries.append(_query(q, path, box, values, composite=True))
     return queries
 
 
-def _real_queries(faces: dict[str, Path] | None, flags_ok: bool, skv: str) -> list[DemoQuery]:
-    """Queries on real photos (no pixel of them was generated)."""
-    from matplotlib import __version__ as mplv
-
-    q: list[DemoQuery] = []
-    hopper = str(matplotlib_photo("grace_hopper.jpg"))
-    astronaut = str(skimage_photo("astronaut.png"))
-    hopper_lic = _US_GOV + " (U.S. Navy photograph); shipped in matplotlib's sample_data"
-    hopper_att = f"Commodore Grace M. Hopper, USN, U.S. Navy photo by James S. Davis (1984); matplotlib {mplv} " \
-                 "mpl-data/sample_data/grace_hopper.jpg"
-    astro_lic = "public domain (NASA photograph; 'no known copyright restrictions' per scikit-image)"
-    astro_att = f"Eileen Collins, NASA Great Images; {_SKIMAGE.format(v=skv, name='astronaut.png')}"
-    fr_lic = FACE_RECOGNITION_SDIST.licence + " package; the photo is a White House photograph (" + _US_GOV + \
-        " as far as known; the package states no separate licence)"
-    if faces is not None:
-        fr_att = "face_recognition 1.3.0 sdist, tests/test_images/{} (Adam Geitgey)"
-        q.append(DemoQuery(
-            id="face_obama_podium", image=str(faces["obama2.jpg"]),
-            box=_widen((171, 290, 438, 558), (1200, 626)), caption=None, expected="Q76", kind="face",
-            description="Same person, a different real photo: the KB holds Obama's official portrait, the query "
-                        "is Obama speaking at a podium; faces link (Biden is in the KB as a face distractor).",
-            licence=fr_lic, attribution=fr_att.format("obama2.jpg"),
-        ))
-        q.append(DemoQuery(
-            id="face_obama_standing", image=str(faces["obama3.jpg"]),
-            box=_widen((626, 292, 925, 593), (2333, 1434)), caption=None, expected="Q76", kind="face",
-            description="Same person, a third real photo (standing, arms crossed, different room and light); "
-                        "faces link.",
-            licence=fr_lic, attribution=fr_att.format("obama3.jpg"),
-        ))
-        if flags_ok:
-            q.append(DemoQuery(
-                id="flag_us_behind_obama", image=str(faces["obama2.jpg"]), box=(0.0, 0.0, 200.0, 440.0),
-                caption=None, expected="Q30", kind="image",
-                description="A real, out-of-focus US flag (stars and stripes) behind a speaker, matched to the "
-                            "KB's clean flag image of the United States.",
-                licence=fr_lic, attribution=fr_att.format("obama2.jpg"),
-            ))
-    if flags_ok:
-        q.append(DemoQuery(
-            id="flag_us_behind_hopper", image=hopper, box=(0.0, 0.0, 150.0, 330.0), caption=None, expected="Q30",
-            kind="image",
-            description="A real draped US flag (stars on blue, red and white stripes) in a 1984 portrait, matched "
-                        "to the KB's clean flag image of the United States.",
-            licence=hopper_lic, attribution=hopper_att,
-        ))
-        q.append(DemoQuery(
-            id="flag_us_behind_astronaut", image=astronaut, box=(0.0, 0.0, 95.0, 280.0), caption=None,
-            expected="Q30", kind="image",
-            description="A real, partly visible US flag at the edge of NASA's portrait of Eileen Collins, matched to "
-                        "the KB's clean flag image of the United States.",
-            licence=astro_lic, attribution=astro_att,
-        ))
-    q.append(DemoQuery(
-        id="caption_grace_hopper", image=hopper, box=_widen((180, 139, 366, 325), (600, 512)),
-        caption="Rear Admiral Grace Hopper, the computer scientist behind COBOL, photographed in 1984.",
-        expected="Q11641", kind="caption",
-        description="The caption names a person whose KB entry has no photo: the link comes from the text "
-                    "(lexical / sentence similarity), the face finds no match.",
-        licence=hopper_lic, attribution=hopper_att,
-    ))
-    q.append(DemoQuery(
-        id="caption_eileen_collins", image=astronaut, box=_widen((175, 76, 265, 166), (512, 512)),
-        caption="NASA astronaut Eileen Collins, the first woman to command a Space Shuttle mission.",
-        expected="Q239911", kind="caption",
-        description="The caption names a person with no KB photo, and also names NASA (in the KB with a logo): "
-                    "the face region should pick the person, not the agency.",
-        licence=astro_lic, attribution=astro_att,
-    ))
-    q.append(DemoQuery(
-        id="caption_falcon_9", image=str(skimage_photo("rocket.jpg")), box=(295.0, 118.0, 350.0, 408.0),
-        caption="A Falcon 9 rocket on the pad at Cape Canaveral before SpaceX launched DSCOVR.",
-        expected="Q249091", kind="caption",
-        description="The caption names the rocket (no photo in the KB) and SpaceX (in the KB with a logo): the "
-                    "rocket region should link to Falcon 9.",
-        licence="public domain (SpaceX photo released into the public domain, per scikit-image)",
-        attribution=f"Falcon 9 / DSCOVR launch, SpaceX; {_SKIMAGE.format(v=skv, name='rocket.jpg')}",
-    ))
-    q.append(DemoQuery(
-        id="nil_cameraman", image=str(skimage_photo("camera.png")), box=(150.0, 55.0, 330.0, 215.0), caption=None,
-        expected=None, kind="nil",
-        description="A person who is not in the KB (head in profile behind a camera): the answer should be NIL.",
-        licence=_CC0, attribution=f"Lav Varshney (photographer); {_SKIMAGE.format(v=skv, name='camera.png')}",
-    ))
-    q.append(DemoQuery(
-        id="nil_cat", image=str(skimage_photo("chelsea.png")), box=(100.0, 10.0, 430.0, 300.0), caption=None,
-        expected=None, kind="nil",
-        description="A cat, and the KB holds no cat or animal: the answer should be NIL.",
-        licence=_CC0, attribution=f"Chelsea the cat, Stefan van der Walt; {_SKIMAGE.format(v=skv, name='chelsea.png')}",
-    ))
-    return q
-
-
 def build_materials(root: str | Path | None = None, *, fetch: bool = True, strict: bool = True) -> DemoMaterials:
-    """Assemble the demo KB and queries.
+    """Assemble the demo KB and queries from the records (:data:`DATA_PATH`).
 
     Args:
         root: folder for fetched and generated files (default ``cache_dir()/"demo"``).
@@ -812,6 +722,7 @@ def build_materials(root: str | Path | None = None, *, fetch: bool = True, stric
     The installed packages (scikit-image, matplotlib, simple-icons-pack, resvg-py) are always
     required: they come with ``pip install 'pixlink[demo]'``.
     """
+    data = load_records()
     base = demo_root(root)
     notes: list[str] = []
 
@@ -830,9 +741,10 @@ def build_materials(root: str | Path | None = None, *, fetch: bool = True, stric
     faces = attempt("the face photos (face_recognition 1.3.0 sdist from PyPI)", lambda: face_photos(base, fetch=fetch))
     flags = attempt("the flags (svg-country-flags 1.2.10 from npm)", lambda: flag_images(base, fetch=fetch))
     logos = logo_images(base)
-    skv = _skimage_version()
-    entities = _entities(faces, flags, logos)
-    queries = _real_queries(faces, flags is not None, skv) + _composites(base, flags, logos, skv)
+    have = {name for name, got in (("faces", faces), ("flags", flags), ("logos", logos)) if got is not None}
+    values = _values(data)
+    entities = _entities(data, values, faces, flags, logos)
+    queries = _real_queries(data, values, have, faces) + _composites(data, values, have, base, flags)
     known = {e.id for e in entities}
     missing = [q.id for q in queries if q.expected is not None and q.expected not in known]
     if missing:
@@ -841,7 +753,8 @@ def build_materials(root: str | Path | None = None, *, fetch: bool = True, stric
 
 
 __all__ = [
-    "COUNTRY_FLAGS_NPM", "FACE_RECOGNITION_SDIST", "DemoMaterialError", "DemoMaterials", "DemoQuery", "Msg",
-    "Pinned", "RECIPE_VERSION", "build_materials", "composite", "demo_root", "face_photos", "fetch_pinned",
-    "flag_images", "logo_images", "matplotlib_photo", "render_logo_rgba", "skimage_photo",
+    "COUNTRY_FLAGS_NPM", "DATA_PATH", "FACE_RECOGNITION_SDIST", "DemoMaterialError", "DemoMaterials", "DemoQuery",
+    "Msg", "Pinned", "RECIPE_VERSION", "build_materials", "check_records", "composite", "demo_root", "face_photos",
+    "fetch_pinned", "flag_images", "load_records", "logo_images", "matplotlib_photo", "render_logo_rgba",
+    "skimage_photo",
 ]

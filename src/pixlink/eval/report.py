@@ -11,10 +11,15 @@ Tables (figures in %, two decimals, as the papers print them):
 
 Plots (matplotlib, Agg backend): ``hits_at_k.png`` (Hits@k against k, per split) and
 ``f1_vs_iou.png`` (GMNER / EEG F1 against the IoU threshold).
+
+Below the table ``results.md`` says what became of every input record
+(:func:`accounting`: loaded, rejected at load with their codes, not run, image missing, failed
+in the system, scored) and how much of an earlier run was reused (``results["resume"]``).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +84,62 @@ def gmner_table(results: dict[str, Any], system: str) -> str:
     return "\n".join(lines)
 
 
+def accounting(results: dict[str, Any]) -> dict[str, Any]:
+    """What became of every input record of a run, from its results and ``load_report``.
+
+    Returns ``{"input_records", "rejected_at_load", "rejected_codes": {code: n},
+    "loaded_records", "loaded_items", "not_run", "missing_image", "unlabelled", "scored",
+    "failed"}``: ``input_records = rejected_at_load + loaded_records``; the loaded records gave
+    ``loaded_items`` (one record may hold several mentions) ``= not_run + missing_image +
+    unlabelled + scored``, where ``not_run`` are loaded items the runner was not given (e.g.
+    ``--limit``); ``failed`` items (the system failed on them) are among ``scored``, where they
+    count as wrong. Without a ``load_report`` the load figures are ``None``.
+    """
+    lr = results.get("load_report") or None
+    n_items = int(results.get("n_items", results.get("n", 0)))
+    missing = int(results.get("n_missing_image", 0))
+    unlabelled = int(results.get("n_unlabelled", 0))
+    out: dict[str, Any] = {"input_records": None, "rejected_at_load": None, "rejected_codes": None,
+                           "loaded_records": None, "loaded_items": None, "not_run": None, "missing_image": missing,
+                           "unlabelled": unlabelled, "scored": n_items - missing - unlabelled,
+                           "failed": int(results.get("n_errors", 0))}
+    if lr:
+        codes = lr.get("error_codes")
+        if codes is None:  # a load report without per-code counts: count the errors it lists
+            codes = dict(Counter(e.get("code") or "?" for e in lr.get("errors") or []))
+        loaded_items = lr.get("n_items")
+        out.update(input_records=int(lr.get("n_records", 0)), rejected_at_load=int(lr.get("n_errors", 0)),
+                   rejected_codes=codes, loaded_records=int(lr.get("n_loaded", 0)), loaded_items=loaded_items,
+                   not_run=None if loaded_items is None else int(loaded_items) - n_items)
+    return out
+
+
+def _accounting_lines(results: dict[str, Any]) -> list[str]:
+    a = results.get("accounting") or accounting(results)
+    lines = []
+    if a["input_records"] is not None:
+        codes = ", ".join(f"{c} x{n}" for c, n in sorted(a["rejected_codes"].items()))
+        items = a["loaded_items"]
+        lines.append(f"- input records: {a['input_records']}; rejected at load: {a['rejected_at_load']}"
+                     + (f" ({codes}; see `load_report` in results.json)" if a["rejected_at_load"] else "")
+                     + f"; loaded: {a['loaded_records']}"
+                     + (f" (giving {items} items)" if items is not None and items != a["loaded_records"] else ""))
+        if a["not_run"]:
+            lines.append(f"- loaded but not run (--limit): {a['not_run']}")
+    if a["missing_image"]:
+        lines.append(f"- image not on this machine (left out of the figures): {a['missing_image']}")
+    if a["unlabelled"]:
+        lines.append(f"- unlabelled (counted, not scored): {a['unlabelled']}")
+    lines.append(f"- scored (`n`): {a['scored']}" + (f", of which {a['failed']} failed in the system and count as wrong"
+                                                      if a["failed"] else ""))
+    res = results.get("resume") or {}
+    if res.get("reused") or res.get("redone"):
+        why = ", ".join(f"{n} because {k}" for k, n in (res.get("redone_because") or {}).items())
+        lines.append(f"- resumed: {res['reused']} reused from an earlier run, {res['redone']} redone"
+                     + (f" ({why})" if why else "") + f", {res.get('new', 0)} new")
+    return ["Items:", "", *lines]
+
+
 def markdown(results: dict[str, Any], title: str = "") -> str:
     system = str(results.get("system") or "pixlink")
     task = results.get("task")
@@ -91,6 +152,7 @@ def markdown(results: dict[str, Any], title: str = "") -> str:
         parts.append(link_table(results, system))
     elif task == "gmner":
         parts.append(gmner_table(results, system))
+    parts += ["", *_accounting_lines(results)]
     for note in results.get("notes") or []:
         parts += ["", f"- note: {note}"]
     return "\n".join(parts) + "\n"

@@ -9,14 +9,21 @@ Three evaluations share one mechanism:
 
 Output folder (``out``):
 
-* ``run.json`` — what is evaluated (task, data file, system, options). A re-run with the same
-  folder and the same ``run.json`` *resumes*: items already predicted in ``predictions.jsonl``
-  are skipped; items recorded with an error are tried again. A different ``run.json`` is refused (E608) unless ``restart=True``.
+* ``run.json`` — what is evaluated (task, data file, options: the caller's ``run_info``) and,
+  under ``system``, what of the system changes its predictions (:func:`system_key`: the KB's
+  build id, the linker / pipeline configuration, the fusion parameters, the profile, model ids).
+  A re-run with the same folder and the same ``run_info`` *resumes*; a different ``run_info``
+  is refused (E608) unless ``restart=True``.
 * ``predictions.jsonl`` — one JSON record per item, appended (and flushed) batch by batch as
-  they come: gold, prediction, and ``error`` when the system failed on the item. Metrics are
-  computed from this file, so an interrupted run loses at most one batch.
-* ``results.json``, ``results.md`` (a table laid out like the paper's), and plots
-  (``hits_at_k.png``, ``f1_vs_iou.png``) — written by :mod:`pixlink.eval.report`.
+  they come: gold, prediction, ``error`` when the system failed on the item, and the resume key:
+  ``item_key`` (a hash of the item's content, :func:`item_key`) and ``system_key`` (a hash of
+  :func:`system_key`). On resume a record is reused only when both keys still match and it
+  holds no error; an edited item, a rebuilt KB or another linker configuration redoes the items
+  concerned. ``results["resume"]`` (and a note) says how many were reused and how many redone,
+  and why. Metrics are computed from this file, so an interrupted run loses at most one batch.
+* ``results.json``, ``results.md`` (a table laid out like the paper's, and what became of every
+  input record: :func:`pixlink.eval.report.accounting`), and plots (``hits_at_k.png``,
+  ``f1_vs_iou.png``) — written by :mod:`pixlink.eval.report`.
 
 Items the system fails on: the batch is retried one item at a time to find the failing item;
 its record carries the error and an empty prediction, and it *counts* in the metrics (as
@@ -27,6 +34,8 @@ counted in ``n_missing_image`` and left out of the metrics, which then cover ``n
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -48,22 +57,93 @@ RUN_INFO = "run.json"
 
 
 # --------------------------------------------------------------------------------------------
+# Resume keys
+# --------------------------------------------------------------------------------------------
+
+_SYSTEM_NAMES = ("name", "model_id", "label_scheme")
+
+
+def _digest(obj: Any) -> str:
+    """16 hex digits of the sha256 of ``obj``'s canonical JSON (sorted keys)."""
+    data = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY, default=str)
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _as_dict(obj: Any) -> Any:
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return None
+
+
+def item_key(item: Any) -> str:
+    """The hash of a dataset item's content (its ``to_dict()``, or its dataclass fields): the
+    id, image path, region, text, gold, split and meta of a mention, the tokens, gold entities
+    and boxes of a post. An edited input line gives another key."""
+    d = _as_dict(item)
+    return _digest(d if d is not None else repr(item))
+
+
+def system_key(system: Any, _depth: int = 0) -> dict[str, Any]:
+    """What of an evaluated system (linker, tagger, GMNER pipeline) changes its predictions, as
+    far as the system shows it: its KB's build id (``kb.build_id``: a rebuilt KB has another),
+    its ``config`` and ``fusion`` parameters, its profile (name, overrides, options), its
+    ``name`` / ``model_id`` / ``label_scheme`` and, for a pipeline, its linker's. Attributes the
+    system does not have are left out (a fake system in a test gives ``{}``)."""
+    out: dict[str, Any] = {}
+    kb = getattr(system, "kb", None)
+    if kb is not None:
+        out["kb_build_id"] = getattr(kb, "build_id", None)
+    for attr in ("config", "fusion"):
+        d = _as_dict(getattr(system, attr, None))
+        if d is not None:
+            out[attr] = d
+    prof = getattr(system, "profile", None)
+    if prof is not None:
+        out["profile"] = {"name": getattr(prof, "name", str(prof)), "overrides": getattr(prof, "overrides", None),
+                          "options": getattr(prof, "options", None)}
+    for attr in _SYSTEM_NAMES:
+        v = getattr(system, attr, None)
+        if isinstance(v, str):
+            out[attr] = v
+    linker = getattr(system, "linker", None)
+    if linker is not None and _depth == 0:
+        out["linker"] = system_key(linker, _depth + 1)
+    return orjson.loads(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY, default=str))
+
+
+# --------------------------------------------------------------------------------------------
 # Predictions store (resumable)
 # --------------------------------------------------------------------------------------------
+
+REDO_REASONS = {
+    "failed": "failed before",
+    "item": "the item changed",
+    "system": "the system changed (KB build, configuration, fusion, profile or model)",
+    "unkeyed": "recorded without a resume key (an older pixlink)",
+}
 
 
 class PredictionStore:
     """``<out>/predictions.jsonl`` with the run description in ``<out>/run.json``.
 
-    ``run_info`` must be JSON-serialisable and describe everything that changes predictions
-    (data file, system, options); it is compared on resume.
+    ``run_info`` must be JSON-serialisable and describe the run (data file, task, options); it
+    is compared on resume (E608 when it differs). ``system`` (:func:`system_key`) is recorded,
+    not compared: records made by another system are redone (:meth:`plan`).
     """
 
-    def __init__(self, out: str | Path, run_info: dict[str, Any], restart: bool = False) -> None:
+    def __init__(self, out: str | Path, run_info: dict[str, Any], restart: bool = False,
+                 system: dict[str, Any] | None = None) -> None:
         self.out = Path(out).expanduser()
         self.out.mkdir(parents=True, exist_ok=True)
         self.path = self.out / PREDICTIONS
         self.notes: list[str] = []
+        self.system = orjson.loads(orjson.dumps(system or {}, default=str))
+        self.system_hash = _digest(self.system)
+        self.old_system: dict[str, Any] | None = None
+        self.resume: dict[str, Any] = {}
+        self._item_keys: dict[str, str] = {}
         info_path = self.out / RUN_INFO
         info = orjson.loads(orjson.dumps(run_info))
         if restart:
@@ -75,12 +155,15 @@ class PredictionStore:
                 old = orjson.loads(info_path.read_bytes())
             except orjson.JSONDecodeError as exc:
                 raise InputError(Errors.E608.format(out=str(self.out), reason=f"run.json is not JSON ({exc})")) from exc
+            if not isinstance(old, dict):
+                raise InputError(Errors.E608.format(out=str(self.out), reason="run.json is not a JSON object"))
+            self.old_system = old.pop("system", None)
             if old != info:
                 diff = sorted(k for k in set(old) | set(info) if old.get(k) != info.get(k))
                 raise InputError(Errors.E608.format(out=str(self.out), reason=f"it differs in {diff}"))
         elif self.path.exists() and self.path.stat().st_size > 0:
             raise InputError(Errors.E608.format(out=str(self.out), reason="predictions.jsonl exists without run.json"))
-        info_path.write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2))
+        info_path.write_bytes(orjson.dumps({**info, "system": self.system}, option=orjson.OPT_INDENT_2))
         self.records = self._read()
 
     def _read(self) -> dict[str, dict[str, Any]]:
@@ -111,16 +194,64 @@ class PredictionStore:
         cut = data.rfind(b"\n")
         self.path.write_bytes(data[: cut + 1] if cut >= 0 else b"")
 
-    @property
-    def done(self) -> set[str]:
-        """Items with a prediction. Items whose record holds an error are *not* done: a re-run
-        tries them again (the fixed system, or the image now present) and the new record wins."""
-        return {k for k, r in self.records.items() if not r.get("error")}
+    def _stale(self, rec: dict[str, Any], key: str) -> str | None:
+        """Why the stored record ``rec`` of an item whose key is now ``key`` cannot be reused
+        (a key of :data:`REDO_REASONS`), or ``None``."""
+        if rec.get("error"):
+            return "failed"  # the fixed system, or the image now present, may answer
+        if "item_key" not in rec:
+            return "unkeyed"
+        if rec["item_key"] != key:
+            return "item"
+        if rec.get("system_key") != self.system_hash:
+            return "system"
+        return None
+
+    def plan(self, items: Sequence[Any]) -> list[Any]:
+        """The items to (re)do: those with no record, and those whose record cannot be reused
+        (it holds an error, the item changed, the system changed, or it has no resume key).
+        Fills :attr:`resume` (``reused``, ``redone``, ``new``, ``redone_because``) and adds a
+        note when earlier records were reused or redone."""
+        todo: list[Any] = []
+        reused = 0
+        why: dict[str, int] = {}
+        for it in items:
+            key = item_key(it)
+            self._item_keys[str(it.id)] = key
+            rec = self.records.get(str(it.id))
+            if rec is None:
+                todo.append(it)
+                continue
+            stale = self._stale(rec, key)
+            if stale is None:
+                reused += 1
+            else:
+                why[stale] = why.get(stale, 0) + 1
+                todo.append(it)
+        redone = sum(why.values())
+        self.resume = {"reused": reused, "redone": redone, "new": len(todo) - redone,
+                       "redone_because": {REDO_REASONS[k]: n for k, n in sorted(why.items())}}
+        if reused or redone:
+            parts = ", ".join(f"{n} because {REDO_REASONS[k]}" for k, n in sorted(why.items()))
+            note = (f"resumed from {self.path}: {reused} items reused, {redone} redone"
+                    + (f" ({parts})" if parts else "") + f", {len(todo) - redone} new")
+            if why.get("system") and isinstance(self.old_system, dict):
+                changed = sorted(k for k in set(self.old_system) | set(self.system)
+                                 if self.old_system.get(k) != self.system.get(k))
+                if changed:
+                    note += f"; the system differs in {changed}"
+            log.info(note)
+            self.notes.append(note)
+        return todo
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
+        """Append ``records`` (each with ``id``), stamped with their resume keys."""
         recs = list(records)
         if not recs:
             return
+        for r in recs:
+            r["item_key"] = self._item_keys.get(str(r["id"]))
+            r["system_key"] = self.system_hash
         with open(self.path, "ab") as fh:
             for r in recs:
                 fh.write(orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
@@ -178,9 +309,12 @@ def _with_item_isolation(
     return res
 
 
-def _stamp(results: dict[str, Any], store: PredictionStore, t0: float, n_new: int) -> None:
+def _stamp(results: dict[str, Any], store: PredictionStore, t0: float, n_new: int, n_items: int) -> None:
     results["out"] = str(store.out)
+    results["n_items"] = n_items
     results["n_predicted_this_run"] = n_new
+    results["resume"] = store.resume
+    results["system_key"] = store.system
     results["seconds_this_run"] = round(time.time() - t0, 2)
     if store.notes:
         results.setdefault("notes", []).extend(store.notes)
@@ -212,8 +346,8 @@ def run_ner(
     """
     _check_batch_size(batch_size)
     t0 = time.time()
-    store = PredictionStore(out, {"task": "ner", **run_info}, restart=restart)
-    todo = [p for p in posts if p.id not in store.done]
+    store = PredictionStore(out, {"task": "ner", **run_info}, restart=restart, system=system_key(tagger))
+    todo = store.plan(posts)
     type_map: dict[str, str] = {}
     for t in getattr(tagger, "labels", ()) or ():
         a = align_type(t, labels)
@@ -255,7 +389,7 @@ def ner_results(posts: Sequence[Post], store: PredictionStore, labels: Sequence[
     if errors:
         out.setdefault("notes", []).append(
             f"{len(errors)} items failed in the tagger; they count as predicting no entity (see 'errors')")
-    _stamp(out, store, t0, n_new)
+    _stamp(out, store, t0, n_new, len(posts))
     return out
 
 
@@ -282,8 +416,8 @@ def run_link(
     _check_batch_size(batch_size)
     k = M._check_k(k)
     t0 = time.time()
-    store = PredictionStore(out, {"task": "link", "k": k, **run_info}, restart=restart)
-    todo = [m for m in mentions if m.id not in store.done]
+    store = PredictionStore(out, {"task": "link", "k": k, **run_info}, restart=restart, system=system_key(linker))
+    todo = store.plan(mentions)
     prog, task = _progress(show_progress, len(mentions), "link")
     with prog:
         prog.update(task, completed=len(mentions) - len(todo))
@@ -355,7 +489,7 @@ def link_results(mentions: Sequence[Mention], store: PredictionStore, ks: Sequen
         notes.append(f"{len(errors)} items failed in the linker; they count as wrong (see 'errors')")
     if notes:
         out["notes"] = notes
-    _stamp(out, store, t0, n_new)
+    _stamp(out, store, t0, n_new, len(mentions))
     return out
 
 
@@ -404,8 +538,8 @@ def run_gmner(
     """
     _check_batch_size(batch_size)
     t0 = time.time()
-    store = PredictionStore(out, {"task": "gmner", **run_info}, restart=restart)
-    todo = [p for p in posts if p.id not in store.done]
+    store = PredictionStore(out, {"task": "gmner", **run_info}, restart=restart, system=system_key(pipeline))
+    todo = store.plan(posts)
     prog, task = _progress(show_progress, len(posts), "gmner")
     with prog:
         prog.update(task, completed=len(posts) - len(todo))
@@ -473,15 +607,20 @@ def gmner_results(posts: Sequence[Post], store: PredictionStore, iou_threshold: 
         notes.append(f"{len(errors)} posts failed in the pipeline; they count as predicting no entity")
     if notes:
         out["notes"] = notes
-    _stamp(out, store, t0, n_new)
+    _stamp(out, store, t0, n_new, len(posts))
     return out
 
 
 def save(results: dict[str, Any], out: str | Path, title: str = "") -> dict[str, str]:
-    """Write ``results.json``, ``results.md`` and the plots; return their paths."""
-    from .report import write_report
+    """Write ``results.json``, ``results.md`` and the plots; return their paths.
 
+    Adds ``results["accounting"]`` first (:func:`pixlink.eval.report.accounting`): what became
+    of every input record — loaded, rejected at load (by code), not run, image missing, failed
+    in the system, scored — from ``results["load_report"]`` when the caller put it there."""
+    from .report import accounting, write_report
+
+    results["accounting"] = accounting(results)
     return write_report(results, Path(out), title=title)
 
 
-__all__ = ["PredictionStore", "run_ner", "run_link", "run_gmner", "save", "dumps"]
+__all__ = ["PredictionStore", "item_key", "system_key", "run_ner", "run_link", "run_gmner", "save", "dumps"]

@@ -15,13 +15,13 @@ See ``docs/kb.md`` for the formats, the directory layout and the search scores.
 
 from __future__ import annotations
 
-from .builder import build_kb, build_kb_from_entities
+from .builder import build_kb, build_kb_from_entities, remove_kb
 from .report import BuildReport, Issue, SourceCounts, SourceReport
 from .sources import FORMATS, SourceSpec, detect_format
 from .store import BM25_WEIGHTS, KB
 from .text import fold
 
 __all__ = [
-    "KB", "build_kb", "build_kb_from_entities", "BuildReport", "Issue", "SourceCounts", "SourceReport",
+    "KB", "build_kb", "build_kb_from_entities", "remove_kb", "BuildReport", "Issue", "SourceCounts", "SourceReport",
     "SourceSpec", "FORMATS", "detect_format", "fold", "BM25_WEIGHTS",
 ]

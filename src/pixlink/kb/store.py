@@ -132,6 +132,13 @@ class KB:
     def __repr__(self) -> str:
         return f"KB({str(self.path)!r}, entities={len(self)})"
 
+    @property
+    def build_id(self) -> str | None:
+        """The unique id of the build that made this KB (uuid4 hex): a rebuilt KB has a new one,
+        so anything derived from a KB (vectors, caches, evaluation runs) can tell whether it
+        still matches. ``None`` for a KB built before build ids existed."""
+        return self._meta.get("build_id") or None
+
     # -- basic access -----------------------------------------------------------------------
     def __len__(self) -> int:
         counts = orjson.loads(self._meta.get("counts", "{}"))
@@ -377,13 +384,13 @@ class KB:
 
     # -- description ------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        """Name, path, language, creation time, counts and sources (with their import counts)."""
+        """Name, path, build id, language, creation time, counts and sources (with their import counts)."""
         m = self._meta
         sources = [{"path": p, "format": f, "name": n, "counts": orjson.loads(c)}
                    for p, f, n, c in self._con().execute("SELECT path, format, name, counts FROM sources ORDER BY idx")]
         issues = {c: n for c, n in self._con().execute("SELECT code, count(*) FROM issues GROUP BY code ORDER BY code")}
         return {
-            "name": m.get("name"), "path": str(self.path), "language": m.get("language"),
+            "name": m.get("name"), "path": str(self.path), "build_id": self.build_id, "language": m.get("language"),
             "created": m.get("created"), "completed": m.get("completed"),
             "schema_version": int(m.get("schema_version", 0)), "pixlink_version": m.get("pixlink_version"),
             "images_root": m.get("images_root") or None,

@@ -26,7 +26,7 @@ import orjson
 
 from ...errors import Errors, InputError
 from . import mel, records, wiki6m, wikidata
-from ._io import Bad, JSONDocError, Opened, iter_json_items, open_source, read_head
+from ._io import Bad, JSONDocError, Opened, foreign_encoding, foreign_encoding_bad, iter_json_items, open_source, read_head
 
 Reader = Callable[[Opened, int, str, Path], Iterator[tuple[int, int, Any]]]
 
@@ -40,6 +40,16 @@ FORMATS: dict[str, tuple[Reader, str]] = {
     "jsonl": (records.read_jsonl, "entity records, one Entity dict a line"),
     "csv": (records.read_csv, "entity records with a header row (id,label,aliases,...); lists as JSON or a|b"),
 }
+
+def read_source(fmt: str, opened: Opened, start: int, lang: str, path: Path) -> Iterator[tuple[int, int, Any]]:
+    """The records of ``opened`` read as ``fmt`` from unit ``start`` (see the module docstring).
+    A UTF-16 / UTF-32 file gives one file-level ``Bad`` (E123) naming its encoding, and nothing else."""
+    found = opened.encoding_problem()
+    if found is not None:
+        yield start, 1, foreign_encoding_bad(path, found)
+        return
+    yield from FORMATS[fmt][0](opened, start, lang, path)
+
 
 _FORMAT_WORD = re.compile(r"^[a-z][a-z0-9_-]+$")
 
@@ -121,8 +131,12 @@ def detect_format(path: str | Path) -> str:
     if name.endswith((".csv", ".tsv")):
         return "csv"
     head = read_head(p)
-    text = head.decode("utf-8", errors="ignore").lstrip("\ufeff \t\r\n")
     fail = lambda reason: InputError(Errors.E106.format(path=str(p), reason=reason, formats=", ".join(FORMATS)))  # noqa: E731
+    found = foreign_encoding(head)
+    if found is not None:
+        raise fail(f"the file is {found[0]} ({found[1]}), and pixlink reads UTF-8: convert it to UTF-8 "
+                   f"(e.g. `iconv -f {found[0]} -t UTF-8 IN > OUT`)")
+    text = head.decode("utf-8", errors="ignore").lstrip("\ufeff \t\r\n")
     if not text:
         raise fail("the file is empty")
     if _WIKIBASE_START.match(text):
@@ -164,4 +178,4 @@ def detect_format(path: str | Path) -> str:
     raise fail("not JSON, JSONL or CSV with an 'id' column")
 
 
-__all__ = ["FORMATS", "LOCAL_IMAGE_FORMATS", "SourceSpec", "detect_format", "Bad", "Opened", "open_source"]
+__all__ = ["FORMATS", "LOCAL_IMAGE_FORMATS", "SourceSpec", "detect_format", "Bad", "Opened", "open_source", "read_source"]

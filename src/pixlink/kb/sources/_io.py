@@ -68,6 +68,15 @@ class Opened:
         else:
             self.stream = io.BufferedReader(self.raw, buffer_size=1 << 20)  # type: ignore[arg-type]
 
+    def encoding_problem(self) -> tuple[str, str] | None:
+        """``(encoding, evidence)`` when the (decompressed) text is UTF-16 or UTF-32, not UTF-8
+        (see :func:`foreign_encoding`); looks at the first bytes without consuming them."""
+        try:
+            head = self.stream.peek(4096)[:4096]  # type: ignore[attr-defined]
+        except STREAM_ERRORS:
+            return None  # a cut or damaged stream: the reader reports it
+        return foreign_encoding(head)
+
     def tell_raw(self) -> int:
         try:
             return self.raw.tell()
@@ -87,6 +96,54 @@ class Opened:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+_BOMS = ((b"\x00\x00\xfe\xff", "UTF-32", "big-endian"), (b"\xff\xfe\x00\x00", "UTF-32", "little-endian"),
+         (b"\xfe\xff", "UTF-16", "big-endian"), (b"\xff\xfe", "UTF-16", "little-endian"))
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def foreign_encoding(head: bytes) -> tuple[str, str] | None:
+    """``(encoding, evidence)`` when ``head`` (a file's first bytes) is UTF-16 or UTF-32 text:
+    a byte order mark, or — without one — NUL bytes in the places ASCII text in that encoding
+    has them. ``None`` for anything else (UTF-8 is checked where it is decoded)."""
+    for bom, enc, order in _BOMS:
+        if head.startswith(bom):
+            return enc, f"it starts with the {enc} {order} byte order mark"
+    n = len(head) - len(head) % 4
+    if n < 8 or b"\x00" not in head[:n]:
+        return None
+    quads = n // 4
+    nul = [sum(1 for i in range(k, n, 4) if head[i] == 0) / quads for k in range(4)]
+    if nul[1] > 0.9 and nul[2] > 0.9 and nul[3] > 0.9 and nul[0] < 0.1:
+        return "UTF-32", "no byte order mark, but three NUL bytes after each character (little-endian)"
+    if nul[0] > 0.9 and nul[1] > 0.9 and nul[2] > 0.9 and nul[3] < 0.1:
+        return "UTF-32", "no byte order mark, but three NUL bytes before each character (big-endian)"
+    even, odd = (nul[0] + nul[2]) / 2, (nul[1] + nul[3]) / 2
+    if odd > 0.9 and even < 0.1:
+        return "UTF-16", "no byte order mark, but a NUL byte after each character (little-endian)"
+    if even > 0.9 and odd < 0.1:
+        return "UTF-16", "no byte order mark, but a NUL byte before each character (big-endian)"
+    return None
+
+
+def encoding_bad(path: Path, problem: str, how: str = "") -> Bad:
+    """The file-level :class:`Bad` (E123) of a source that is not UTF-8 text."""
+    return Bad.of(Errors.E123.format(path=path, problem=problem, how=how))
+
+
+def foreign_encoding_bad(path: Path, found: tuple[str, str]) -> Bad:
+    enc, evidence = found
+    return encoding_bad(path, f"the file is {enc} ({evidence})", f" (e.g. `iconv -f {enc} -t UTF-8 IN > OUT`)")
+
+
+def not_utf8(data: bytes) -> str | None:
+    """Why ``data`` is not UTF-8 (the first bad byte and where), or ``None`` when it is."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"byte 0x{data[exc.start]:02X} at position {exc.start + 1} is not UTF-8 (Latin-1 or Windows-1252 text?)"
+    return None
 
 
 def open_source(path: str | Path) -> Opened:
@@ -131,6 +188,8 @@ def iter_lines(op: Opened, start: int = 0) -> Iterator[tuple[int, bytes | Bad]]:
                 path=op.path, reason=f"the {op.compression or 'file'} stream ends or breaks after line {n} ({exc})"))
             return
         n += 1
+        if n == 1 and line.startswith(UTF8_BOM):
+            line = line[len(UTF8_BOM):]  # a UTF-8 byte order mark is UTF-8 all the same
         if n > start:
             yield n, line
 
@@ -141,8 +200,6 @@ def iter_jsonl_objects(op: "Opened", start: int, path: Path) -> Iterator[tuple[i
     ``Bad`` and stops."""
     import orjson
 
-    from ...errors import Errors
-
     for n, line in iter_lines(op, start):
         if type(line) is Bad:
             yield n, line
@@ -152,7 +209,13 @@ def iter_jsonl_objects(op: "Opened", start: int, path: Path) -> Iterator[tuple[i
         try:
             yield n, orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            yield n, Bad.of(Errors.E108.format(line=n, path=path, reason=str(exc)))
+            yield n, Bad.of(Errors.E108.format(line=n, path=path, reason=json_line_reason(line, exc)))
+
+
+def json_line_reason(line: bytes, exc: Exception) -> str:
+    """Why a line is not JSON: its encoding when it is not UTF-8, else the parser's message."""
+    enc = not_utf8(line)
+    return f"{enc}; convert the file to UTF-8" if enc else str(exc)
 
 
 class _Stream:

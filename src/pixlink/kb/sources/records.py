@@ -29,7 +29,7 @@ import orjson
 
 from ...errors import Errors
 from ..text import fold
-from ._io import Bad, JSONDocError, Opened, iter_json_items, iter_jsonl_objects
+from ._io import Bad, JSONDocError, Opened, encoding_bad, iter_json_items, iter_jsonl_objects
 
 _ENTITY_KEYS = ("id", "label", "aliases", "description", "types", "parents", "images", "popularity", "source", "attrs")
 
@@ -95,6 +95,14 @@ def make_record(d: dict[str, Any], key: str | None = None, default_id: str | Non
     return (eid, label, description, aliases, types, parents, images, pop, attrs, key or eid, augment)
 
 
+def _utf8_bad(path: Path, exc: UnicodeDecodeError) -> Bad:
+    """E123 for a text stream that stopped decoding (the text is decoded in chunks, so the
+    records of the chunk that holds the bad byte are not read either)."""
+    byte = exc.object[exc.start] if exc.start < len(exc.object) else None
+    what = f"byte 0x{byte:02X}" if isinstance(byte, int) else "a byte"
+    return encoding_bad(path, f"it holds {what}, which is not UTF-8 (Latin-1 or Windows-1252 text?)")
+
+
 # ------------------------------------------------------------------------------------------
 # JSONL and CSV
 # ------------------------------------------------------------------------------------------
@@ -131,7 +139,7 @@ def read_csv(op: Opened, start: int, lang: str, path: Path) -> Iterator[tuple[in
     try:
         header_line = text.readline()
     except UnicodeDecodeError as exc:
-        yield 1, 1, Bad.of(Errors.E115.format(line=1, path=path, reason=f"not UTF-8 text ({exc})"))
+        yield 1, 1, _utf8_bad(path, exc)
         return
     delim = "\t" if "\t" in header_line and "," not in header_line else ","
     header = next(csv.reader([header_line], delimiter=delim))
@@ -147,7 +155,10 @@ def read_csv(op: Opened, start: int, lang: str, path: Path) -> Iterator[tuple[in
             row = next(reader)
         except StopIteration:
             return
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            yield first, first, _utf8_bad(path, exc)
+            return
+        except csv.Error as exc:
             yield first, first, Bad.of(Errors.E109.format(line=first, path=path, reason=f"not readable CSV ({exc})"))
             return
         except (EOFError, OSError) as exc:
@@ -194,7 +205,9 @@ def iter_doc(op: Opened, start: int, path: Path) -> Iterator[tuple[int, int, Any
         else:
             msg = Errors.E118.format(path=path, line=exc.line, reason=exc.reason)
         yield unit + 1, exc.line, None, Bad.of(msg)
-    except (EOFError, OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        yield unit + 1, line, None, _utf8_bad(path, exc)
+    except (EOFError, OSError) as exc:
         yield unit + 1, line, None, Bad.of(Errors.E111.format(path=path, reason=f"the stream breaks after line {line} ({exc})"))
 
 

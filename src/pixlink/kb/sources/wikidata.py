@@ -31,7 +31,7 @@ import orjson
 
 from ...errors import Errors
 from ..text import fold
-from ._io import Bad, Opened, iter_lines
+from ._io import Bad, Opened, iter_lines, json_line_reason
 
 _loads = orjson.loads
 _JSONError = orjson.JSONDecodeError
@@ -133,7 +133,7 @@ def read(op: Opened, start: int, lang: str, path: Path) -> Iterator[tuple[int, i
         try:
             obj = loads(s)
         except _JSONError as exc:
-            yield n, n, Bad.of(Errors.E108.format(line=n, path=path, reason=str(exc)))
+            yield n, n, Bad.of(Errors.E108.format(line=n, path=path, reason=json_line_reason(s, exc)))
             continue
         try:
             rec = parse(obj, lang)
