@@ -13,7 +13,8 @@ import math
 from typing import Any, ClassVar
 
 from ...errors import Errors, InputError
-from .approx import FaissIndex, index_to_gpu
+from . import approx
+from .approx import FaissIndex
 
 REFINES = ("vectors", "SQ8", "SQ6", "SQ4", "SQfp16")
 
@@ -143,9 +144,9 @@ class IVFPQIndex(FaissIndex):
 
         top = faiss.downcast_index(index)
         if not isinstance(top, faiss.IndexRefine):
-            gpu, res = index_to_gpu(index, ordinal)
+            gpu, res = approx.index_to_gpu(index, ordinal)
             return gpu, (res,)
-        base_gpu, res = index_to_gpu(top.base_index, ordinal)
+        base_gpu, res = approx.index_to_gpu(top.base_index, ordinal)
         refine = faiss.IndexRefine(base_gpu, top.refine_index)
         refine.k_factor = top.k_factor
         return refine, (top, base_gpu, res)
