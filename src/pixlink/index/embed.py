@@ -44,7 +44,6 @@ import numpy as np
 
 from ..errors import Errors, IndexError_, InputError, ModelUnavailableError, PixlinkError
 from ..log import get_logger
-from ..progress import progress as make_progress
 from ..types import Entity, ItemError
 from .dense import DenseIndex, model_slug
 
@@ -408,6 +407,7 @@ def embed_items(
         errors of the items that have none.
     """
     from ..config import cache_dir as default_cache_dir
+    from ..progress import progress as make_progress  # rich: only when a bar is drawn
 
     if not isinstance(model_id, str) or not model_id.strip():
         raise InputError(Errors.E010.format(what="model_id", value=model_id, reason="must be a non-empty string"))

@@ -20,7 +20,6 @@ import numpy as np
 
 from ...device import requested_device, resolve_device
 from ...errors import Errors, IndexError_, InputError
-from ...progress import progress as make_progress
 from .base import DenseIndex
 from .store import RowReader
 
@@ -87,6 +86,8 @@ class FaissIndex(DenseIndex):
         seed: int,
     ) -> dict[str, Any]:
         import faiss
+
+        from ...progress import progress as make_progress  # rich: only when a bar is drawn
 
         vec = np.load(d / "vectors.npy", mmap_mode="r")
         reader = RowReader(d / "vectors.npy", vec.dtype, n, dim, vec.offset)

@@ -464,7 +464,7 @@ class DenseIndex:
 
         Returns:
             ``(scores, ids)``: ``scores`` ``(Q, min(k, n_entities))`` float32 best first (see
-            the module doc for the score of each metric), ``-inf`` where a query has fewer
+            :mod:`pixlink.index.dense` for the score of each metric), ``-inf`` where a query has fewer
             hits; ``ids[i]`` the entity ids of query i's hits, in the same order. Each entity
             appears once, with the best score of its vectors. Approximate backends return
             fewer than k hits only when the probed lists hold fewer entities (raise nprobe).

@@ -18,7 +18,6 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ...errors import Errors, IndexError_, InputError
-from ...progress import progress as make_progress
 from ...vecmath import l2_normalise
 
 
@@ -76,6 +75,8 @@ def write_vectors(
 ) -> int:
     """Write ``d/vectors.npy`` ((n, D) ``dtype``) from an array or chunks, checking every row
     (:func:`check_rows`) and that the values fit ``dtype``; return D."""
+    from ...progress import progress as make_progress  # rich: only when a bar is drawn
+
     written = 0
     dim = -1
     path = d / "vectors.npy"
