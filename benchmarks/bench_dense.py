@@ -19,6 +19,10 @@ Every phase runs in its own process, so the figures of one do not leak into the 
               /proc/self/status after opening and after searching.
 5. ``cold``   (``--cold``) the same at the default setting right after evicting the index's
               files from the page cache (posix_fadvise DONTNEED on those files only).
+6. ``concurrent`` (``--concurrent T``) one opened index shared by T Python threads (as in a
+              web service), each searching its share of the measured queries at batch 1 with
+              the default setting: total queries/s, per-query p50/p95, and whether every
+              answer equals the serial answer of the same process.
 
 Data (``--data clustered``, the default): a hierarchical Gaussian mixture in a 64-d latent
 space mapped into 512-d, like embeddings of a KB with topics: ``--clusters`` centres
@@ -286,7 +290,52 @@ def phase_cold(args, paths) -> dict:
             "knobs": knobs, **proc_status()}
 
 
-PHASES = {"gen": phase_gen, "build": phase_build, "gt": phase_gt, "search": phase_search, "cold": phase_cold}
+def phase_concurrent(args, paths) -> dict:
+    import threading
+
+    import faiss
+
+    from pixlink.index.dense import DenseIndex
+
+    faiss.omp_set_num_threads(args.threads)
+    idx = DenseIndex.open(paths["index"], mmap=not args.no_mmap)
+    allq = np.load(paths["queries"])
+    q = allq[: args.queries]
+    for i in range(N_WARMUP):
+        idx.search(allq[args.queries + i : args.queries + i + 1], 10)
+    nprobe, k_factor = args.settings[0]
+    knobs = {"nprobe": nprobe, "k_factor": k_factor} if idx.backend == "ivfpq" else (
+        {"ef_search": nprobe, "k_factor": k_factor} if idx.backend == "hnsw" else {})
+    t0 = time.perf_counter()
+    serial = [idx.search(q[i : i + 1], 10, **knobs) for i in range(len(q))]
+    serial_qps = len(q) / (time.perf_counter() - t0)
+    n_threads = args.concurrent
+    lat = [0.0] * len(q)
+    same = [False] * len(q)
+
+    def work(t: int) -> None:
+        for i in range(t, len(q), n_threads):
+            t1 = time.perf_counter()
+            s, ids = idx.search(q[i : i + 1], 10, **knobs)
+            lat[i] = time.perf_counter() - t1
+            same[i] = ids == serial[i][1] and np.array_equal(s, serial[i][0])
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    lat_ms = np.array(lat) * 1000
+    return {"threads": n_threads, "omp_threads": args.threads, "knobs": knobs, "queries": len(q),
+            "qps": round(len(q) / wall, 1), "serial_qps": round(serial_qps, 1),
+            "p50_ms": round(float(np.percentile(lat_ms, 50)), 3), "p95_ms": round(float(np.percentile(lat_ms, 95)), 3),
+            "same_as_serial": bool(all(same)), **proc_status()}
+
+
+PHASES = {"gen": phase_gen, "build": phase_build, "gt": phase_gt, "search": phase_search, "cold": phase_cold,
+          "concurrent": phase_concurrent}
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,6 +424,8 @@ def main() -> None:
     ap.add_argument("--rebuild", action="store_true", help="rebuild the index even if it exists")
     ap.add_argument("--cold", action="store_true", help="also measure right after evicting the index from the page cache")
     ap.add_argument("--no-mmap", action="store_true", help="load faiss.index into RAM instead of mapping it")
+    ap.add_argument("--concurrent", type=int, default=0,
+                    help="also search from this many threads sharing one opened index (0: skip)")
     ap.add_argument("--cleanup", action="store_true", help="delete the data and index files at the end")
     ap.add_argument("--results-dir", default=str(RESULTS), help="where dense.json and dense.png go")
     ap.add_argument("--quiet", action="store_true")
@@ -415,6 +466,9 @@ def main() -> None:
     if args.cold:
         say("cold page cache")
         run["cold"] = child("cold", argv, args.threads)
+    if args.concurrent > 0:
+        say(f"{args.concurrent} threads sharing one index")
+        run["concurrent"] = child("concurrent", argv, args.threads)
     run["conditions_end"] = conditions()
 
     res_dir = Path(args.results_dir)
@@ -440,6 +494,10 @@ def main() -> None:
         c = run["cold"]
         print(f"   cold page cache: p50 {c['p50_ms']} ms, p95 {c['p95_ms']} ms, first {c['first_query_ms']} ms, "
               f"recall {c['recall_at_10']}")
+    if "concurrent" in run:
+        c = run["concurrent"]
+        print(f"   {c['threads']} threads sharing the index: {c['qps']} q/s (serial {c['serial_qps']}), p50 {c['p50_ms']} ms, "
+              f"p95 {c['p95_ms']} ms, same answers as serial: {c['same_as_serial']}")
     if "gt" in run:
         print(f"   exact scan: {run['gt']['exact_one_query_s']} s for 1 query, {run['gt']['exact_batch_s']} s for "
               f"{run['gt']['exact_batch_queries']}")

@@ -95,7 +95,7 @@ class Errors(metaclass=_ErrorsWithCodes):
     E234 = ("Backend {backend!r} cannot be trained on {n} vectors: it needs at least {need} ({reason}). "
             "Use backend='exact' (or 'auto') for small sets.")
     E235 = "Vectors have shape {shape}; expected a 2-D (N, D) array of floats with N >= 1 and D >= 1{reason}."
-    # E240-E259: KB embedding cache (pixlink.index.embed)
+    # E240-E249: KB embedding cache (pixlink.index.embed)
     E240 = "The embedding cache at {path!r} belongs to model {found!r}, not {expected!r}."
     E241 = "The embedding cache at {path!r} is damaged: {reason}. Delete that directory to start it again."
     E242 = "The encoder of model {model!r} returned {what} for a batch of {n} items; expected an ({n}, {dim}) float array."
@@ -104,6 +104,10 @@ class Errors(metaclass=_ErrorsWithCodes):
     E245 = ("Cannot fingerprint the payload of item {key!r} (type {type}): payloads are str, bytes, paths or "
             "numpy arrays; pass fingerprint_fn= to embed_items for other kinds.")
     E246 = "The embedding store of model {model!r} has no vectors to index ({reason})."
+    # E250-E259: dense index, continued (pixlink.index.dense)
+    E250 = ("The dense index at {path!r} was made from {found}, but the knowledge base is build {expected!r}: "
+            "the vectors were made for another build of the KB and may name entities it no longer has. "
+            "Run `pixlink kb embed KBDIR` to embed this build.")
 
     # --- E3xx: models -------------------------------------------------------------------
     # (owned by pixlink.models)

@@ -1,9 +1,12 @@
 """DenseIndex: exact search against brute-force numpy, approximate recall, model tags,
-multi-vector entities, reopening, search_subset, bad input."""
+multi-vector entities, reopening, search_subset, bad input; threads sharing one index, the KB
+build an index is bound to, several models in one space, the device FAISS searches on."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -348,3 +351,248 @@ def test_layout_helpers(tmp_path):
     import pyarrow.parquet as pq
 
     assert pq.read_table(index_dir(tmp_path, "entity_text", "text/m1") / "ids.parquet").column("id").to_pylist() == ids
+
+
+# --------------------------------------------------------------------------------------------
+# One index shared by the threads of a service
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend,kw", [
+    ("exact", {"dtype": "float16"}),  # float16: the scan reads blocks with pread
+    ("ivfpq", {"nlist": 64, "m": 8}),  # SQ8 refine, then exact rows from vectors.npy
+    ("hnsw", {"hnsw_m": 16, "ef_construction": 40}),
+])
+def test_threads_get_the_serial_answers(tmp_path, backend, kw):
+    """8 threads run a mix of searches (different k, knobs, exact=True, search_subset,
+    lookups) on one opened index at once, each in its own order, and must get exactly what a
+    serial run got: a backend that kept per-query state on the index (knobs set on the FAISS
+    object, a shared buffer, a lazily opened reader) would mix answers up here."""
+    import threading
+
+    x = clustered(8000, 32, seed=30, clusters=128, spread=0.5)
+    ids = [f"E{i // 2}" for i in range(len(x))]  # two vectors an entity: the dedupe runs
+    DenseIndex.build(tmp_path / "ix", x, ids, model_id=MODEL, space="entity_image", backend=backend,
+                     progress=False, **kw)
+    idx = DenseIndex.open(tmp_path / "ix", expect_model_id=MODEL, corpus_chunk_size=1000)
+    rng = np.random.default_rng(31)
+    q = x[rng.choice(len(x), 24, replace=False)] + 0.3 * rng.standard_normal((24, 32)).astype(np.float32)
+    knob_sets = {"exact": [{}], "ivfpq": [{}, {"nprobe": 1}, {"nprobe": 8, "k_factor": 2}],
+                 "hnsw": [{}, {"ef_search": 16, "k_factor": 1}]}[backend]
+    cands = [[f"E{j}" for j in rng.choice(4000, 40, replace=False)] + ["NOT-THERE"] for _ in range(24)]
+    jobs = []
+    for knobs in knob_sets:
+        jobs.append(lambda knobs=knobs: idx.search(q, 10, **knobs))
+        jobs.append(lambda knobs=knobs: idx.search(q[5:6], 3, **knobs))
+    jobs += [
+        lambda: idx.search(q[:8], 5, exact=True),
+        lambda: idx.search_subset(q, cands, k=7),
+        lambda: idx.search_subset(q[:3], ["E1", "E2", "E3000"]),
+        lambda: (idx.contains(["E7", "E99999", "E3999"]), [], idx.vectors_of("E42")),
+    ]
+
+    def same(a, b) -> bool:
+        return np.array_equal(a[0], b[0]) and a[1] == b[1] and (len(a) < 3 or np.array_equal(a[2], b[2]))
+
+    serial = [job() for job in jobs]
+    barrier = threading.Barrier(8)
+    wrong: list[tuple[int, int]] = []
+    failures: list[BaseException] = []
+
+    def worker(t: int) -> None:
+        try:
+            barrier.wait()
+            order = np.random.default_rng(t).permutation(len(jobs) * 3) % len(jobs)
+            for j in order:
+                if not same(jobs[j](), serial[j]):
+                    wrong.append((t, int(j)))
+        except BaseException as exc:  # reported below: a thread's exception is otherwise lost
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up more often
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not failures, failures
+    assert not wrong, f"(thread, job) pairs that differ from the serial answer: {wrong[:10]}"
+    assert len(serial[0][1]) == 24 and all(len(f) == 10 for f in serial[0][1])
+
+
+# --------------------------------------------------------------------------------------------
+# Bound to the KB build, several models side by side
+# --------------------------------------------------------------------------------------------
+
+
+def test_index_is_bound_to_the_kb_build_it_was_made_from(tmp_path):
+    """Issue #11: after `kb build --force` the old vectors must not be used with the new KB."""
+    x = clustered(200, 8, seed=32)
+    d = index_dir(tmp_path, "entity_text", MODEL)
+    idx = DenseIndex.build(d, x, [f"Q{i}" for i in range(200)], model_id=MODEL, space="entity_text",
+                           kb_build_id="build-1", progress=False)
+    assert idx.kb_build_id == "build-1" and json.loads((d / "meta.json").read_text())["kb_build_id"] == "build-1"
+    assert DenseIndex.open(d, expect_model_id=MODEL, expect_kb_build_id="build-1").kb_build_id == "build-1"
+    assert DenseIndex.open(d).kb_build_id == "build-1"  # no expectation: no check
+    with pytest.raises(IndexError_) as e:
+        DenseIndex.open(d, expect_model_id=MODEL, expect_kb_build_id="build-2")
+    msg = str(e.value)
+    assert e.value.code == "E250" and "'build-1'" in msg and "'build-2'" in msg and "pixlink kb embed KBDIR" in msg
+    assert [i.kb_build_id for i in list_indexes(tmp_path)] == ["build-1"]
+    assert list_indexes(tmp_path)[0].to_dict()["kb_build_id"] == "build-1"
+
+    # an index written before build ids were recorded: its meta.json has no kb_build_id
+    meta = json.loads((d / "meta.json").read_text())
+    del meta["kb_build_id"]
+    (d / "meta.json").write_text(json.dumps(meta))
+    old = DenseIndex.open(d, expect_model_id=MODEL)
+    assert old.kb_build_id is None and old.search(x[:2], 3)[1] == idx.search(x[:2], 3)[1]
+    assert [i.kb_build_id for i in list_indexes(tmp_path)] == [None]
+    with pytest.raises(IndexError_) as e:
+        DenseIndex.open(d, expect_kb_build_id="build-1")
+    assert e.value.code == "E250" and "did not record" in str(e.value)
+
+    for bad in (5, "", " b1"):
+        with pytest.raises(InputError) as e:
+            DenseIndex.build(tmp_path / "bad", x, [f"Q{i}" for i in range(200)], model_id=MODEL,
+                             space="entity_text", kb_build_id=bad, progress=False)
+        assert e.value.code == "E010"
+        with pytest.raises(InputError):
+            DenseIndex.open(d, expect_kb_build_id=bad)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_two_models_side_by_side_in_one_space(tmp_path):
+    """vectors/entity_image/<slug-a>/ and <slug-b>/: each opened, listed, searched and rebuilt
+    on its own. The ids "img/a" and "img_a" would share a slug without the SHA-1 part."""
+    ma, mb = "img/a", "img_a"
+    xa = clustered(400, 16, seed=33)
+    xb = clustered(300, 24, seed=34)
+    ids_a = [f"Q{i}" for i in range(400)]
+    ids_b = [f"Q{i}" for i in range(0, 600, 2)]
+    da, db = index_dir(tmp_path, "entity_image", ma), index_dir(tmp_path, "entity_image", mb)
+    assert da != db and da.parent == db.parent == tmp_path / "vectors" / "entity_image"
+    DenseIndex.build(da, xa, ids_a, model_id=ma, space="entity_image", kb_build_id="b1", progress=True)
+    DenseIndex.build(db, xb, ids_b, model_id=mb, space="entity_image", kb_build_id="b1", progress=False)
+    infos = list_indexes(tmp_path)
+    assert [(i.model_id, i.dim, i.count, i.kb_build_id, i.path) for i in infos] == [
+        (ma, 16, 400, "b1", str(da)), (mb, 24, 300, "b1", str(db))
+    ]
+    a = DenseIndex.open(da, expect_model_id=ma, expect_space="entity_image", expect_kb_build_id="b1")
+    b = DenseIndex.open(db, expect_model_id=mb, expect_space="entity_image", expect_kb_build_id="b1")
+    qa, qb = clustered(5, 16, seed=35), clustered(5, 24, seed=36)
+    ref_a, ref_b = brute(xa, qa, "cosine"), brute(xb, qb, "cosine")
+    assert a.search(qa, 3)[1] == [[ids_a[j] for j in np.argsort(-r)[:3]] for r in ref_a]
+    assert b.search(qb, 3)[1] == [[ids_b[j] for j in np.argsort(-r)[:3]] for r in ref_b]
+    with pytest.raises(IndexError_) as e:
+        DenseIndex.open(da, expect_model_id=mb)
+    assert e.value.code == "E222"
+    with pytest.raises(InputError) as e:
+        a.search(qb, 3)  # the other model's queries do not fit
+    assert e.value.code == "E223"
+
+    # re-embedding one model for a new KB build leaves the other as it was
+    before = {p.name: p.read_bytes() for p in da.iterdir()}
+    DenseIndex.build(db, xb[:100], ids_b[:100], model_id=mb, space="entity_image", kb_build_id="b2",
+                     overwrite=True, progress=False)
+    assert {p.name: p.read_bytes() for p in da.iterdir()} == before
+    # a build in progress (hidden directory with its meta.json already written) is not listed
+    shutil.copytree(db, db.parent / f".{db.name}.building-4242")
+    assert [(i.model_id, i.count, i.kb_build_id) for i in list_indexes(tmp_path)] == [(ma, 400, "b1"), (mb, 100, "b2")]
+    assert len(DenseIndex.open(db, expect_model_id=mb, expect_kb_build_id="b2")) == 100
+    with pytest.raises(IndexError_) as e:
+        DenseIndex.open(db, expect_model_id=mb, expect_kb_build_id="b1")
+    assert e.value.code == "E250"
+
+
+# --------------------------------------------------------------------------------------------
+# Device: FAISS on the CPU unless a GPU is asked for and usable (faked here: no GPU)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_indexes(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dev")
+    x = clustered(3000, 16, seed=37, clusters=32)
+    ids = [f"Q{i}" for i in range(len(x))]
+    out = {}
+    for backend, kw in (("exact", {}), ("ivfpq", {"nlist": 16, "m": 4}), ("hnsw", {"hnsw_m": 8})):
+        out[backend] = DenseIndex.build(d / backend, x, ids, model_id=MODEL, space="entity_text", backend=backend,
+                                        progress=False, **kw).path
+    return out, clustered(20, 16, seed=38, clusters=32)
+
+
+def test_faiss_stays_on_the_cpu_unless_a_usable_gpu_is_asked_for(small_indexes, monkeypatch):
+    import faiss
+
+    from pixlink import device as pdevice
+    from pixlink.index.dense import approx
+
+    paths, q = small_indexes
+    cpu = DenseIndex.open(paths["ivfpq"])
+    want = cpu.search(q, 5)
+
+    def no_probe():
+        raise AssertionError("the default must not look for a GPU")
+
+    monkeypatch.setattr(pdevice, "cuda_available", no_probe)
+    for device in (None, "cpu"):
+        idx = DenseIndex.open(paths["ivfpq"], device=device)
+        assert idx.device == "cpu" and idx.notes == []
+
+    # auto on a machine without CUDA
+    monkeypatch.setattr(pdevice, "cuda_available", lambda: False)
+    idx = DenseIndex.open(paths["ivfpq"], device="auto")
+    assert idx.device == "cpu" and len(idx.notes) == 1 and "resolved to 'cpu'" in idx.notes[0]
+    with pytest.raises(InputError) as e:  # an explicit CUDA device this machine lacks
+        DenseIndex.open(paths["ivfpq"], device="cuda")
+    assert e.value.code == "E013"
+    with pytest.raises(InputError) as e:
+        DenseIndex.open(paths["ivfpq"], device="tpu")
+    assert e.value.code == "E010"
+
+    # CUDA is there but the installed faiss is a CPU build
+    monkeypatch.setattr(pdevice, "cuda_available", lambda: True)
+    monkeypatch.setattr(approx, "faiss_gpu_count", lambda: 0)
+    idx = DenseIndex.open(paths["ivfpq"], device="cuda")
+    assert idx.device == "cpu" and "no GPU support" in idx.notes[0]
+    np.testing.assert_array_equal(idx.search(q, 5)[0], want[0])
+
+    # a faiss with 2 GPUs; the clone is faked by handing back the CPU object it was given
+    cloned: list[tuple[str, int]] = []
+
+    def fake_clone(index, ordinal):
+        cloned.append((type(faiss.downcast_index(index)).__name__, ordinal))
+        return index, None
+
+    monkeypatch.setattr(approx, "faiss_gpu_count", lambda: 2)
+    monkeypatch.setattr(approx, "index_to_gpu", fake_clone)
+    idx = DenseIndex.open(paths["ivfpq"], device="cuda:1")
+    # FAISS has no GPU IndexRefine: the IVF-PQ part is cloned, the SQ8 refine stays on the CPU
+    assert idx.device == "cuda:1" and idx.notes == [] and cloned == [("IndexIVFPQ", 1)]
+    s, f = idx.search(q, 5)
+    np.testing.assert_array_equal(s, want[0])
+    assert f == want[1]
+    with pytest.raises(InputError) as e:
+        DenseIndex.open(paths["ivfpq"], device="cuda:2")
+    assert e.value.code == "E013" and "2 GPU" in str(e.value)
+
+    def unsupported(index, ordinal):
+        raise RuntimeError("This index type is not implemented on GPU.")
+
+    monkeypatch.setattr(approx, "index_to_gpu", unsupported)
+    idx = DenseIndex.open(paths["ivfpq"], device="cuda")
+    assert idx.device == "cpu" and "not implemented on GPU" in idx.notes[0]
+    assert idx.search(q, 5)[1] == want[1]
+
+    # HNSW and the exact scan never go to the GPU, and say so
+    cloned.clear()
+    monkeypatch.setattr(approx, "index_to_gpu", fake_clone)
+    for backend, words in (("hnsw", "no GPU version of HNSW"), ("exact", "numpy on the CPU")):
+        idx = DenseIndex.open(paths[backend], device="cuda")
+        assert idx.device == "cpu" and words in idx.notes[0], idx.notes
+    assert cloned == []

@@ -1,5 +1,6 @@
-"""The KB embedding cache: batches, resume after an exception or a kill, bad items reported,
-payload changes re-encoded, models kept apart, and the index built from a store."""
+"""The KB embedding cache: batches, resume after an exception or a kill, bad items reported
+(any PixlinkError about one item), payload changes re-encoded, models kept apart, and the index
+built from a store (tagged with the KB build)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixlink.errors import IndexError_, InputError
+from pixlink.errors import Errors, IndexError_, InputError, KBError, ModelUnavailableError, PixlinkError
 from pixlink.index.dense import DenseIndex
 from pixlink.index.embed import (
     build_index_from_store,
@@ -23,7 +24,7 @@ from pixlink.index.embed import (
     image_key,
     text_items,
 )
-from pixlink.io import load_image
+from pixlink.io import image_size, load_image
 from pixlink.types import Entity
 
 D = 16
@@ -258,3 +259,59 @@ def test_text_store_to_index_round_trip(tmp_path):
     with pytest.raises(IndexError_) as e:
         DenseIndex.open(idx.path, expect_model_id="some/other-model")
     assert e.value.code == "E222"
+
+
+def test_any_item_error_is_recorded_and_the_run_goes_on(image_kb):
+    """Issue #11: one oversized reference image aborted `kb embed`. Any PixlinkError the
+    encoder raises about one item (not only InputError) becomes that item's error; a model
+    that cannot run at all still stops the run, keeping what was computed."""
+    entities, tmp = image_kb
+    big = tmp / "images" / "e2_0.png"  # replace one image by a large one
+    Image.fromarray(np.full((600, 800, 3), 200, np.uint8)).save(big)
+    its = [(k, p) for k, p in image_items(entities) if "e4_1" not in p and "missing" not in p]
+    budget = 100_000  # pixels
+
+    def encode(paths):
+        for p in paths:
+            h, w = image_size(p)
+            if h * w > budget:
+                raise PixlinkError(Errors.E308.format(backend="colors", what=f"image {p}",
+                                                      reason=f"{h}x{w} px is over the {budget} px budget"))
+            if p.endswith("e8_1.png"):
+                raise KBError(Errors.E112.format(ref=p, id="Q8", where=" (moved since the KB was built)"))
+        return color_features(paths)
+
+    store = embed_items(its, encode, cache_dir=tmp / "cache", model_id="colors-budget", batch_size=4, progress=True)
+    errs = {e.item_id: e.code for e in store.errors}
+    assert errs == {image_key("Q2", str(big)): "E308", image_key("Q8", str(tmp / "images" / "e8_1.png")): "E112"}
+    assert len(store) == len(its) - 2 and store.computed == len(its) - 2
+    good = [p for k, p in its if k not in errs]
+    np.testing.assert_allclose(store.vectors(), color_features(good), rtol=1e-6)
+    assert "2 items got no vector" in store.notes[-1]
+
+    calls = {"n": 0}
+
+    def unavailable(paths):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise ModelUnavailableError(Errors.E321.format(backend="colors", reason="weights deleted", hint="reinstall"))
+        return color_features(paths)
+
+    good_items = [(k, p) for k, p in its if k not in errs]
+    with pytest.raises(ModelUnavailableError):
+        embed_items(good_items, unavailable, cache_dir=tmp / "cache", model_id="colors-gone", batch_size=4,
+                    progress=False)
+    again = embed_items(good_items, color_features, cache_dir=tmp / "cache", model_id="colors-gone", batch_size=4,
+                        progress=False)
+    assert calls["n"] == 3 and again.reused == 8 and again.computed == len(good) - 8  # two batches were kept
+
+
+def test_index_from_store_records_the_kb_build(tmp_path):
+    ents = [Entity(id=f"Q{i}", label=f"entity {i}") for i in range(50)]
+    store = embed_items(text_items(ents), TextEncoder(), cache_dir=tmp_path / "c", model_id="tri", progress=False)
+    idx = build_index_from_store(store, tmp_path / "ix", "entity_text", kb_build_id="kb-2026-01", progress=False)
+    assert idx.kb_build_id == "kb-2026-01"
+    assert DenseIndex.open(tmp_path / "ix", expect_model_id="tri", expect_kb_build_id="kb-2026-01").n_entities == 50
+    with pytest.raises(IndexError_) as e:
+        DenseIndex.open(tmp_path / "ix", expect_model_id="tri", expect_kb_build_id="kb-2026-02")
+    assert e.value.code == "E250"

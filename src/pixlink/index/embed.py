@@ -8,7 +8,9 @@ re-used; only the missing ones are encoded, so a run that was stopped (Ctrl-C, a
 kill) picks up where it stopped when started again. A payload the encoder cannot read
 (``encode`` raises :class:`~pixlink.errors.InputError`, e.g. an unreadable image) is isolated
 by encoding its batch item by item and reported in :attr:`EmbeddingStore.errors`; the other
-items go on.
+items go on. The same holds for any other :class:`~pixlink.errors.PixlinkError` about one item
+(an oversized image a backend refuses...); only a broken encoder contract (E242) and a model
+that cannot run at all (:class:`~pixlink.errors.ModelUnavailableError`) stop the run.
 
 On disk, one directory per model::
 
@@ -40,7 +42,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import Errors, IndexError_, InputError
+from ..errors import Errors, IndexError_, InputError, ModelUnavailableError, PixlinkError
 from ..log import get_logger
 from ..types import Entity, ItemError
 from .dense import DenseIndex, model_slug
@@ -231,6 +233,12 @@ def _open_catalog(mdir: Path, model_id: str) -> tuple[sqlite3.Connection, int]:
     return con, int(meta.get("dim", "0"))
 
 
+def _stops_the_run(exc: PixlinkError) -> bool:
+    """An encoder error that is not about one item: the encoder broke its contract (E242) or
+    its model cannot run here (every item would fail the same way)."""
+    return exc.code == "E242" or isinstance(exc, ModelUnavailableError)
+
+
 class _Run:
     """State of one embed_items call."""
 
@@ -298,20 +306,20 @@ class _Run:
         return arr.astype(np.float32, copy=False)
 
     def encode_batch(self, batch: list[tuple[int, int, str, str, Any]]) -> int:
-        """Encode one batch (item by item when the batch raises InputError); return how many
-        items were settled (vector or error)."""
+        """Encode one batch (item by item when the batch raises a PixlinkError about an
+        item); return how many items were settled (vector or error)."""
         try:
             vecs = self._check_output(self.encode([g[4] for g in batch]), len(batch))
             pairs = list(zip(batch, vecs))
-        except InputError as exc:
-            if exc.code == "E242":
+        except PixlinkError as exc:
+            if _stops_the_run(exc):
                 raise
             pairs = []
             for g in batch:
                 try:
                     v = self._check_output(self.encode([g[4]]), 1)[0]
-                except InputError as item_exc:
-                    if item_exc.code == "E242":
+                except PixlinkError as item_exc:
+                    if _stops_the_run(item_exc):
                         raise
                     self.errors.append(ItemError(index=g[1], item_id=g[2], error=str(item_exc), code=item_exc.code))
                     continue
@@ -375,8 +383,12 @@ def embed_items(
             :func:`image_key`), the payload is what ``encode`` takes (a text, an image path).
             A key seen again later in the input is skipped (counted in ``duplicates``).
         encode: ``list of payloads -> (n, D) float array`` (row i for payload i). It raises
-            :class:`~pixlink.errors.InputError` for a payload it cannot read; other exceptions
-            stop the run (after the vectors computed so far are saved).
+            :class:`~pixlink.errors.InputError` (or another
+            :class:`~pixlink.errors.PixlinkError`) for a payload it cannot use: the batch is
+            then encoded item by item and the bad items become item errors.
+            :class:`~pixlink.errors.ModelUnavailableError`, an output of the wrong shape
+            (E242) and other exceptions stop the run (after the vectors computed so far are
+            saved).
         cache_dir: the cache root (default ``$PIXLINK_CACHE/embeddings``); the model's vectors
             go in ``cache_dir/<model-slug>/``.
         model_id: the exact model behind ``encode`` (vectors are cached per model).
@@ -395,6 +407,7 @@ def embed_items(
         errors of the items that have none.
     """
     from ..config import cache_dir as default_cache_dir
+    from ..progress import progress as make_progress  # rich: only when a bar is drawn
 
     if not isinstance(model_id, str) or not model_id.strip():
         raise InputError(Errors.E010.format(what="model_id", value=model_id, reason="must be a non-empty string"))
@@ -415,11 +428,9 @@ def embed_items(
     group: list[tuple[int, int, str, str, Any]] = []
     pending: list[tuple[int, int, str, str, Any]] = []
 
-    from .dense import _progress
-
     try:
-        with _progress(progress) as bar:
-            task = bar.add_task(f"embedding with {model_id}", total=total)
+        with make_progress(disable=not progress) as bar:
+            task = bar.add_task(f"embedding with {model_id}", total=total, rate="")
 
             def status() -> None:
                 bar.update(task, description=(
@@ -513,6 +524,7 @@ def build_index_from_store(
     metric: str = "cosine",
     entity_of: Callable[[str], str] = entity_of_key,
     chunk_size: int = 65_536,
+    kb_build_id: str | None = None,
     **build_kwargs: Any,
 ) -> DenseIndex:
     """Write a :class:`DenseIndex` of ``store``'s vectors to ``out_dir`` (usually
@@ -520,8 +532,10 @@ def build_index_from_store(
 
     ``entity_of`` maps a cache key to its entity id (default :func:`entity_of_key`: the text
     before the first tab, so image keys made by :func:`image_key` give the entity's id and
-    several images of one entity become several vectors of that entity). Other keyword
-    arguments go to :meth:`DenseIndex.build` (``dtype``, ``overwrite``, backend knobs...).
+    several images of one entity become several vectors of that entity). ``kb_build_id`` is
+    the build id of the KB the items came from (``KB.build_id``), recorded in the index so
+    that opening it against another build fails (E250). Other keyword arguments go to
+    :meth:`DenseIndex.build` (``dtype``, ``overwrite``, backend knobs...).
     """
     if not len(store):
         raise IndexError_(
@@ -531,7 +545,7 @@ def build_index_from_store(
     chunks = (v for _, v in store.iter_chunks(chunk_size))
     index = DenseIndex.build(
         out_dir, chunks, ids, model_id=store.model_id, space=space, metric=metric, backend=backend,
-        chunk_size=chunk_size, **build_kwargs,
+        chunk_size=chunk_size, kb_build_id=kb_build_id, **build_kwargs,
     )
     report = store.report()
     (Path(out_dir) / "embed_report.json").write_text(json.dumps(report, indent=2), "utf-8")
