@@ -85,7 +85,8 @@ def synthetic_text_vectors(kb_dir: Path, chunk: int = 100_000) -> None:
                 v = rng.standard_normal((min(chunk, len(ids) - i), dim)).astype(np.float32)
                 yield v / np.linalg.norm(v, axis=1, keepdims=True)
 
-        DenseIndex.build(out, chunks(), ids, model_id=model_id, space="entity_text", backend="auto")
+        DenseIndex.build(out, chunks(), ids, model_id=model_id, space="entity_text", backend="auto",
+                         kb_build_id=kb.build_id)
 
 
 def build(kb_dir: Path, n: int, synthetic: bool) -> dict[str, float]:

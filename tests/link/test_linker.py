@@ -340,3 +340,23 @@ def test_calibrate_fits_on_labelled_mentions_and_improves_held_out_accuracy(tmp_
     assert again.fusion.calibration == fitted.calibration
     with pytest.raises(InputError, match="E407"):
         calibrate(linker, mentions[:2])
+
+
+def test_a_rebuilt_kb_never_answers_from_the_old_builds_vectors(small_kb, tmp_path):
+    """Issue #11: `kb build --force` kept vectors/ and the linker answered entities no longer in the KB."""
+    import shutil
+
+    from pixlink.errors import IndexError_
+
+    kb_dir, _ = small_kb
+    old_vectors = tmp_path / "old_vectors"
+    shutil.copytree(kb_dir / "vectors", old_vectors)
+    build_kb_from_entities([Entity("Q9", "Purple Rain", description="an album")], kb_dir, overwrite=True)
+    assert not (kb_dir / "vectors").exists()  # --force removes what it replaces
+    cfg = LinkerConfig(segment=False, signal_options={"lexical": {"ner": False}})
+    link = Linker.from_kb(kb_dir, profile=_profile(), config=cfg).link(_img((200, 30, 30)), None, text="red square")
+    assert all(c.entity_id == "Q9" for c in link.candidates)
+    # old vectors put back by hand are refused, not used
+    shutil.copytree(old_vectors, kb_dir / "vectors")
+    with pytest.raises(IndexError_, match="E250"):
+        Linker.from_kb(kb_dir, profile=_profile(), config=cfg).link(_img((200, 30, 30)), None, text="red square")

@@ -74,7 +74,8 @@ def embed_kb(
                                  "errors": [e.to_dict() for e in store.errors]}
         if len(store):
             out = index_dir(kb_dir, sig.space, model_id)
-            idx = build_index_from_store(store, out, sig.space, backend=index_backend, overwrite=True)
+            idx = build_index_from_store(store, out, sig.space, backend=index_backend, overwrite=True,
+                                         kb_build_id=kb.build_id)
             entry["entities"] = idx.n_entities
             entry["index"] = str(out)
         report[name] = entry

@@ -52,7 +52,7 @@ class KBVectors:
             path = index_dir(self.kb_dir, space, model_id)
             idx = None
             if (path / "meta.json").exists():
-                idx = DenseIndex.open(path, expect_model_id=model_id)
+                idx = DenseIndex.open(path, expect_model_id=model_id, expect_kb_build_id=self.kb_build_id)
             self._open[key] = idx
             return idx
 
