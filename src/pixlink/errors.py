@@ -43,6 +43,9 @@ class Errors(metaclass=_ErrorsWithCodes):
     E011 = "Line {line} of {path} is not valid JSON: {reason}"
     E012 = "Mask file {path!r} cannot be read as a mask: {reason}"
     E013 = "Device {device!r} cannot be used: {reason}. Use --device cpu (or PIXLINK_DEVICE=cpu), or auto."
+    # E014-E019: spans / BIO (pixlink.spans) and image limits (pixlink.io)
+    E014 = "Tag {tag!r} at token {index} is not O, B-<type> or I-<type>."
+    E015 = "Span {span} cannot be written as BIO tags: {reason}"
 
     # --- E1xx: knowledge base -----------------------------------------------------------
     # (owned by pixlink.kb)

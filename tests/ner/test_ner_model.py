@@ -10,8 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pixlink.ner import model as M  # noqa: E402
+from pixlink.spans import bio_tagset  # noqa: E402
 
-TAGS = M.bio_tagset(("PER", "ORG"))  # O B-PER I-PER B-ORG I-ORG
+TAGS = bio_tagset(("PER", "ORG"))  # O B-PER I-PER B-ORG I-ORG
 
 
 def _cfg() -> dict:

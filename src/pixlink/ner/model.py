@@ -16,6 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..spans import bio_to_spans
+
 CASE_FEATURES = (
     "title", "upper", "lower", "mixed", "has_digit", "all_digit", "punct", "hashtag", "mention",
     "url", "after_hash", "after_at", "first", "long",
@@ -82,10 +84,6 @@ def make_item(tokens: Sequence[str], feats: np.ndarray, cfg: dict[str, Any], sch
     (``scheme``, kept only for a head trained with ``--condition``)."""
     return {"feats": feats, "chars": char_ids(tokens, cfg["char_vocab"]), "case": case_features(tokens),
             "words": word_ids(tokens, cfg["word_vocab"]), "scheme": int(scheme) if cfg.get("n_schemes") else 0}
-
-
-def bio_tagset(types: Sequence[str]) -> list[str]:
-    return ["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")]
 
 
 def allowed_transitions(tags: Sequence[str]) -> np.ndarray:
@@ -317,8 +315,6 @@ def paths_to_spans(path: Sequence[int], tags: Sequence[str], probs: Sequence[flo
                    ) -> list[tuple[int, int, str, float | None]]:
     """``(start, end_exclusive, type, score)`` entities of a decoded BIO path; the score is
     the mean marginal probability of its words' tags."""
-    from ..eval.datasets.conll import bio_to_spans
-
     spans, _ = bio_to_spans([tags[i] for i in path])
     out = []
     for s, e, t in spans:

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 from ..errors import Errors, InputError
 from ..log import get_logger
 from ..models import roles as R
-from .data import UNIFIED_TYPES, check_scheme, rename_type
+from ..spans import UNIFIED_TYPES, check_scheme, rename_type
 
 log = get_logger(__name__)
 
