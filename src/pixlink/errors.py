@@ -161,6 +161,7 @@ class Errors(metaclass=_ErrorsWithCodes):
     E505 = "The NER backbone {backbone!r} is not available: {reason}. {hint}"
     E506 = "Auxiliary knowledge could not be generated for text {index}: {reason}"
     E507 = "NER training option {option} = {value!r} is not valid: {reason}"
+    E510 = "NER tagger option {option} = {value!r} is not valid: {reason}"
     # E550-E569: the GMNER / SMNER cascade (pixlink.ner.gmner)
     E550 = "The post cannot be processed: {reason}"
     E551 = "GMNER needs a NER backend and none can run: {reason}"

@@ -121,7 +121,8 @@ def _items(posts: Sequence[Post], feats: Sequence[np.ndarray], cfg: dict[str, An
 
 def decode_items(head: Any, items: Sequence[dict[str, np.ndarray]], tags: Sequence[str], batch_size: int = 64
                  ) -> list[list[tuple[int, int, str, float | None]]]:
-    """Entity spans of each item (head in eval mode)."""
+    """Entity spans ``(start, end_exclusive, type, probability)`` of each item (head in eval
+    mode); the probability is the entity's marginal under the CRF (:meth:`~pixlink.ner.model.PathMarginals.entity`)."""
     import torch
 
     head.eval()
@@ -131,9 +132,9 @@ def decode_items(head: Any, items: Sequence[dict[str, np.ndarray]], tags: Sequen
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
             batch = M.collate([items[i] for i in idx], with_tags=False)
-            paths, probs = head.decode(batch)
-            for i, pth, pr in zip(idx, paths, probs):
-                out[i] = M.paths_to_spans(pth, tags, pr)
+            paths, margs = head.decode(batch)
+            for i, pth, mg in zip(idx, paths, margs):
+                out[i] = M.paths_to_spans(pth, tags, mg)
     return out
 
 
