@@ -46,6 +46,8 @@ class Errors(metaclass=_ErrorsWithCodes):
     # E014-E019: spans / BIO (pixlink.spans) and image limits (pixlink.io)
     E014 = "Tag {tag!r} at token {index} is not O, B-<type> or I-<type>."
     E015 = "Span {span} cannot be written as BIO tags: {reason}"
+    E016 = ("Image {path!r} is {width} x {height} = {pixels:,} pixels, above the limit of {limit:,} pixels; it was "
+            "not decoded. If you trust the file, raise the limit: PIXLINK_MAX_PIXELS={pixels} (0 = no limit) or max_pixels=.")
 
     # --- E1xx: knowledge base -----------------------------------------------------------
     # (owned by pixlink.kb)
