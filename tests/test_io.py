@@ -280,3 +280,18 @@ def test_downscale_and_max_side(photo, shared_data):
     for bad in (0, -3, 2.5, True):
         with pytest.raises(InputError, match="E010"):
             downscale(photo, bad)
+
+
+@pytest.mark.slow
+def test_a_16_bit_face_photo_still_has_its_face(photo):
+    """The case of issue #11: a 16-bit grayscale copy of a face photo gave no face (NIL)."""
+    from helpers import need_backend
+
+    faces = need_backend("faces", "dlib")
+    gray = _gray(photo)
+    data = _encode(Image.frombytes("I;16", gray.shape[::-1], (gray.astype(np.uint16) * 257).astype("<u2").tobytes()),
+                   "PNG")
+    found = faces.detect(load_image(data))
+    want = faces.detect(_as_rgb(gray))
+    assert len(found) == len(want) == 1
+    assert np.abs(np.asarray(found[0].box) - np.asarray(want[0].box)).max() < 2
