@@ -36,6 +36,8 @@ class LoadReport:
         errors: records that could not be loaded, with where and why.
         counts: repair / oddity name -> how many records it touched.
         notes: one human sentence per kind of repair, for the run's output.
+        n_items: items made from the loaded records (one record may give several mentions);
+            set by :class:`LoadResult`.
     """
 
     path: str
@@ -44,6 +46,7 @@ class LoadReport:
     errors: list[ItemError] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
     notes: dict[str, str] = field(default_factory=dict)
+    n_items: int | None = None
 
     def note(self, key: str, message: str, n: int = 1) -> None:
         """Count ``n`` occurrences of the repair ``key`` (described by ``message``)."""
@@ -71,6 +74,7 @@ class LoadReport:
         return {
             "path": self.path, "dataset": self.dataset, "n_records": self.n_records,
             "n_loaded": self.n_records - len(self.errors), "n_errors": len(self.errors),
+            "n_items": self.n_items, "error_codes": dict(Counter(e.code or "?" for e in self.errors)),
             "errors": [e.to_dict() for e in self.errors],
             "repairs": {k: {"count": int(v), "note": self.notes.get(k, "")} for k, v in self.counts.items()},
         }
@@ -82,6 +86,9 @@ class LoadResult(Generic[T]):
 
     items: list[T]
     report: LoadReport
+
+    def __post_init__(self) -> None:
+        self.report.n_items = len(self.items)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.items)

@@ -29,17 +29,23 @@ def _path_score(crf, em, path):
     return s + crf.end[path[-1]]
 
 
-def test_crf_matches_brute_force():
-    torch.manual_seed(0)
-    head = M.build_head(_cfg())
-    crf = head.crf
+def _random_crf(seed: int, n: int, scale: float = 1.0):
+    """A CRF with random transitions, emissions ``(1, n, K)``, a full mask, and the score of
+    every one of the K**n paths."""
+    torch.manual_seed(seed)
+    crf = M.build_head(_cfg()).crf
     with torch.no_grad():
         crf.trans.normal_()
         crf.start.normal_()
         crf.end.normal_()
-    em = torch.randn(1, 4, len(TAGS))
-    mask = torch.ones(1, 4, dtype=torch.bool)
-    scores = {p: float(_path_score(crf, em[0], p).detach()) for p in itertools.product(range(len(TAGS)), repeat=4)}
+    em = torch.randn(1, n, len(TAGS)) * scale
+    mask = torch.ones(1, n, dtype=torch.bool)
+    scores = {p: float(_path_score(crf, em[0], p).detach()) for p in itertools.product(range(len(TAGS)), repeat=n)}
+    return crf, em, mask, scores
+
+
+def test_crf_matches_brute_force():
+    crf, em, mask, scores = _random_crf(0, 4)
     best = max(scores, key=scores.get)
     paths, probs = crf.decode(em, mask)
     assert tuple(paths[0]) == best
@@ -70,16 +76,7 @@ def _brute_entity(scores, path, s, e, cont):
 
 
 def test_entity_probability_is_the_brute_force_marginal():
-    torch.manual_seed(3)
-    head = M.build_head(_cfg())
-    crf = head.crf
-    with torch.no_grad():
-        crf.trans.normal_()
-        crf.start.normal_()
-        crf.end.normal_()
-    em = torch.randn(1, 5, len(TAGS)) * 2
-    mask = torch.ones(1, 5, dtype=torch.bool)
-    scores = {p: float(_path_score(crf, em[0], p).detach()) for p in itertools.product(range(len(TAGS)), repeat=5)}
+    crf, em, mask, scores = _random_crf(3, 5, scale=2.0)
     paths, margs = crf.decode(em, mask)
     mg = margs[0]
     idx = {t: i for i, t in enumerate(TAGS)}
