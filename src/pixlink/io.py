@@ -196,15 +196,16 @@ def load_image(image: Any, max_pixels: int | None = None, max_side: int | None =
     limit = pixel_limit(max_pixels)
     name = "<bytes>"
     pil: Image.Image | None = None
+    opened: Image.Image | None = None  # closed here (its file handle) once decoded
     try:
         if isinstance(image, Image.Image):
             pil = image
             name = "<PIL image>"
         elif isinstance(image, (bytes, bytearray)):
-            pil = _open(io.BytesIO(image))
+            pil = opened = _open(io.BytesIO(image))
         else:
             name = str(image)
-            pil = _open(image)
+            pil = opened = _open(image)
         _check_pixels(pil.size, name, limit)
         if max_side is not None and max(pil.size) > max_side:
             s = max_side / max(pil.size)
@@ -220,6 +221,9 @@ def load_image(image: Any, max_pixels: int | None = None, max_side: int | None =
         raise InputError(Errors.E001.format(path=name, reason=type(exc).__name__)) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InputError(Errors.E001.format(path=name, reason=f"not a readable image ({exc})")) from exc
+    finally:
+        if opened is not None:
+            opened.close()
     return downscale(out, max_side)[0] if max_side is not None else out
 
 
