@@ -43,6 +43,11 @@ class Errors(metaclass=_ErrorsWithCodes):
     E011 = "Line {line} of {path} is not valid JSON: {reason}"
     E012 = "Mask file {path!r} cannot be read as a mask: {reason}"
     E013 = "Device {device!r} cannot be used: {reason}. Use --device cpu (or PIXLINK_DEVICE=cpu), or auto."
+    # E014-E019: spans / BIO (pixlink.spans) and image limits (pixlink.io)
+    E014 = "Tag {tag!r} at token {index} is not O, B-<type> or I-<type>."
+    E015 = "Span {span} cannot be written as BIO tags: {reason}"
+    E016 = ("Image {path!r} is {width} x {height} = {pixels:,} pixels, above the limit of {limit:,} pixels; it was "
+            "not decoded. If you trust the file, raise the limit: PIXLINK_MAX_PIXELS={pixels} (0 = no limit) or max_pixels=.")
 
     # --- E1xx: knowledge base -----------------------------------------------------------
     # (owned by pixlink.kb)
@@ -173,6 +178,7 @@ class Errors(metaclass=_ErrorsWithCodes):
     E505 = "The NER backbone {backbone!r} is not available: {reason}. {hint}"
     E506 = "Auxiliary knowledge could not be generated for text {index}: {reason}"
     E507 = "NER training option {option} = {value!r} is not valid: {reason}"
+    E510 = "NER tagger option {option} = {value!r} is not valid: {reason}"
     # E550-E569: the GMNER / SMNER cascade (pixlink.ner.gmner)
     E550 = "The post cannot be processed: {reason}"
     E551 = "GMNER needs a NER backend and none can run: {reason}"

@@ -1,5 +1,6 @@
-"""CoNLL reader: a tiny fixture in the real format (with the quirks of the real files) and the
-real Twitter-2015/2017/GMNER files when ../shared/data is present."""
+"""CoNLL reader (:mod:`pixlink.conll`, the ``conll`` format of :mod:`pixlink.eval.datasets`): a tiny
+fixture in the real format (with the quirks of the real files) and the real Twitter-2015/2017/GMNER
+files when ../shared/data is present."""
 
 from __future__ import annotations
 
@@ -7,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pixlink.conll import load_conll, read_conll
 from pixlink.errors import DatasetError
-from pixlink.eval.datasets.conll import (
-    DATASET_TYPES, align_type, bio_to_spans, load_conll, read_conll, spans_to_bio,
-)
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -78,22 +77,21 @@ def test_crlf_bom_non_utf8_and_missing_blank(tmp_path):
     assert res.report.counts["imgid_without_blank"] == 1
 
 
-def test_bio_round_trip_and_bad_tag():
-    tags = ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-LOC"]
-    sp, rep = bio_to_spans(tags)
-    assert sp == [(0, 2, "PER"), (3, 4, "LOC"), (4, 6, "LOC")] and rep == []
-    assert spans_to_bio(6, sp) == tags
-    with pytest.raises(ValueError, match="E-PER"):
-        bio_to_spans(["E-PER"])
-    with pytest.raises(ValueError, match="overlaps"):
-        spans_to_bio(3, [(0, 2, "PER"), (1, 3, "LOC")])
+def test_the_eval_format_is_the_ground_floor_reader():
+    from pixlink.eval.datasets import POST_FORMATS
+    from pixlink.eval.datasets import conll as eval_conll
+
+    module, func = POST_FORMATS["conll"]
+    assert getattr(eval_conll, func) is load_conll and module == "conll"
 
 
-def test_align_type():
-    assert align_type("MISC", DATASET_TYPES["twitter2015"]) == "OTHER"
-    assert align_type("OTHER", DATASET_TYPES["twitter2017"]) == "MISC"
-    assert align_type("PER", DATASET_TYPES["gmner"]) == "PER"
-    assert align_type("MISC", None) == "MISC"
+def test_a_bad_tag_names_its_line(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_text("IMGID:a\nParis\tB-LOC\n\nIMGID:b\nRome\tE-LOC\n\n")
+    res = load_conll(f, dataset="twitter2017")
+    assert [p.id for p in res.items] == ["a"]
+    err = res.report.errors[0]
+    assert err.code == "E601" and "line 5" in err.error and "'E-LOC'" in err.error
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pixlink.errors import InputError
-from pixlink.ner.data import (
-    build_training_set, check_scheme, image_key, read_files, rename_type, text_key, unify_type,
-)
+from pixlink.ner.data import bio_tags, build_training_set, image_key, read_files, text_key
 from pixlink.types import NamedEntity, Post
 
 
@@ -18,13 +16,14 @@ def test_text_key_ignores_tokenisation_of_urls_and_punctuation():
     assert text_key(a) == text_key(b) == "rtcnnobamasvisit"
 
 
-def test_schemes():
-    assert rename_type("MISC", "twitter2015") == "OTHER"
-    assert rename_type("MISC", "twitter2017") == "MISC"
-    assert rename_type("PER", "OTHER") == "PER"
-    assert unify_type("OTHER") == "MISC"
-    with pytest.raises(InputError, match="E502"):
-        check_scheme("conll2003")
+def test_bio_tags_are_unified():
+    post = Post(id="1", tokens=["The", "Phillies", "won", "in", "NYC"],
+                entities=[NamedEntity(1, 2, "OTHER"), NamedEntity(4, 5, "LOC")])
+    assert bio_tags(post) == ["O", "B-MISC", "O", "O", "B-LOC"]
+    with pytest.raises(InputError, match="E503.*'DATE'"):
+        bio_tags(Post(id="2", tokens=["today"], entities=[NamedEntity(0, 1, "DATE")]))
+    with pytest.raises(InputError, match="E503.*overlaps"):
+        bio_tags(Post(id="3", tokens=["a", "b"], entities=[NamedEntity(0, 2, "PER"), NamedEntity(1, 2, "LOC")]))
 
 
 def test_dev_tweets_are_removed_from_training(shared_data):

@@ -10,8 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pixlink.ner import model as M  # noqa: E402
+from pixlink.spans import bio_tagset  # noqa: E402
 
-TAGS = M.bio_tagset(("PER", "ORG"))  # O B-PER I-PER B-ORG I-ORG
+TAGS = bio_tagset(("PER", "ORG"))  # O B-PER I-PER B-ORG I-ORG
 
 
 def _cfg() -> dict:
@@ -28,17 +29,23 @@ def _path_score(crf, em, path):
     return s + crf.end[path[-1]]
 
 
-def test_crf_matches_brute_force():
-    torch.manual_seed(0)
-    head = M.build_head(_cfg())
-    crf = head.crf
+def _random_crf(seed: int, n: int, scale: float = 1.0):
+    """A CRF with random transitions, emissions ``(1, n, K)``, a full mask, and the score of
+    every one of the K**n paths."""
+    torch.manual_seed(seed)
+    crf = M.build_head(_cfg()).crf
     with torch.no_grad():
         crf.trans.normal_()
         crf.start.normal_()
         crf.end.normal_()
-    em = torch.randn(1, 4, len(TAGS))
-    mask = torch.ones(1, 4, dtype=torch.bool)
-    scores = {p: float(_path_score(crf, em[0], p).detach()) for p in itertools.product(range(len(TAGS)), repeat=4)}
+    em = torch.randn(1, n, len(TAGS)) * scale
+    mask = torch.ones(1, n, dtype=torch.bool)
+    scores = {p: float(_path_score(crf, em[0], p).detach()) for p in itertools.product(range(len(TAGS)), repeat=n)}
+    return crf, em, mask, scores
+
+
+def test_crf_matches_brute_force():
+    crf, em, mask, scores = _random_crf(0, 4)
     best = max(scores, key=scores.get)
     paths, probs = crf.decode(em, mask)
     assert tuple(paths[0]) == best
@@ -52,8 +59,61 @@ def test_crf_matches_brute_force():
     gold = torch.tensor([list(best)])
     nll = crf.nll(em, gold, mask)
     assert float(nll.detach()) == pytest.approx(float(logz) - scores[best], abs=1e-3)
-    # marginals are probabilities
-    assert all(0.0 < p <= 1.0 for p in probs[0])
+    # marginals are probabilities, and they are the brute-force ones
+    z = sum(np.exp(v) for v in scores.values())
+    for i in range(4):
+        want = sum(np.exp(v) for p, v in scores.items() if p[i] == best[i]) / z
+        assert probs[0].tokens[i] == pytest.approx(want, abs=1e-6)
+    assert all(0.0 < p <= 1.0 for p in probs[0].tokens)
+
+
+def _brute_entity(scores, path, s, e, cont):
+    """P(words s..e-1 carry path's tags and word e is not `cont`) by summing over every path."""
+    z = sum(np.exp(v) for v in scores.values())
+    hit = sum(np.exp(v) for p, v in scores.items()
+              if tuple(p[s:e]) == tuple(path[s:e]) and (e >= len(p) or p[e] != cont))
+    return hit / z
+
+
+def test_entity_probability_is_the_brute_force_marginal():
+    crf, em, mask, scores = _random_crf(3, 5, scale=2.0)
+    paths, margs = crf.decode(em, mask)
+    mg = margs[0]
+    idx = {t: i for i, t in enumerate(TAGS)}
+    # every entity-shaped segment, on paths made to hold one there
+    for s, e, typ in [(0, 1, "PER"), (0, 2, "ORG"), (1, 4, "PER"), (3, 5, "ORG"), (4, 5, "PER")]:
+        path = list(paths[0])
+        path[s:e] = [idx[f"B-{typ}"]] + [idx[f"I-{typ}"]] * (e - s - 1)
+        probe = M.PathMarginals(path, mg.log_alpha, mg.log_beta, mg.log_z, mg.em, mg.trans, mg.end)
+        got = probe.entity(s, e, idx[f"I-{typ}"])
+        want = _brute_entity(scores, path, s, e, idx[f"I-{typ}"])
+        assert got == pytest.approx(want, rel=1e-6, abs=1e-12), (s, e, typ)
+        assert got <= min(probe.tokens[s:e]) + 1e-12
+    # paths_to_spans scores each entity of the decoded path with it
+    for s, e, typ, sc in M.paths_to_spans(paths[0], TAGS, mg):
+        assert sc == pytest.approx(_brute_entity(scores, paths[0], s, e, idx[f"I-{typ}"]), rel=1e-6)
+
+
+def test_probabilities_stay_probabilities_on_very_long_posts():
+    """3,000 words: log-scores reach ~4e4, where float32 steps are ~4e-3 nats; the float32
+    forward-backward this replaced gave token 'marginals' up to 1.34 on these emissions (and up
+    to 1.6 on 200 real tweets joined, issue #11). Every probability must stay in [0, 1]."""
+    torch.manual_seed(4)
+    head = M.build_head(_cfg())
+    with torch.no_grad():
+        head.crf.trans.normal_()
+    n = 3000
+    em = torch.randn(1, n, len(TAGS)) * 3 + 10
+    paths, margs = head.crf.decode(em, torch.ones(1, n, dtype=torch.bool))
+    mg = margs[0]
+    assert np.abs(mg.log_alpha).max() > 3e4
+    raw = np.exp(mg.log_alpha[np.arange(n), paths[0]] + mg.log_beta[np.arange(n), paths[0]] - mg.log_z)
+    assert raw.max() <= 1.0 + 1e-9 and raw.min() >= 0.0
+    # the marginals of each word's K tags sum to one
+    total = np.exp(mg.log_alpha + mg.log_beta - mg.log_z).sum(axis=1)
+    assert np.allclose(total, 1.0, atol=1e-6)
+    ents = M.paths_to_spans(paths[0], TAGS, mg)
+    assert ents and all(0.0 <= sc <= 1.0 for *_x, sc in ents)
 
 
 def test_crf_respects_padding():
@@ -112,4 +172,4 @@ def test_ensemble_of_identical_heads_decodes_like_one_head():
     p1, pr1 = one.decode(batch)
     p2, pr2 = two.decode(batch)
     assert p1 == p2
-    assert np.allclose(pr1[1], pr2[1], atol=1e-5)
+    assert np.allclose(pr1[1].tokens, pr2[1].tokens, atol=1e-5)

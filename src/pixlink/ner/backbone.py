@@ -137,6 +137,17 @@ class Backbone:
         self._uses_types = "token_type_ids" in getattr(self.tok, "model_input_names", ())
 
     # -- encoding --------------------------------------------------------------------------
+    @property
+    def word_budget(self) -> int:
+        """Sub-words of a post's words that one encoder window holds (``max_length`` less the
+        special tokens)."""
+        return self.max_length - (4 if self._double_sep else 3)
+
+    def piece_counts(self, words: Sequence[str]) -> list[int]:
+        """Sub-words of each word, as the encoder sees it (a word above :attr:`word_budget` is cut
+        to it)."""
+        return [min(len(p), self.word_budget) for p in self._word_pieces(words)]
+
     def _word_pieces(self, words: Sequence[str]) -> list[list[int]]:
         enc = self.tok(list(words), is_split_into_words=True, add_special_tokens=False, verbose=False)
         pieces: list[list[int]] = [[] for _ in words]
@@ -168,7 +179,7 @@ class Backbone:
         if contexts is not None and len(contexts) != len(posts):
             raise InputError(Errors.E500.format(what="contexts", index="-", reason=(
                 f"{len(contexts)} contexts for {len(posts)} posts; give one per post (None for none)")))
-        n_special = 4 if self._double_sep else 3
+        budget = self.word_budget
         # Build every window of every post as (post index, word range, input ids, word->positions).
         items: list[tuple[int, int, int, list[int], list[int], list[list[int]]]] = []
         for pi, words in enumerate(posts):
@@ -176,7 +187,6 @@ class Backbone:
             ctx_ids: list[int] = []
             if contexts is not None and contexts[pi]:
                 ctx_ids = self.tok(contexts[pi], add_special_tokens=False)["input_ids"]
-            budget = self.max_length - n_special
             for a, b in self._windows(pieces, budget):
                 ids = [self._cls]
                 pos: list[list[int]] = []

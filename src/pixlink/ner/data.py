@@ -6,10 +6,11 @@ holds tweets of another's valid/dev split. :func:`build_training_set` therefore 
 training every tweet that appears in *any* dev file (same IMGID, or same normalised text),
 then drops duplicates within training, and reports every count (:class:`DataReport`).
 
-Label sets: the model is trained on ``PER/LOC/ORG/MISC`` (:data:`UNIFIED_TYPES`;
-Twitter-2015's and GMNER's ``OTHER`` is read as ``MISC``). :func:`rename_type` names a type as
-a scheme asks: ``"MISC"`` (default), ``"OTHER"``, or a dataset name (``"twitter2015"``,
-``"gmner"`` -> ``OTHER``; ``"twitter2017"`` -> ``MISC``).
+Label sets: the model is trained on ``PER/LOC/ORG/MISC`` (:data:`~pixlink.spans.UNIFIED_TYPES`;
+Twitter-2015's and GMNER's ``OTHER`` is read as ``MISC``). :func:`~pixlink.spans.rename_type`
+names a type as a scheme asks: ``"MISC"`` (default), ``"OTHER"``, or a dataset name
+(``"twitter2015"``, ``"gmner"`` -> ``OTHER``; ``"twitter2017"`` -> ``MISC``). Those names and
+helpers live in :mod:`pixlink.spans`.
 """
 
 from __future__ import annotations
@@ -20,52 +21,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ..conll import read_conll
 from ..errors import Errors, InputError
 from ..log import get_logger
+from ..spans import SCHEMES, UNIFIED_TYPES, check_scheme, rename_type, spans_to_bio, unify_type
 from ..types import Post
 
 log = get_logger(__name__)
 
-UNIFIED_TYPES: tuple[str, ...] = ("PER", "LOC", "ORG", "MISC")
-"""The types the tagger is trained on and outputs by default."""
-
-SCHEMES: dict[str, str] = {"MISC": "MISC", "OTHER": "OTHER", "twitter2017": "MISC", "twitter2015": "OTHER",
-                           "gmner": "OTHER", "riveg": "OTHER"}
-"""label_scheme -> the name of the fourth type (the other three are always PER/LOC/ORG)."""
-
-
-def check_scheme(scheme: str | None) -> str:
-    """The name of the 'other' type for ``scheme`` (None = ``MISC``); E502 if unknown."""
-    if scheme is None:
-        return "MISC"
-    if scheme not in SCHEMES:
-        raise InputError(Errors.E502.format(scheme=scheme, schemes=", ".join(SCHEMES)))
-    return SCHEMES[scheme]
-
-
-def unify_type(t: str) -> str:
-    """``OTHER`` -> ``MISC``; other types unchanged."""
-    return "MISC" if t == "OTHER" else t
-
-
-def rename_type(t: str, scheme: str | None) -> str:
-    """A unified type named as ``scheme`` names it (``MISC`` -> ``OTHER`` for OTHER schemes)."""
-    misc = check_scheme(scheme)
-    return misc if t in ("MISC", "OTHER") else t
+# SCHEMES, check_scheme and rename_type moved to pixlink.spans; kept importable here for the
+# callers that still read them from pixlink.ner.data (cli/ner.py, cli/eval.py)
+__all__ = [
+    "SCHEMES", "UNIFIED_TYPES", "check_scheme", "rename_type", "unify_type", "bio_tags", "text_key", "image_key",
+    "DataReport", "build_training_set", "read_files",
+]
 
 
 def bio_tags(post: Post) -> list[str]:
-    """Unified BIO tags of a post's gold entities."""
-    tags = ["O"] * len(post.tokens)
+    """Unified BIO tags of a post's gold entities (``OTHER`` read as ``MISC``); E503 when an
+    entity's type maps to none of :data:`~pixlink.spans.UNIFIED_TYPES` or the entities cannot
+    be written as BIO (outside the tokens, overlapping)."""
+    spans = []
     for e in post.entities:
         t = unify_type(e.type)
         if t not in UNIFIED_TYPES:
             raise InputError(Errors.E503.format(
                 post=post.id, reason=f"entity type {e.type!r} maps to none of {list(UNIFIED_TYPES)}"))
-        tags[e.start] = f"B-{t}"
-        for i in range(e.start + 1, e.end):
-            tags[i] = f"I-{t}"
-    return tags
+        spans.append((e.start, e.end, t))
+    try:
+        return spans_to_bio(len(post.tokens), spans)
+    except InputError as exc:
+        raise InputError(Errors.E503.format(post=post.id, reason=str(exc))) from exc
 
 
 _URL = re.compile(r"^(https?|http:?|t\.co|www\.)", re.I)
@@ -157,10 +143,8 @@ def build_training_set(
 
 
 def read_files(paths: Iterable[str | Path]) -> list[tuple[str, list[Post]]]:
-    """``(name, posts)`` for CoNLL files, via :func:`pixlink.eval.datasets.conll.read_conll`;
+    """``(name, posts)`` for CoNLL files, via :func:`pixlink.conll.read_conll`;
     ``name`` is ``<folder>/<file>`` (``twitter2017/valid.txt``)."""
-    from ..eval.datasets.conll import read_conll
-
     out = []
     for p in paths:
         path = Path(p)

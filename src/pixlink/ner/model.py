@@ -16,6 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..spans import bio_to_spans
+
 CASE_FEATURES = (
     "title", "upper", "lower", "mixed", "has_digit", "all_digit", "punct", "hashtag", "mention",
     "url", "after_hash", "after_at", "first", "long",
@@ -84,10 +86,6 @@ def make_item(tokens: Sequence[str], feats: np.ndarray, cfg: dict[str, Any], sch
             "words": word_ids(tokens, cfg["word_vocab"]), "scheme": int(scheme) if cfg.get("n_schemes") else 0}
 
 
-def bio_tagset(types: Sequence[str]) -> list[str]:
-    return ["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")]
-
-
 def allowed_transitions(tags: Sequence[str]) -> np.ndarray:
     """``(K, K)`` bool: may tag j follow tag i under BIO (``I-X`` only after ``B-X``/``I-X``)."""
     k = len(tags)
@@ -101,6 +99,55 @@ def allowed_transitions(tags: Sequence[str]) -> np.ndarray:
 
 def allowed_starts(tags: Sequence[str]) -> np.ndarray:
     return np.array([not t.startswith("I-") for t in tags], dtype=bool)
+
+
+def _logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    m = np.max(x, axis=axis, keepdims=True)
+    return np.squeeze(m, axis=axis) + np.log(np.sum(np.exp(x - m), axis=axis))
+
+
+class PathMarginals:
+    """Forward-backward quantities of one post under a linear-chain CRF, and its Viterbi path.
+
+    Arrays are float64: ``log_alpha``, ``log_beta`` and ``em`` are ``(T, K)`` (T words, K tags;
+    ``log_alpha[i, k]`` scores every prefix ending in tag k at word i, emissions of 0..i included;
+    ``log_beta[i, k]`` every suffix after word i given tag k there), ``trans (K, K)`` and ``end
+    (K,)`` the scores the path was decoded with (BIO masks included), ``log_z`` the log partition.
+    """
+
+    def __init__(self, path: Sequence[int], log_alpha: np.ndarray, log_beta: np.ndarray, log_z: float,
+                 em: np.ndarray, trans: np.ndarray, end: np.ndarray) -> None:
+        self.path = [int(k) for k in path]
+        self.log_alpha, self.log_beta, self.log_z = log_alpha, log_beta, float(log_z)
+        self.em, self.trans, self.end = em, trans, end
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """``(T,)`` marginal probability of each word's tag on the path, ``P(y_i = path_i)``."""
+        i = np.arange(len(self.path))
+        lp = self.log_alpha[i, self.path] + self.log_beta[i, self.path] - self.log_z
+        return np.clip(np.exp(lp), 0.0, 1.0)
+
+    def entity(self, start: int, end: int, continue_tag: int | None) -> float:
+        """Marginal probability of the entity on words ``[start, end)``: that those words carry
+        exactly the path's tags there (``B-X I-X ...``) *and* word ``end`` does not continue the
+        entity (its tag is not ``continue_tag``, the ``I-X``; or the post ends). Summed over every
+        tagging of the rest of the post, so it is a probability in [0, 1], and never more than the
+        smallest marginal of the entity's words."""
+        p = self.path
+        lp = self.log_alpha[start, p[start]]
+        for i in range(start + 1, end):
+            lp += self.trans[p[i - 1], p[i]] + self.em[i, p[i]]
+        last = p[end - 1]
+        if end >= len(p):
+            lp += self.end[last]
+        else:
+            nxt = self.trans[last] + self.em[end] + self.log_beta[end]  # (K,) every tag of word `end`
+            if continue_tag is not None:
+                nxt = np.delete(nxt, continue_tag)
+            lp += _logsumexp(nxt)
+        # rounding can leave a probability of one a hair above it; nothing else can
+        return float(min(1.0, np.exp(lp - self.log_z)))
 
 
 def build_head(cfg: dict[str, Any]) -> Any:
@@ -146,13 +193,14 @@ def build_head(cfg: dict[str, Any]) -> Any:
             z = torch.logsumexp(alpha + self.end.unsqueeze(0), dim=1)
             return (z - score).mean()
 
-        def decode(self, em: Any, mask: Any) -> tuple[list[list[int]], list[list[float]]]:
-            """Viterbi paths and per-word marginal probabilities of the chosen tags."""
+        def decode(self, em: Any, mask: Any) -> tuple[list[list[int]], list[PathMarginals]]:
+            """Viterbi paths and their :class:`PathMarginals` (probabilities of the chosen tags
+            and of each entity), one per post."""
             with torch.no_grad():
                 return self.decode_with(em.detach(), mask, self.trans, self.start, self.end)
 
         def decode_with(self, em: Any, mask: Any, trans: Any, start: Any, end: Any
-                        ) -> tuple[list[list[int]], list[list[float]]]:
+                        ) -> tuple[list[list[int]], list[PathMarginals]]:
             """Decode with given transition/start/end scores (an ensemble's averages)."""
             b, t, k = em.shape
             trans, start = trans + self.trans_mask, start + self.start_mask
@@ -166,18 +214,24 @@ def build_head(cfg: dict[str, Any]) -> Any:
                 score = torch.where(m, nxt, score)
                 back.append(torch.where(m, arg, torch.arange(k).unsqueeze(0).expand(b, k)))
             score = score + end.unsqueeze(0)
-            # forward-backward marginals
-            alpha = [start.unsqueeze(0) + em[:, 0]]
+            # forward-backward in float64: log-scores grow with the length of the post, and in
+            # float32 their rounding made "probabilities" above 1 on long texts (issue #11)
+            emd, transd, startd, endd = em.double(), trans.double(), start.double(), end.double()
+            alpha = [startd.unsqueeze(0) + emd[:, 0]]
             for i in range(1, t):
-                nxt = torch.logsumexp(alpha[-1].unsqueeze(2) + trans.unsqueeze(0) + em[:, i].unsqueeze(1), dim=1)
+                nxt = torch.logsumexp(alpha[-1].unsqueeze(2) + transd.unsqueeze(0) + emd[:, i].unsqueeze(1), dim=1)
                 alpha.append(torch.where(mask[:, i].unsqueeze(1), nxt, alpha[-1]))
-            beta = [end.unsqueeze(0).expand(b, k)]
+            beta = [endd.unsqueeze(0).expand(b, k)]
             for i in range(t - 1, 0, -1):
-                nxt = torch.logsumexp(trans.unsqueeze(0) + (em[:, i] + beta[0]).unsqueeze(1), dim=2)
+                nxt = torch.logsumexp(transd.unsqueeze(0) + (emd[:, i] + beta[0]).unsqueeze(1), dim=2)
                 beta.insert(0, torch.where(mask[:, i].unsqueeze(1), nxt, beta[0]))
-            z = torch.logsumexp(alpha[-1] + end.unsqueeze(0), dim=1)
+            z = torch.logsumexp(alpha[-1] + endd.unsqueeze(0), dim=1)
+            log_alpha = torch.stack(alpha, dim=1).cpu().numpy()  # (B, T, K)
+            log_beta = torch.stack(beta, dim=1).cpu().numpy()
+            emn, transn, endn, zn = emd.cpu().numpy(), transd.cpu().numpy(), endd.cpu().numpy(), z.cpu().numpy()
             lengths = mask.long().sum(1).tolist()
-            paths, probs = [], []
+            paths: list[list[int]] = []
+            margs: list[PathMarginals] = []
             best_last = score.argmax(1).tolist()
             for r in range(b):
                 n = lengths[r]
@@ -185,8 +239,8 @@ def build_head(cfg: dict[str, Any]) -> Any:
                 for i in range(n - 1, 0, -1):
                     p.insert(0, int(back[i - 1][r, p[0]]))
                 paths.append(p)
-                probs.append([float(torch.exp(alpha[i][r, p[i]] + beta[i][r, p[i]] - z[r])) for i in range(n)])
-            return paths, probs
+                margs.append(PathMarginals(p, log_alpha[r, :n], log_beta[r, :n], float(zn[r]), emn[r, :n], transn, endn))
+            return paths, margs
 
     class TweetNERHead(nn.Module):
         def __init__(self, c: dict[str, Any]) -> None:
@@ -249,7 +303,7 @@ def build_head(cfg: dict[str, Any]) -> Any:
                                 batch.get("scheme"), mix_unknown=False)
             return self.crf.nll(em, batch["tags"], batch["mask"])
 
-        def decode(self, batch: dict[str, Any]) -> tuple[list[list[int]], list[list[float]]]:
+        def decode(self, batch: dict[str, Any]) -> tuple[list[list[int]], list[PathMarginals]]:
             em = self.emissions(batch["feats"], batch["chars"], batch["case"], batch["words"], batch["mask"],
                                 batch.get("scheme"))
             return self.crf.decode(em, batch["mask"])
@@ -274,7 +328,7 @@ def build_ensemble(cfg: dict[str, Any], n_heads: int | None = None) -> Any:
             super().__init__()
             self.heads = nn.ModuleList([build_head(cfg) for _ in range(n)])
 
-        def decode(self, batch: dict[str, Any]) -> tuple[list[list[int]], list[list[float]]]:
+        def decode(self, batch: dict[str, Any]) -> tuple[list[list[int]], list[PathMarginals]]:
             with torch.no_grad():
                 em = torch.stack([h.emissions(batch["feats"], batch["chars"], batch["case"], batch["words"],
                                               batch["mask"], batch.get("scheme")) for h in self.heads]).mean(0)
@@ -313,15 +367,15 @@ def collate(items: Sequence[dict[str, np.ndarray]], with_tags: bool = True) -> d
     return {"feats": feats, "chars": chars, "case": case, "words": words, "tags": tags, "mask": mask, "scheme": scheme}
 
 
-def paths_to_spans(path: Sequence[int], tags: Sequence[str], probs: Sequence[float] | None = None
+def paths_to_spans(path: Sequence[int], tags: Sequence[str], marginals: PathMarginals | None = None
                    ) -> list[tuple[int, int, str, float | None]]:
-    """``(start, end_exclusive, type, score)`` entities of a decoded BIO path; the score is
-    the mean marginal probability of its words' tags."""
-    from ..eval.datasets.conll import bio_to_spans
-
+    """``(start, end_exclusive, type, score)`` entities of a decoded BIO path; the score is the
+    entity's marginal probability under the CRF (:meth:`PathMarginals.entity`), None without
+    ``marginals``."""
     spans, _ = bio_to_spans([tags[i] for i in path])
+    index = {t: i for i, t in enumerate(tags)}
     out = []
     for s, e, t in spans:
-        sc = float(np.mean(probs[s:e])) if probs is not None else None
+        sc = marginals.entity(s, e, index.get(f"I-{t}")) if marginals is not None else None
         out.append((s, e, t, sc))
     return out

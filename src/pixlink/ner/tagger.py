@@ -9,6 +9,17 @@ names, and implements :class:`pixlink.models.roles.NERTagger`:
   words, and every other non-space character alone, as the Twitter CoNLL files are split);
 * ``tag_tokens(token_lists)`` -> per post, token spans ``(start, end_exclusive, type)``.
 
+Scores: ``TaggedSpan.score`` (and the fourth field of :meth:`Tagger.tag_tokens_scored`) is the
+entity's *marginal probability* under the CRF (forward-backward over every tagging of the post,
+float64): the probability that exactly those words carry the entity's tags and the next word
+does not continue it (:meth:`pixlink.ner.model.PathMarginals.entity`). It is in [0, 1] and
+never above the probability of any of its words' tags.
+
+Long texts: a post longer than the backbone's window (``max_length`` sub-words, 256 for the
+shipped model; about 1 kB of English) is tagged in overlapping windows of whole words, each
+window decoded on its own, and the entities merged deterministically
+(:mod:`pixlink.ner.windows`). Tweets fit one window and are tagged whole.
+
 Types are ``PER/LOC/ORG/MISC``; ``label_scheme="OTHER"`` (or a dataset name:
 ``"twitter2015"``, ``"gmner"`` -> ``OTHER``; ``"twitter2017"`` -> ``MISC``) names the fourth
 type as that dataset does. Set it on the tagger or per call.
@@ -30,7 +41,7 @@ from typing import Any, Sequence
 from ..errors import Errors, InputError
 from ..log import get_logger
 from ..models import roles as R
-from .data import UNIFIED_TYPES, check_scheme, rename_type
+from ..spans import UNIFIED_TYPES, check_scheme, rename_type
 
 log = get_logger(__name__)
 
@@ -74,6 +85,9 @@ class Tagger:
         aux: an :class:`~pixlink.ner.aux.AuxKnowledge` to append generated context, or None.
         threads: torch threads (None: torch's default). On a busy shared CPU 1 is fastest.
         batch_size: posts per backbone batch.
+        overlap: share of the encoder window that consecutive windows of a long post share
+            (0 <= overlap <= 0.5; see :mod:`pixlink.ner.windows`). Posts that fit one window
+            (every tweet) do not use it.
 
     Attributes:
         name, model_id, labels: as :class:`~pixlink.models.roles.NERTagger` asks.
@@ -83,13 +97,16 @@ class Tagger:
     name = "pixlink_ner"
 
     def __init__(self, weights: str | Path | None = None, label_scheme: str | None = None, aux: Any = None,
-                 threads: int | None = None, batch_size: int = 32) -> None:
+                 threads: int | None = None, batch_size: int = 32, overlap: float = 0.25) -> None:
         import torch
         from safetensors.torch import load_file
 
         from . import model as M
         from .backbone import Backbone
 
+        if not (0.0 <= float(overlap) <= 0.5):
+            raise InputError(Errors.E510.format(option="overlap", value=overlap, reason="must be in [0, 0.5]"))
+        self.overlap = float(overlap)
         self.weights = Path(weights) if weights is not None else default_weights_dir()
         self.cfg = load_config(self.weights)
         self.label_scheme = label_scheme
@@ -168,22 +185,37 @@ class Tagger:
              ) -> list[list[tuple[int, int, str, float]]]:
         from . import model as M
         from .train import decode_items
+        from .windows import merge_window_spans, overlapping_windows
 
         if not posts:
             return []
-        feats = self.backbone.features(posts, contexts=ctx, batch_size=self.batch_size)
+        # a post longer than one encoder window is tagged in overlapping windows (ner/windows.py);
+        # a post that fits (every tweet) is one window, tagged whole
+        budget = self.backbone.word_budget
+        windows = [overlapping_windows(self.backbone.piece_counts(p), budget, self.overlap) for p in posts]
+        flat = [(pi, a, b) for pi, ws in enumerate(windows) for a, b in ws]
+        parts = [posts[pi][a:b] for pi, a, b in flat]
+        part_ctx = [ctx[pi] for pi, _a, _b in flat] if ctx is not None else None
+        feats = self.backbone.features(parts, contexts=part_ctx, batch_size=self.batch_size)
         # a head trained with --condition is told the dataset's annotation convention when the
         # scheme names a dataset (twitter2015, twitter2017); otherwise "unknown" (0)
-        items = [M.make_item(p, f, self.cfg, M.scheme_id(scheme)) for p, f in zip(posts, feats)]
-        spans = decode_items(self.head, items, self.cfg["tags"])
-        return [[(s, e, rename_type(t, scheme), float(sc or 0.0)) for s, e, t, sc in sp] for sp in spans]
+        items = [M.make_item(p, f, self.cfg, M.scheme_id(scheme)) for p, f in zip(parts, feats)]
+        decoded = decode_items(self.head, items, self.cfg["tags"])
+        per_post: list[list[list[tuple[int, int, str, float | None]]]] = [[] for _ in posts]
+        for (pi, a, _b), spans in zip(flat, decoded):
+            per_post[pi].append([(s + a, e + a, t, sc) for s, e, t, sc in spans])
+        out = []
+        for ws, spans in zip(windows, per_post):
+            merged = merge_window_spans(ws, spans) if len(ws) > 1 else spans[0]
+            out.append([(s, e, rename_type(t, scheme), float(sc or 0.0)) for s, e, t, sc in merged])
+        return out
 
     def tag_tokens_scored(
         self, tokens: Sequence[Sequence[str]], label_scheme: str | None = None,
         contexts: Sequence[str | None] | None = None,
     ) -> list[list[tuple[int, int, str, float]]]:
-        """Per post, ``(start, end_exclusive, type, score)``; score = mean marginal
-        probability of the entity's tags under the CRF."""
+        """Per post, ``(start, end_exclusive, type, probability)``: the probability is the
+        entity's marginal under the CRF, in [0, 1] (see the module doc)."""
         posts = self._check_token_lists(tokens)
         scheme = label_scheme if label_scheme is not None else self.label_scheme
         check_scheme(scheme)

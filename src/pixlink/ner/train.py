@@ -2,7 +2,7 @@
 
 Steps (each logged):
 
-1. read the train and dev files (:func:`pixlink.eval.datasets.conll.read_conll`), map
+1. read the train and dev files (:func:`pixlink.conll.read_conll`), map
    ``OTHER`` to ``MISC``, remove from training every tweet of any dev file (IMGID or
    normalised text) and duplicates (:func:`pixlink.ner.data.build_training_set`);
 2. compute the frozen backbone's per-word features once (cached as ``.npy`` under
@@ -31,9 +31,10 @@ import numpy as np
 
 from ..errors import Errors, InputError
 from ..log import get_logger
+from ..spans import UNIFIED_TYPES, bio_tagset, span_prf, unify_type
 from ..types import Post
 from . import model as M
-from .data import UNIFIED_TYPES, bio_tags, build_training_set, read_files, unify_type
+from .data import bio_tags, build_training_set, read_files
 
 log = get_logger(__name__)
 
@@ -120,7 +121,8 @@ def _items(posts: Sequence[Post], feats: Sequence[np.ndarray], cfg: dict[str, An
 
 def decode_items(head: Any, items: Sequence[dict[str, np.ndarray]], tags: Sequence[str], batch_size: int = 64
                  ) -> list[list[tuple[int, int, str, float | None]]]:
-    """Entity spans of each item (head in eval mode)."""
+    """Entity spans ``(start, end_exclusive, type, probability)`` of each item (head in eval
+    mode); the probability is the entity's marginal under the CRF (:meth:`~pixlink.ner.model.PathMarginals.entity`)."""
     import torch
 
     head.eval()
@@ -130,9 +132,9 @@ def decode_items(head: Any, items: Sequence[dict[str, np.ndarray]], tags: Sequen
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
             batch = M.collate([items[i] for i in idx], with_tags=False)
-            paths, probs = head.decode(batch)
-            for i, pth, pr in zip(idx, paths, probs):
-                out[i] = M.paths_to_spans(pth, tags, pr)
+            paths, margs = head.decode(batch)
+            for i, pth, mg in zip(idx, paths, margs):
+                out[i] = M.paths_to_spans(pth, tags, mg)
     return out
 
 
@@ -154,7 +156,6 @@ def train(
     """Train a head and write it to ``out``; returns the saved config (with figures)."""
     import torch
 
-    from ..eval.metrics import span_prf
     from .backbone import Backbone
 
     opts = opts or TrainOptions()
@@ -195,7 +196,7 @@ def train(
         "format": "pixlink-ner", "version": FORMAT_VERSION,
         "backbone": opts.backbone, "backbone_model_id": backbone.model_id, "max_length": backbone.max_length,
         "n_layers": backbone.n_layers, "layers": backbone.layers, "dim": backbone.dim, "types": list(UNIFIED_TYPES),
-        "tags": M.bio_tagset(UNIFIED_TYPES), "case_features": list(M.CASE_FEATURES),
+        "tags": bio_tagset(UNIFIED_TYPES), "case_features": list(M.CASE_FEATURES),
         "max_word_chars": M.MAX_WORD_CHARS, "char_vocab": char_vocab, "word_vocab": word_vocab,
         "n_chars": len(char_vocab) + 2, "n_words": len(word_vocab) + 2, "char_dim": opts.char_dim,
         "char_filters": opts.char_filters, "word_dim": opts.word_dim, "proj": opts.proj, "hidden": opts.hidden,

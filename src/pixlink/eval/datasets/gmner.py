@@ -1,7 +1,7 @@
 """Twitter-GMNER (NUSTM/GMNER ``Twitter10000_v2.0``) and Twitter-SMNER gold: CoNLL + VOC boxes
 (+ masks) -> :class:`~pixlink.types.Post` with grounded gold entities.
 
-Files: the CoNLL split (``train.txt`` / ``dev.txt``, read by :func:`.conll.load_conll`) and
+Files: the CoNLL split (``train.txt`` / ``dev.txt``, read by :func:`pixlink.conll.load_conll`) and
 ``xml/<IMGID>.xml``, one Pascal-VOC file per image with ``<size>`` and one ``<object>`` per box:
 ``<name>`` is the entity's text (tokens joined by one space), ``<bndbox>`` integer
 ``xmin, ymin, xmax, ymax`` in original pixels.
@@ -43,7 +43,7 @@ from ...io import iter_jsonl
 from ...log import get_logger
 from ...types import Post, Region
 from .base import LoadResult, as_path
-from .conll import load_conll
+from ...conll import load_conll
 
 log = get_logger(__name__)
 
