@@ -44,8 +44,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from pixlink.config import shared_data_dir
-    from pixlink.eval.datasets.conll import DATASET_TYPES, read_conll
-    from pixlink.eval.metrics import span_prf
+    from pixlink.conll import read_conll
+    from pixlink.spans import DATASET_TYPES, span_prf
     from pixlink.models import get_spec
     from pixlink.ner.data import build_training_set, image_key, read_files, text_key
     from pixlink.ner.tagger import Tagger

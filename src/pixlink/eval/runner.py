@@ -48,7 +48,7 @@ from ..io import dumps
 from ..log import get_logger
 from ..types import Mention, Post
 from . import metrics as M
-from .datasets.conll import align_type
+from ..spans import align_type
 
 log = get_logger(__name__)
 
@@ -336,7 +336,7 @@ def run_ner(
         tagger: has ``tag_tokens(list of token lists) -> list of lists of (start, end, type)``
             and ``labels``.
         labels: the dataset's types (e.g. PER/LOC/ORG/OTHER). Predicted types are named as the
-            dataset names them with :func:`~pixlink.eval.datasets.conll.align_type` (the tagger's
+            dataset names them with :func:`~pixlink.spans.align_type` (the tagger's
             MISC becomes OTHER for Twitter-2015 / GMNER); the mapping used is in ``type_map``.
         run_info: the description stored in ``run.json`` (resume key).
 

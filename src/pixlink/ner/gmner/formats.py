@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 from xml.sax.saxutils import escape
 
+from ...spans import spans_to_bio
 from ...types import NamedEntity
 
 
@@ -42,12 +43,8 @@ def write_riveg(path: str | Path, items: Iterable[tuple[str, Sequence[NamedEntit
 
 
 def bio_tags(n_tokens: int, ents: Sequence[NamedEntity]) -> list[str]:
-    tags = ["O"] * n_tokens
-    for e in ents:
-        tags[e.start] = f"B-{e.type}"
-        for i in range(e.start + 1, min(e.end, n_tokens)):
-            tags[i] = f"I-{e.type}"
-    return tags
+    """BIO tags of a post's entities (:func:`pixlink.spans.spans_to_bio`)."""
+    return spans_to_bio(n_tokens, ents)
 
 
 def write_conll(path: str | Path, posts: Iterable[tuple[str, Sequence[str], Sequence[NamedEntity]]]) -> None:

@@ -35,6 +35,7 @@ from ...log import get_logger
 from ...models import Profile
 from ...models import roles as R
 from ...grounding import GMNER_TRAIN_GROUNDABLE_RATE, Grounder, GroundingConfig, Target
+from ...spans import rename_type
 from ...types import BatchResult, ItemError, NamedEntity, Post
 
 log = get_logger("pixlink.gmner")
@@ -255,9 +256,7 @@ class GMNERPipeline:
         return self.config.link and self.linker is not None
 
     def _scheme(self, typ: str) -> str:
-        if typ in ("MISC", "OTHER"):
-            return self.config.label_scheme
-        return typ
+        return rename_type(typ, self.config.label_scheme)
 
     def _expansion(self, ent: NamedEntity, post_text: str, notes: list[str], used: dict[str, str]) -> str:
         for source in self.config.expansion_sources:
