@@ -155,9 +155,6 @@ class Errors(metaclass=_ErrorsWithCodes):
     # (owned by pixlink.regions and pixlink.link)
     E400 = "Nothing to link: give an image (with an optional region) or a text."
     E401 = "A region prompt was given without an image."
-    E402 = ("The KB's {space} vectors were made by {found}, but the linker's model is {expected}: "
-            "vectors of different models are not comparable. Re-run `pixlink kb embed` with this "
-            "profile, or link with the profile that made them.")
     E403 = "The region was made for an image of size {size}, but the image is (H={height}, W={width})."
     E404 = "KB directory {path!r} has no entities to embed for {space}: {reason}"
     E405 = ("Signal {signal!r} was asked for, but the KB has no {space} vectors made by {expected} (the model this "
