@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import typer
 
-from .common import console, handle_errors, print_json
+from .common import console, handle_errors, print_json, report_notes
 
 eval_app = typer.Typer(help="Evaluate on benchmarks: eval ner | link | gmner | check.", no_args_is_help=True)
 
@@ -28,8 +28,7 @@ def _summary(results: dict[str, Any], keys: list[str]) -> None:
         f"{k}={results[k]:.4f}" if isinstance(results.get(k), float) else f"{k}={results.get(k)}" for k in keys
     )
     console.print(shown, highlight=False)
-    for note in results.get("notes") or []:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    report_notes(results.get("notes") or [], as_json=False)
 
 
 @eval_app.command("ner")
@@ -71,6 +70,7 @@ def ner_command(
     paths = save(results, out, title=f"NER on {name or conll.parent.name}/{conll.name}")
     if as_json:
         print_json(results)
+        report_notes(results.get("notes") or [], as_json)
         return
     _summary(results, ["n", "precision", "recall", "f1", "n_errors"])
     for t, r in results["per_type"].items():
@@ -119,6 +119,7 @@ def link_command(
     paths = save(results, out, title=f"Linking on {mentions.name}")
     if as_json:
         print_json(results)
+        report_notes(results.get("notes") or [], as_json)
         return
     _summary(results, ["n", *[f"hits@{x}" for x in ks], "mrr", "nil_accuracy", "n_missing_image", "n_errors"])
     console.print(f"wrote {', '.join(paths.values())}", highlight=False)
@@ -163,6 +164,7 @@ def gmner_command(
     paths = save(results, out, title=f"GMNER on {conll.name}")
     if as_json:
         print_json(results)
+        report_notes(results.get("notes") or [], as_json)
         return
     for v in ("gmner", "mner", "eeg", "smner", "ees"):
         if v in results:
