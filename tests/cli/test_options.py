@@ -122,3 +122,29 @@ def test_kb_embed_refuses_an_unknown_signal_before_anything(cli, tmp_path):
     r = cli("kb", "embed", tmp_path, "--signals", "dense_text,telepathy")
     _assert_refused(r, "E010")
     assert "telepathy" in r.stderr
+
+
+def test_eval_folders_and_masks_that_do_not_exist(cli, tmp_path):
+    conll = tmp_path / "dev.txt"
+    conll.write_text("IMGID:1\nObama\tB-PER\n\n", encoding="utf-8")
+    r = cli("eval", "gmner", conll, "--images", tmp_path / "no-images")
+    _assert_refused(r, "E705")
+    r = cli("eval", "gmner", conll, "--images", tmp_path, "--masks", tmp_path / "no-masks.jsonl")
+    _assert_refused(r, "E705")
+    r = cli("eval", "link", conll, "--kb", MISSING_KB, "--images", tmp_path / "no-images")
+    _assert_refused(r, "E705")
+
+
+@pytest.mark.parametrize("command", [
+    ["models", "tiny", "{d}/a/b/tiny", "--arch", "clip"],
+    ["kb", "build", "{src}", "--out", "{d}/a/b/kb"],
+    ["eval", "ner", "{src}", "--out", "{d}/a/b/run"],
+    ["demo", "--out", "{d}/a/b/demo"],
+])
+def test_output_folders_are_made_one_level_only(cli, tmp_path, command):
+    """The folder a command is told to write is made; missing folders above it are not."""
+    src = tmp_path / "src.jsonl"
+    src.write_text('{"id": "Q1", "label": "One"}\n', encoding="utf-8")
+    r = cli(*[c.format(d=tmp_path, src=src) for c in command])
+    _assert_refused(r, "E704")
+    assert not (tmp_path / "a").exists()

@@ -118,6 +118,17 @@ def check_output_file(path: Path | None, what: str) -> Path | None:
     return None if path is None else check_writable(path, what)
 
 
+def check_output_dir(path: Path | None, what: str) -> Path | None:
+    """``path`` is a directory a command writes into: it exists as a directory, or its parent
+    does, so that the command creates this one directory and nothing above it (E704); ``None``
+    passes."""
+    if path is None or path.is_dir():
+        return path
+    if path.exists():
+        raise InputError(Errors.E704.format(what=what, path=str(path), reason="it is a file, not a directory"))
+    return check_output_file(path, what)
+
+
 def check_overlay(path: Path | None, what: str = "--overlay") -> Path | None:
     """An overlay picture's path: a known image extension (E703) in an existing directory (E704)."""
     from ..viz import check_out_path

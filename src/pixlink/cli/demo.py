@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import console, handle_errors, print_json, report_notes
+from .common import check_output_dir, console, handle_errors, print_json, report_notes
 
 
 def demo_command(
@@ -17,6 +17,7 @@ def demo_command(
     """The main job on an embedded default: build a small KB from packaged material, link regions of real photos."""
     from ..demo.run import run_demo
 
+    check_output_dir(out, "--out")
     res = run_demo(out, profile, progress=not as_json)
     if as_json:
         print_json(res.to_dict())

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import typer
 
-from .common import console, handle_errors, print_json, report_notes
+from .common import check_input_dir, check_input_file, check_output_dir, console, handle_errors, print_json, report_notes
 
 eval_app = typer.Typer(help="Evaluate on benchmarks: eval ner | link | gmner | check.", no_args_is_help=True)
 
@@ -49,6 +49,7 @@ def ner_command(
     from ..eval.runner import run_ner, save
     from ..models import Profile
 
+    check_output_dir(out, "--out")
     data = load_conll(conll, dataset=dataset)
     posts = data.items[:limit] if limit else data.items
     name = data.report.dataset
@@ -101,6 +102,8 @@ def link_command(
     from ..eval.metrics import DEFAULT_KS
     from ..eval.runner import run_link, save
 
+    check_output_dir(out, "--out")
+    check_input_dir(image_root, "--images")
     data = load_mentions_dataset(mentions, fmt=fmt, image_root=image_root)
     items = data.items[:limit] if limit else data.items
     try:
@@ -147,6 +150,9 @@ def gmner_command(
     from ..eval.datasets.gmner import load_gmner
     from ..eval.runner import run_gmner, save
 
+    check_output_dir(out, "--out")
+    check_input_dir(images, "--images")
+    check_input_file(masks, "--masks")
     data = load_gmner(conll, xml_dir=xml, image_root=images, masks=masks)
     posts = data.items[:limit] if limit else data.items
     try:
@@ -185,6 +191,7 @@ def check_command(
     """Load a dataset file and report what loaded, what was repaired and what could not be read."""
     from ..eval.datasets import load_any
 
+    check_input_dir(image_root, "--images")
     res = load_any(path, fmt=fmt, image_root=image_root)
     rep = res.report.to_dict()
     rep["n_items"] = len(res.items)

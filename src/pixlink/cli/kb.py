@@ -13,7 +13,7 @@ from typing import Any, List, Optional
 import typer
 from rich.markup import escape
 
-from .common import console, handle_errors, print_json
+from .common import check_output_dir, console, handle_errors, print_json
 
 kb_app = typer.Typer(help="Knowledge base: kb build | embed | info | search | entity.", no_args_is_help=True)
 
@@ -47,6 +47,7 @@ def build_command(
 
     from ..kb import build_kb
 
+    check_output_dir(out, "--out")
     rep = build_kb(sources, out, images_root=images, lang=lang, resume=resume, progress=not as_json,
                    overwrite=force, max_records=max_records, name=name, max_issues=50)
     if as_json:

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import typer
 
-from .common import check_input_dir, console, handle_errors, print_json, report_notes
+from .common import check_input_dir, check_output_dir, console, handle_errors, print_json, report_notes
 
 ner_app = typer.Typer(help="Named entities of tweets: train, tag a text, tag a CoNLL file.", no_args_is_help=True)
 
@@ -75,6 +75,8 @@ def train_command(
     from ..config import cache_dir as default_cache
     from ..ner.train import TrainOptions, train as run
 
+    check_output_dir(out, "--out")
+    check_output_dir(cache_dir, "--cache-dir")
     opts = TrainOptions(backbone=backbone, epochs=epochs, patience=patience, heads=heads, batch_size=batch_size, lr=lr, proj=proj,
                         hidden=hidden, word_dim=word_dim, min_word_count=min_word_count, dropout=dropout, seed=seed,
                         threads=threads, condition=condition)
