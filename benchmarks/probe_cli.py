@@ -128,6 +128,11 @@ def fixtures(work: Path, py: list[str], env: dict[str, str]) -> dict[str, Path]:
     f["latin1_conll"] = work / "latin1.txt"
     (work / "binary.txt").write_bytes(os.urandom(2048))
     f["binary_conll"] = work / "binary.txt"
+    with open(work / "mentions.jsonl", "w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"image": str(photo), "box": [1110, 360, 1380, 645], "gold": "Q76"}) + "\n")
+    f["mentions"] = work / "mentions.jsonl"
+    (work / "dev.txt").write_text(conll, encoding="utf-8")
+    f["utf8_conll"] = work / "dev.txt"
     # configs
     cfgs = {"fast": '{"segment": false, "signals": ["lexical"]}', "bad_json": '{"segment": false,', "not_object": "[1, 2]",
             "unknown_key": '{"segmnet": false}', "wrong_type": '{"recall_k": "many"}',
@@ -156,7 +161,7 @@ def probes(f: dict[str, Path], work: Path) -> list[Probe]:
         # images
         Probe("image: missing file", ["link", missing + ".jpg", "--kb", kb, "--box", OBAMA_BOX]),
         Probe("image: truncated JPEG", [*link[:1], str(f["truncated_jpg"]), *link[2:], "--box", "10,10,50,50", "--json"],
-              expect="ok", json_out=True, what="Pillow can decode the first third of a JPEG (grey below the cut)"),
+              expect="any", json_out=True, what="a coded refusal, or the decodable top part linked"),
         Probe("image: random bytes", [*link[:1], str(f["noise_jpg"]), *link[2:], "--box", "10,10,50,50"]),
         Probe("image: empty file", [*link[:1], str(f["empty_png"]), *link[2:], "--box", "10,10,50,50"]),
         Probe("image: 16-bit grey PNG", [*link[:1], str(f["gray16_png"]), *link[2:], "--box", "10,10,50,50", "--json"],
@@ -164,8 +169,8 @@ def probes(f: dict[str, Path], work: Path) -> list[Probe]:
         Probe("image: huge header (100000x100000 PNG)", [*link[:1], str(f["huge_header_png"]), *link[2:], "--box", "10,10,50,50"]),
         Probe("image: a directory", [*link[:1], str(work), *link[2:], "--box", "10,10,50,50"]),
         # boxes and prompts
-        Probe("box: negative coordinates", [*link, "--box", "-50,-50,100,100", "--json"], expect="ok", json_out=True,
-              what="partly outside: clipped to the image"),
+        Probe("box: negative coordinates", [*link, "--box", "-50,-50,100,100", "--json"], expect="any", json_out=True,
+              what="partly outside: clipped, or refused with a code"),
         Probe("box: zero area", [*link, "--box", "100,100,100,100"]),
         Probe("box: outside the image", [*link, "--box", "5000,5000,5100,5100"]),
         Probe("box: NaN", [*link, "--box", "nan,10,50,50"]),
@@ -202,8 +207,8 @@ def probes(f: dict[str, Path], work: Path) -> list[Probe]:
         Probe("kb build: missing source", ["kb", "build", missing + ".jsonl", "--out", str(work / "kb_missing")],
               must_not_exist=[str(work / "kb_missing")]),
         Probe("kb build: --out under a missing directory", ["kb", "build", str(work / "people.jsonl"), "--out",
-                                                            str(work / "no" / "such" / "kb")], expect="any",
-              what="the user named this directory: creating it is allowed"),
+                                                            str(work / "no" / "such" / "kb")],
+              must_not_exist=[str(work / "no")], what="the named folder may be made, the ones above it not"),
         # --config
         Probe("config: missing file", [*link[:6], "--config", missing + ".json", "--box", OBAMA_BOX]),
         Probe("config: bad JSON", [*link[:6], "--config", str(f["cfg_bad_json"]), "--box", OBAMA_BOX]),
@@ -247,8 +252,18 @@ def probes(f: dict[str, Path], work: Path) -> list[Probe]:
         Probe("ner tag-conll: random bytes", ["ner", "tag-conll", str(f["binary_conll"]), "--backend", "spacy_sm"]),
         Probe("eval check: random bytes", ["eval", "check", str(f["binary_conll"]), "--format", "conll"]),
         Probe("eval check: missing file", ["eval", "check", missing + ".txt"]),
-        Probe("eval link: missing KB", ["eval", "link", str(f["trunc_jsonl"]), "--kb", missing]),
-        Probe("eval gmner: missing images folder", ["eval", "gmner", str(f["latin1_conll"]), "--images", missing]),
+        Probe("eval link: missing KB", ["eval", "link", str(f["mentions"]), "--kb", missing, "--out", str(work / "r1")]),
+        Probe("eval link: missing images folder", ["eval", "link", str(f["mentions"]), "--kb", kb, "--images", missing,
+                                                   "--out", str(work / "r2")]),
+        Probe("eval gmner: missing images folder", ["eval", "gmner", str(f["utf8_conll"]), "--images", missing,
+                                                    "--out", str(work / "r3")]),
+        Probe("eval gmner: missing masks file", ["eval", "gmner", str(f["utf8_conll"]), "--images", str(work),
+                                                 "--masks", missing + ".jsonl", "--out", str(work / "r4")]),
+        Probe("eval ner: --out under a missing directory", ["eval", "ner", str(f["utf8_conll"]), "--out",
+                                                            str(work / "nodir3" / "run")],
+              must_not_exist=[str(work / "nodir3")]),
+        Probe("models tiny: OUT_DIR under a missing directory", ["models", "tiny", str(work / "nodir4" / "deeper" / "t"),
+                                                                  "--arch", "clip"], must_not_exist=[str(work / "nodir4")]),
     ]
 
 

@@ -28,7 +28,8 @@ def demo_command(
     from rich.table import Table
 
     table = Table(title=f"pixlink demo: {res.correct} of {len(res.rows)} queries answered as expected")
-    for col in ("query", "kind", "expected", "answer", "score", "ok"):  # what each shows: summary.md
+    table.add_column("query", no_wrap=True)
+    for col in ("kind", "expected", "answer", "score", "ok"):  # what each query shows: summary.md
         table.add_column(col, overflow="fold")
     for r in res.rows:
         score = f"{r['score']:.2f}" if r["score"] is not None else "-"
