@@ -6,7 +6,8 @@ corrupt / 16-bit / huge-header images, odd boxes, missing files, bad ``--config`
 subprocess with a timeout, and reports per probe:
 
 * ``exit``: the exit code (``timeout`` when it ran out of time);
-* ``code``: the first ``[Exxx]`` error code on stderr;
+* ``code``: the ``[Exxx]`` code of the ``error:`` line on stderr (else the first code seen;
+  ``usage`` for one of click's usage errors, which name the option and exit 2);
 * ``traceback``: whether a Python traceback reached the user;
 * ``lost``: what went missing or appeared — ``answer lost`` (a ``--json`` run that did the work
   but printed no JSON), ``created <path>`` (a directory the user did not ask for);
@@ -43,6 +44,9 @@ DATA = Path(os.environ.get("PIXLINK_DATA", REPO.parent / "shared" / "data"))
 PHOTOS = DATA / "photos"
 OBAMA_BOX = "1110,360,1380,645"  # Obama's head in obama_and_biden.jpg (XYXY pixels)
 CODE = re.compile(r"\[(E\d{3})\]")
+ERROR_CODE = re.compile(r"error: \[(E\d{3})\]")
+USAGE = ("Invalid value", "Missing option", "Missing argument", "No such option", "Got unexpected extra")
+"""click's usage errors (exit 2 with the option named): a clear refusal, shown as code ``usage``."""
 
 
 @dataclass
@@ -281,8 +285,8 @@ def run(probe: Probe, py: list[str], env: dict[str, str], timeout: float) -> dic
         out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
     row["seconds"] = round(time.perf_counter() - t0, 1)
-    m = CODE.search(err)
-    row["code"] = m.group(1) if m else None
+    m = ERROR_CODE.search(err) or CODE.search(err)  # the error line's code, else the first one seen
+    row["code"] = m.group(1) if m else ("usage" if row["exit"] == 2 and any(u in err for u in USAGE) else None)
     row["traceback"] = "Traceback (most recent call last)" in err
     lost = []
     if probe.json_out and row["exit"] == 0:
