@@ -52,12 +52,13 @@ def print_json(obj: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 
 WARNING_MARKS = ("run `pixlink", "not available", "fallback", "not built", "not embedded", "got no vector",
-                 "failed", "not decided", "skipped")
+                 "failed", "not decided", "skipped", "cut from", "no mask")
 """A note that contains one of these says that part of the work did not run or ran in a weaker
-form (a signal without KB vectors, a role without a backend, a fallback model, items skipped):
-the user should act on it or know it, so it is shown as a warning, also with ``--json``. Other
-notes (a box chosen by its face, a post cut to its first tokens...) describe the answer; they are
-shown as ``note:`` lines in human output and are in the JSON either way."""
+form (a signal without KB vectors, a role without a backend, a fallback model, items skipped, a
+post cut short, a region left without its mask): the user should act on it or know it, so it is
+shown as a warning, also with ``--json``. Other notes (a box chosen by its face, no face in a
+region...) describe the answer; they are shown as ``note:`` lines in human output and are in the
+JSON either way."""
 
 
 def is_warning(note: str) -> bool:
