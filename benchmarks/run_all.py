@@ -45,7 +45,9 @@ def _fmt(label: str, value: Any, unit: str = "") -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        value = f"{value:.3g}"
+        value = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    elif isinstance(value, int):
+        value = f"{value:,}"
     return f"{label} {value}{unit}"
 
 
