@@ -29,8 +29,9 @@ demo: install
 test: install
 	$(VENV)/bin/python -m pytest -q
 
+# every benchmarks/bench_*.py with small settings, one table; BENCH_ARGS="--only kb,link" or "--full"
 bench: install
-	$(VENV)/bin/python benchmarks/run_all.py
+	$(VENV)/bin/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-out

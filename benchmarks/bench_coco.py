@@ -25,6 +25,7 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=None, help="shared data folder (default: PIXLINK_DATA or ../shared/data)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "coco")
     args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)  # the overlays are written into it as they are made
 
     import torch
 
@@ -57,7 +58,6 @@ def main() -> int:
     res = {"model_id": det.model_id, "threads": args.threads, "repeats": args.repeats,
            "rss_mb_model": rss_mb() - rss0, "peak_mb": peak_mb(), "python": platform.python_version(),
            "torch": torch.__version__, "photos": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "coco.json").write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
     print(f"model + runs: +{res['rss_mb_model']:.0f} MiB RSS, peak {res['peak_mb']:.0f} MiB; wrote {args.out}")
     return 0

@@ -207,6 +207,13 @@ class Errors(metaclass=_ErrorsWithCodes):
 
     # --- E7xx: CLI, service, jobs, annotation -------------------------------------------
     # (owned by pixlink.cli, pixlink.serve, pixlink.jobs, pixlink.annotate)
+    # E700-E719: the command line (pixlink.cli) and the pictures it writes (pixlink.viz)
+    E700 = "{what} {path!r} is not a usable settings file: {reason}"
+    E701 = "{what} {path!r} has unknown key(s) {keys}; the keys are: {known}"
+    E702 = "{what} {path!r}: {key!r} must be {expected}, not {got}"
+    E703 = "{what} {path!r}: {ext!r} is not an image format pixlink writes; use one of {exts}"
+    E704 = "{what} {path!r} cannot be written: {reason}"
+    E705 = "{what} {path!r} cannot be read: {reason}"
     # E760-E769: demo material (pixlink.demo) and pinned registry downloads (pixlink.fetch)
     E760 = "The demo needs the Python package {package!r} ({why}). Install it: pip install 'pixlink[demo]'."
     E761 = "Cannot fetch {what} from {registry}: {reason}. {hint}"

@@ -1,4 +1,10 @@
-"""Pictures a person would rather look at: masks, boxes and answers drawn on the image."""
+"""Pictures a person would rather look at: masks, boxes and answers drawn on the image.
+
+Every writer takes ``out_path`` with one of :data:`OVERLAY_EXTENSIONS` (the format follows the
+extension) in a directory that exists: nothing is created that the caller did not ask for
+(:func:`check_out_path`, E703 / E704). Images are ``(H, W, 3)`` uint8 RGB; boxes XYXY in
+original pixels; masks ``(H, W)`` bool.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,47 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .errors import Errors, InputError
 from .types import Link, NamedEntity, Region
+
+OVERLAY_EXTENSIONS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+                      ".tif": "TIFF", ".tiff": "TIFF"}
+"""File extensions the overlay writers take (lower case), and the Pillow format each writes."""
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
            (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128)]
+
+
+def check_writable(out_path: str | Path, what: str = "output") -> Path:
+    """``out_path`` as a :class:`Path` if a file can be written there: it is not a directory and
+    its directory exists (else E704; nothing is created that the caller did not ask for)."""
+    path = Path(out_path)
+    if path.is_dir():
+        raise InputError(Errors.E704.format(what=what, path=str(path), reason="it is a directory"))
+    if not path.parent.is_dir():
+        raise InputError(Errors.E704.format(
+            what=what, path=str(path),
+            reason=f"the directory {str(path.parent)!r} does not exist (nothing is created that you did not ask "
+                   "for: create it first)"))
+    return path
+
+
+def check_out_path(out_path: str | Path, what: str = "overlay") -> Path:
+    """``out_path`` as a :class:`Path` if a picture can be written there: its extension is one of
+    :data:`OVERLAY_EXTENSIONS` (else E703) and :func:`check_writable` holds (else E704). Call it
+    before long work, so that a bad path fails before the answer is lost."""
+    path = Path(out_path)
+    ext = path.suffix.lower()
+    if ext not in OVERLAY_EXTENSIONS:
+        raise InputError(Errors.E703.format(what=what, path=str(path), ext=ext or "(no extension)",
+                                            exts=", ".join(OVERLAY_EXTENSIONS)))
+    return check_writable(path, what)
+
+
+def _save(img: Image.Image, out_path: str | Path) -> Path:
+    path = check_out_path(out_path)
+    img.convert("RGB").save(path, format=OVERLAY_EXTENSIONS[path.suffix.lower()])
+    return path
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -70,10 +113,7 @@ def link_overlay(image: np.ndarray, links: Sequence[Link], out_path: str | Path,
         for j, line in enumerate(lines):
             _label(d, (x1 + 2, y + j * (size + 6)), line, color if j == 0 else (60, 60, 60), size if j == 0 else
                    int(size * 0.8))
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    img.convert("RGB").save(out_path)
-    return out_path
+    return _save(img, out_path)
 
 
 def entities_overlay(image: np.ndarray, entities: Sequence[NamedEntity], out_path: str | Path) -> Path:
@@ -91,10 +131,7 @@ def entities_overlay(image: np.ndarray, entities: Sequence[NamedEntity], out_pat
         if ent.link is not None and ent.link.prediction:
             linked = f" -> {ent.link.candidates[0].label or ent.link.prediction}"
         _label(d, (x1 + 2, max(y1 - size - 8, 0)), f"{ent.text} ({ent.type}){linked}", color, size)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    img.convert("RGB").save(out_path)
-    return out_path
+    return _save(img, out_path)
 
 
 def detections_overlay(image: np.ndarray, detections: Sequence[Any], out_path: str | Path) -> Path:
@@ -109,7 +146,4 @@ def detections_overlay(image: np.ndarray, detections: Sequence[Any], out_path: s
         d.rectangle([x1, y1, x2, y2], outline=(*color, 255), width=max(2, size // 5))
         text = f"{det.label} {det.score:.2f}" + (f" <- {det.phrase}" if det.phrase else "")
         _label(d, (x1 + 2, max(y1 - size - 6, 0) if y1 > size + 6 else y1 + 2), text, color, size)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    img.convert("RGB").save(out_path)
-    return out_path
+    return _save(img, out_path)

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import typer
 
-from .common import console, handle_errors, print_json
+from .common import check_input_dir, check_input_file, check_output_dir, console, handle_errors, print_json, report_notes
 
 eval_app = typer.Typer(help="Evaluate on benchmarks: eval ner | link | gmner | check.", no_args_is_help=True)
 
@@ -28,8 +28,7 @@ def _summary(results: dict[str, Any], keys: list[str]) -> None:
         f"{k}={results[k]:.4f}" if isinstance(results.get(k), float) else f"{k}={results.get(k)}" for k in keys
     )
     console.print(shown, highlight=False)
-    for note in results.get("notes") or []:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    report_notes(results.get("notes") or [], as_json=False)
 
 
 @eval_app.command("ner")
@@ -50,6 +49,7 @@ def ner_command(
     from ..eval.runner import run_ner, save
     from ..models import Profile
 
+    check_output_dir(out, "--out")
     data = load_conll(conll, dataset=dataset)
     posts = data.items[:limit] if limit else data.items
     name = data.report.dataset
@@ -71,6 +71,7 @@ def ner_command(
     paths = save(results, out, title=f"NER on {name or conll.parent.name}/{conll.name}")
     if as_json:
         print_json(results)
+        report_notes(results.get("notes") or [], as_json)
         return
     _summary(results, ["n", "precision", "recall", "f1", "n_errors"])
     for t, r in results["per_type"].items():
@@ -101,6 +102,8 @@ def link_command(
     from ..eval.metrics import DEFAULT_KS
     from ..eval.runner import run_link, save
 
+    check_output_dir(out, "--out")
+    check_input_dir(image_root, "--images")
     data = load_mentions_dataset(mentions, fmt=fmt, image_root=image_root)
     items = data.items[:limit] if limit else data.items
     try:
@@ -119,6 +122,7 @@ def link_command(
     paths = save(results, out, title=f"Linking on {mentions.name}")
     if as_json:
         print_json(results)
+        report_notes(results.get("notes") or [], as_json)
         return
     _summary(results, ["n", *[f"hits@{x}" for x in ks], "mrr", "nil_accuracy", "n_missing_image", "n_errors"])
     console.print(f"wrote {', '.join(paths.values())}", highlight=False)
@@ -146,6 +150,9 @@ def gmner_command(
     from ..eval.datasets.gmner import load_gmner
     from ..eval.runner import run_gmner, save
 
+    check_output_dir(out, "--out")
+    check_input_dir(images, "--images")
+    check_input_file(masks, "--masks")
     data = load_gmner(conll, xml_dir=xml, image_root=images, masks=masks)
     posts = data.items[:limit] if limit else data.items
     try:
@@ -163,6 +170,7 @@ def gmner_command(
     paths = save(results, out, title=f"GMNER on {conll.name}")
     if as_json:
         print_json(results)
+        report_notes(results.get("notes") or [], as_json)
         return
     for v in ("gmner", "mner", "eeg", "smner", "ees"):
         if v in results:
@@ -183,6 +191,7 @@ def check_command(
     """Load a dataset file and report what loaded, what was repaired and what could not be read."""
     from ..eval.datasets import load_any
 
+    check_input_dir(image_root, "--images")
     res = load_any(path, fmt=fmt, image_root=image_root)
     rep = res.report.to_dict()
     rep["n_items"] = len(res.items)

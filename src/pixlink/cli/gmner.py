@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import console, handle_errors, print_json
+from .common import check_output_file, check_overlay, console, handle_errors, print_json, report_notes
 
 
 def gmner_command(
@@ -19,7 +19,7 @@ def gmner_command(
     expansion: str = typer.Option("kb,generate,template", "--expansion",
                                   help="Sources of expansion expressions, in order."),
     no_masks: bool = typer.Option(False, "--no-masks", help="Boxes only (GMNER), no masks (SMNER)."),
-    overlay: Optional[Path] = typer.Option(None, "--overlay", help="Write the image with boxes, masks and names."),
+    overlay: Optional[Path] = typer.Option(None, "--overlay", help="Write the image with boxes, masks and names (.png, .jpg, .webp...; the directory must exist)."),
     riveg: Optional[Path] = typer.Option(None, "--riveg", help="Also write RiVEG entity-level label lines here."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -27,10 +27,13 @@ def gmner_command(
     from ..io import load_image
     from ..ner.gmner import GMNERConfig, GMNERPipeline
 
+    # every option is checked, and the image read, before a model loads
+    check_overlay(overlay)
+    check_output_file(riveg, "--riveg")
     cfg = GMNERConfig(label_scheme=scheme, expansion_sources=tuple(s.strip() for s in expansion.split(",") if s.strip()),
                       segment=not no_masks)
-    pipe = GMNERPipeline.from_kb(kb, profile=profile, config=cfg)
     img = load_image(image)
+    pipe = GMNERPipeline.from_kb(kb, profile=profile, config=cfg)
     res = pipe.run(img, text=text)
     if overlay:
         from ..viz import entities_overlay
@@ -42,11 +45,13 @@ def gmner_command(
         write_riveg(riveg, [(image.name, res.entities)])
     if as_json:
         print_json(res.to_dict())
+        report_notes(res.notes, as_json)
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{image.name}: {len(res.entities)} entities")
+    table = Table(title=f"{escape(image.name)}: {len(res.entities)} entities")
     for col in ("entity", "type", "groundable", "box", "mask px", "expansion", "linked"):
         table.add_column(col)
     for e in res.entities:
@@ -55,12 +60,14 @@ def gmner_command(
         linked = "-"
         if e.link is not None:
             linked = "NIL" if e.link.nil else f"{e.link.prediction} {e.link.candidates[0].label}"
-        table.add_row(e.text, e.type, str(e.groundable), box, mask, e.expansion or "", linked)
+        table.add_row(escape(e.text), e.type, str(e.groundable), box, mask, escape(e.expansion or ""), escape(linked))
     Console().print(table)
-    console.print(f"backends: {res.backends}; timings (s): {res.timings}")
-    for n in res.notes:
-        console.print(f"[yellow]note:[/] {n}")
+    console.print(f"backends: {res.backends}; timings (s): {res.timings}", highlight=False)
+    report_notes(res.notes, as_json)
+    if overlay:
+        console.print(f"overlay written to {overlay}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``pixlink gmner`` to the main app."""
     app.command("gmner")(handle_errors(gmner_command))

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
+from rich.markup import escape
 
-from .common import console, handle_errors, print_json
+from .common import check_output_dir, console, handle_errors, print_json
 
-kb_app = typer.Typer(help="Knowledge base: kb build | info | search | entity.", no_args_is_help=True)
+kb_app = typer.Typer(help="Knowledge base: kb build | embed | info | search | entity.", no_args_is_help=True)
 
 
 def _entity_dict(kb: Any, ent: Any) -> dict[str, Any]:
@@ -46,6 +47,7 @@ def build_command(
 
     from ..kb import build_kb
 
+    check_output_dir(out, "--out")
     rep = build_kb(sources, out, images_root=images, lang=lang, resume=resume, progress=not as_json,
                    overwrite=force, max_records=max_records, name=name, max_issues=50)
     if as_json:
@@ -177,6 +179,40 @@ def entity_command(
     Console().print(d["hypernym_text"], highlight=False)
 
 
+@kb_app.command("embed")
+@handle_errors
+def embed_command(
+    kbdir: Path = typer.Argument(..., help="KB directory."),
+    profile: str = typer.Option("auto", "--profile", help="Model profile: offline, hub or auto."),
+    signals: str = typer.Option("dense_text,v2t,v2v,face", "--signals", help="Which vectors to compute."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Items per encoder call."),
+    backend: str = typer.Option("auto", "--index", help="Index backend: auto, exact, ivfpq or hnsw."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Compute the KB vectors the linker's signals need (cached, resumable), with the profile's models."""
+    from ..errors import Errors, InputError
+    from ..link.embed import EMBED_SIGNALS, embed_kb
+
+    wanted = [s.strip() for s in signals.split(",") if s.strip()]
+    bad = [s for s in wanted if s not in EMBED_SIGNALS]
+    if bad or not wanted:
+        raise InputError(Errors.E010.format(what="--signals", value=signals,
+                                            reason=f"give a comma-separated list of {', '.join(EMBED_SIGNALS)}"))
+    # a signal whose model cannot run here is skipped with a warning (logged by embed_kb)
+    report = embed_kb(kbdir, profile, wanted, batch_size=batch_size, index_backend=backend, progress=not as_json)
+    if as_json:
+        print_json(report)
+        return
+    for sig, r in report.items():
+        if "skipped" in r:
+            console.print(f"[yellow]{sig}[/]: not built", highlight=False)
+            continue
+        console.print(f"[bold]{sig}[/]: {r['vectors']} vectors of {r.get('entities', 0)} entities in {r['space']} "
+                      f"by {r['model_id']}; {len(r['errors'])} items failed", highlight=False)
+        for e in r["errors"][:10]:
+            console.print(f"  [red]failed[/] {escape(str(e['item_id']))}: {escape(e['error'])}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``pixlink kb ...`` to the main app (``kb embed`` is added by the dense index)."""
+    """Add ``pixlink kb ...`` to the main app."""
     app.add_typer(kb_app, name="kb")

@@ -1,4 +1,9 @@
-"""The ``pixlink`` command. Each area registers its commands from its own module."""
+"""The ``pixlink`` command. Each area registers its commands from its own module.
+
+Output: progress bars, warnings and messages on stderr; the answer on stdout (``--json``: JSON
+only). The library's INFO log lines show with ``-v`` (DEBUG with ``-vv``); warnings always show.
+Bad input ends with one ``error: [Exxx] ...`` line and exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ app = typer.Typer(
 )
 
 # Modules under pixlink.cli that define ``register(app)``.
-_COMMAND_MODULES = ("kb", "models", "link", "eval", "ner", "gmner", "annotate", "serve", "jobs")
+_COMMAND_MODULES = ("kb", "models", "link", "demo", "eval", "ner", "gmner")
 
 
 def _register_all() -> None:
@@ -22,10 +27,16 @@ def _register_all() -> None:
         mod.register(app)
 
 
-
 @app.callback()
-def _root() -> None:
+def _root(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True,
+                                help="Show what pixlink does: -v its INFO log lines, -vv DEBUG too. Warnings always show."),
+) -> None:
     """pixlink: link image regions (click, box, mask, caption) to knowledge-base entities."""
+    from ..log import forget_warnings, set_verbosity
+
+    set_verbosity(verbose)
+    forget_warnings()  # a new command: its warnings are its own
 
 
 @app.command()

@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from .common import console, handle_errors, print_json
+from .common import check_output_dir, console, handle_errors, print_json
 
 models_app = typer.Typer(help="Model roles and backends: models list | tiny.", no_args_is_help=True)
 
@@ -121,6 +121,7 @@ def tiny_command(
     """Write a tiny random-weight model of a hub architecture, with its own processor files."""
     from ..models.tiny import ARCHES, build_tiny
 
+    check_output_dir(out_dir, "OUT_DIR")
     arches = ARCHES if arch == "all" else (arch,)
     for a in arches:
         path = build_tiny(a, out_dir / a if arch == "all" else out_dir)

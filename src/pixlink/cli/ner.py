@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import typer
 
-from .common import console, handle_errors, print_json
+from .common import check_input_dir, check_output_dir, console, handle_errors, print_json, report_notes
 
 ner_app = typer.Typer(help="Named entities of tweets: train, tag a text, tag a CoNLL file.", no_args_is_help=True)
 
@@ -25,6 +25,7 @@ def _tagger(backend: Optional[str], weights: Optional[Path], profile: str, schem
     """The ner backend to use and how it was chosen (reported in --json output)."""
     from ..models import Profile, get_spec
 
+    check_input_dir(weights, "--weights")
     if weights is not None:  # a model directory from `pixlink ner train`: no profile choice to make
         if backend not in (None, "pixlink_ner"):
             from ..errors import Errors, InputError
@@ -74,6 +75,8 @@ def train_command(
     from ..config import cache_dir as default_cache
     from ..ner.train import TrainOptions, train as run
 
+    check_output_dir(out, "--out")
+    check_output_dir(cache_dir, "--cache-dir")
     opts = TrainOptions(backbone=backbone, epochs=epochs, patience=patience, heads=heads, batch_size=batch_size, lr=lr, proj=proj,
                         hidden=hidden, word_dim=word_dim, min_word_count=min_word_count, dropout=dropout, seed=seed,
                         threads=threads, condition=condition)
@@ -106,14 +109,14 @@ def tag_command(
     if as_json:
         print_json({"text": text, "entities": [s.__dict__ for s in spans], "backend": tagger.name,
                     "model_id": tagger.model_id, "backends": backends, "notes": notes})
+        report_notes(notes, as_json)
         return
     if not spans:
         typer.echo("(no entities)")
     for s in spans:
         sc = f"\t{s.score:.2f}" if s.score is not None else ""
         typer.echo(f"{s.text}\t{s.type}\t{s.start}-{s.end}{sc}")
-    for n in notes:
-        console.print(f"note: {n}")
+    report_notes(notes, as_json)
 
 
 @ner_app.command("tag-conll")

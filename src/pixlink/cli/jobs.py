@@ -1,9 +1,0 @@
-"""CLI commands of pixlink.jobs (filled in by its area)."""
-
-from __future__ import annotations
-
-import typer
-
-
-def register(app: typer.Typer) -> None:
-    """Add this area's commands to the main app."""

@@ -1,0 +1,39 @@
+"""``pixlink kb embed`` on a KB of five people (four with a reference photo), offline models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.data]
+
+
+def test_embed_report_counts_what_the_kb_holds(people_kb):
+    kb, report = people_kb
+    assert set(report) == {"face"}
+    face = report["face"]
+    # a face vector for each of the four people with a photo; Rose Leslie has none
+    assert face["entities"] == 4 and face["vectors"] == 4 and face["items"] == 4 and face["errors"] == [], face
+    assert face["space"] == "entity_face" and "dlib" in face["model_id"]
+    assert (kb / "vectors" / "entity_face").is_dir()
+
+
+def test_embed_text_vectors_into_a_copy(cli, people_kb, tmp_path):
+    kb = tmp_path / "kb"
+    shutil.copytree(people_kb[0], kb)
+    r = cli("kb", "embed", kb, "--signals", "dense_text", "--profile", "offline", "--json")
+    assert r.exit_code == 0, r.output
+    text = json.loads(r.stdout)["dense_text"]
+    assert text["entities"] == 5 and text["vectors"] == 5 and text["space"] == "entity_text", text
+    # again, human-readable: the vectors come from the cache; one line per signal on stderr
+    r = cli("kb", "embed", kb, "--signals", "dense_text", "--profile", "offline")
+    assert r.exit_code == 0 and r.stdout == "", r.output
+    assert "dense_text: 5 vectors of 5 entities" in " ".join(r.stderr.split())
+
+
+def test_embed_of_a_directory_that_is_not_a_kb(cli, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a KB\n")
+    r = cli("kb", "embed", tmp_path, "--signals", "face", "--profile", "offline")
+    assert r.exit_code == 2 and "[E100]" in r.stderr, r.output

@@ -1,0 +1,64 @@
+"""``pixlink link`` on real photos with the offline models: faces link to the right person, the
+answer is JSON on stdout with the skipped signals as warnings on stderr, the overlay is written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import shared
+
+pytestmark = [pytest.mark.slow, pytest.mark.data]
+
+# heads in obama_and_biden.jpg (XYXY, original pixels)
+OBAMA = "1110,360,1380,645"
+BIDEN = "715,420,945,665"
+
+
+@pytest.fixture(scope="module")
+def no_segment(tmp_path_factory):
+    p = tmp_path_factory.mktemp("cfg") / "linker.json"
+    # boxes stay boxes and v2t (ConSE) is left out: fewer models to load, the test is faster
+    p.write_text(json.dumps({"segment": False, "signals": ["face", "v2v", "lexical", "dense_text"]}))
+    return p
+
+
+@pytest.mark.parametrize("box,qid", [(OBAMA, "Q76"), (BIDEN, "Q6279")])
+def test_a_face_box_links_to_its_person(cli, people_kb, no_segment, box, qid):
+    kb, _ = people_kb
+    r = cli("link", shared("photos", "obama_and_biden.jpg"), "--kb", kb, "--box", box, "--profile", "offline",
+            "--config", no_segment, "--json")
+    assert r.exit_code == 0, r.output
+    ans = json.loads(r.stdout)  # stdout is the JSON answer and nothing else
+    assert ans["prediction"] == qid, ans["candidates"][:3]
+    assert "face" in ans["candidates"][0]["signals"]
+    assert ans["region"]["box"] == [float(v) for v in box.split(",")]
+    # the KB has no image vectors: the skipped signals are warnings on stderr, also with --json
+    skipped = [n for n in ans["notes"] if "run `pixlink kb embed`" in n]
+    assert skipped, ans["notes"]
+    err = " ".join(r.stderr.split())
+    for n in skipped:
+        assert f"warning: {' '.join(n.split())}" in err
+    assert "INFO" not in r.stderr and "info:" not in r.stderr  # no log lines without -v
+
+
+def test_human_output_with_caption_and_overlay(cli, people_kb, no_segment, tmp_path):
+    kb, _ = people_kb
+    photo = shared("photos", "obama_and_biden.jpg")
+    overlay = tmp_path / "answer.png"
+    r = cli("link", photo, "--kb", kb, "--box", OBAMA, "--text", "Barack Obama speaks in Washington",
+            "--profile", "offline", "--config", no_segment, "--overlay", overlay)
+    assert r.exit_code == 0, r.output
+    assert "linked to Q76" in r.stdout and "Barack Obama" in r.stdout
+    assert "overlay written to" in r.stderr
+    with Image.open(overlay) as im, Image.open(photo) as src:
+        assert im.size == src.size
+        drawn = np.asarray(im.convert("RGB")).astype(int)
+        orig = np.asarray(src.convert("RGB")).astype(int)
+    x1, y1, x2, y2 = (int(float(v)) for v in OBAMA.split(","))
+    # the box outline is drawn on Obama's head, and the far corner of the picture is as it was
+    assert np.abs(drawn[y1 + 5:y2 - 5, x1] - orig[y1 + 5:y2 - 5, x1]).mean() > 30
+    assert np.abs(drawn[:40, :40] - orig[:40, :40]).mean() < 3
