@@ -37,7 +37,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("PIXLINK_DATA", REPO.parent / "shared" / "data"))

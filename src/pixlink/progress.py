@@ -19,10 +19,11 @@ def progress(disable: bool = False, **fields: Any) -> Progress:
     """A rich progress bar on stderr.
 
     Tasks added to it must give a ``rate`` field (``bar.add_task(name, total=n, rate="")``),
-    shown after the counts; ``disable=True`` makes every call a no-op.
+    shown after the counts; ``disable=True`` makes every call a no-op. Descriptions and rates are
+    plain text, never rich markup (a model id like ``conse(...) of [efficientnet]`` shows as is).
     """
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}", markup=False), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, disable=disable, transient=False,
     )

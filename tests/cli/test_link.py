@@ -62,3 +62,48 @@ def test_human_output_with_caption_and_overlay(cli, people_kb, no_segment, tmp_p
     # the box outline is drawn on Obama's head, and the far corner of the picture is as it was
     assert np.abs(drawn[y1 + 5:y2 - 5, x1] - orig[y1 + 5:y2 - 5, x1]).mean() > 30
     assert np.abs(drawn[:40, :40] - orig[:40, :40]).mean() < 3
+
+
+def test_calibrate_command_writes_a_fusion_that_link_and_eval_read(tmp_path):
+    """`pixlink link calibrate` on labelled text mentions (a small KB, lexical only) writes fusion
+    parameters that `pixlink link --fusion` and `pixlink eval link --fusion` take."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from pixlink.cli.main import app
+    from pixlink.kb import build_kb_from_entities
+    from pixlink.types import Entity
+
+    names = ["Red Square", "Blue Lagoon", "Green Park", "Yellow River", "Black Forest", "White Sea",
+             "Orange County", "Purple Mountain", "Silver Lake", "Golden Gate"]
+    build_kb_from_entities([Entity(f"Q{i}", n, description=f"place number {i}") for i, n in enumerate(names, 1)],
+                           tmp_path / "kb")
+    lines = []
+    for j in range(40):
+        if j % 4 == 3:
+            lines.append({"id": f"m{j}", "text": f"nothing like this {j}", "gold": None})
+        else:
+            i = j % len(names)
+            lines.append({"id": f"m{j}", "text": f"a trip to {names[i]} today", "gold": f"Q{i + 1}"})
+    (tmp_path / "mentions.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    (tmp_path / "config.json").write_text(json.dumps({"signals": ["lexical"], "segment": False,
+                                                      "signal_options": {"lexical": {"ner": False}}}))
+    runner = CliRunner()
+    res = runner.invoke(app, ["link", "calibrate", str(tmp_path / "mentions.jsonl"), "--kb", str(tmp_path / "kb"),
+                              "--out", str(tmp_path / "fusion.json"), "--config", str(tmp_path / "config.json"),
+                              "--profile", "offline", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["n_fit"] + report["n_heldout"] == 40 and report["n_failed"] == 0
+    assert report["after"]["accuracy"] >= report["before"]["accuracy"]
+    fusion = json.loads((tmp_path / "fusion.json").read_text())
+    assert "lexical:kb" in fusion["calibration"] or "lexical" in fusion["calibration"]
+    res = runner.invoke(app, ["eval", "link", str(tmp_path / "mentions.jsonl"), "--kb", str(tmp_path / "kb"),
+                              "--profile", "offline", "--config", str(tmp_path / "config.json"),
+                              "--fusion", str(tmp_path / "fusion.json"), "--out", str(tmp_path / "run"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["n"] == 40
+    res = runner.invoke(app, ["link", "calibrate", str(tmp_path / "mentions.jsonl"), "--kb", str(tmp_path / "kb"),
+                              "--out", str(tmp_path / "nope" / "f.json")])
+    assert res.exit_code == 2 and "E704" in res.output

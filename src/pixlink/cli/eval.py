@@ -13,7 +13,8 @@ from typing import Any, Optional
 
 import typer
 
-from .common import check_input_dir, check_input_file, check_output_dir, console, handle_errors, print_json, report_notes
+from .common import (check_input_dir, check_input_file, check_output_dir, console, handle_errors, load_config,
+                     print_json, report_notes)
 
 eval_app = typer.Typer(help="Evaluate on benchmarks: eval ner | link | gmner | check.", no_args_is_help=True)
 
@@ -45,7 +46,8 @@ def ner_command(
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ) -> None:
     """Entity-level P/R/F1 of an NER tagger on a CoNLL file; types compared as the dataset names them."""
-    from ..eval.datasets.conll import DATASET_TYPES, load_conll
+    from ..conll import load_conll
+    from ..spans import DATASET_TYPES
     from ..eval.runner import run_ner, save
     from ..models import Profile
 
@@ -55,7 +57,7 @@ def ner_command(
     name = data.report.dataset
     prof = Profile(profile, overrides={"ner": model} if model else {})
     tagger = prof.get("ner")
-    from ..ner.data import SCHEMES
+    from ..spans import SCHEMES
 
     if name in SCHEMES and hasattr(tagger, "label_scheme"):
         # the dataset's own label names, and its annotation convention for a head trained with it
@@ -94,6 +96,8 @@ def link_command(
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N mentions."),
     restart: bool = typer.Option(False, "--restart", help="Drop the predictions in --out and start again."),
+    config: Optional[Path] = typer.Option(None, "--config", help="LinkerConfig JSON."),
+    fusion: Optional[Path] = typer.Option(None, "--fusion", help="Fusion parameters JSON (`pixlink link calibrate`)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ) -> None:
     """Hits@1/3/5/10/20, MRR and NIL accuracy of the linker on a dataset (per split too)."""
@@ -104,13 +108,16 @@ def link_command(
 
     check_output_dir(out, "--out")
     check_input_dir(image_root, "--images")
-    data = load_mentions_dataset(mentions, fmt=fmt, image_root=image_root)
-    items = data.items[:limit] if limit else data.items
+    check_input_file(fusion, "--fusion")
     try:
-        from ..link import Linker
+        from ..link import Fusion, Linker, LinkerConfig
     except ImportError as exc:
         raise ModelUnavailableError(Errors.E606.format(reason=f"cannot import pixlink.link ({exc})")) from exc
-    linker = Linker.from_kb(kb, profile=profile)
+    cfg = load_config(config, LinkerConfig) if config else LinkerConfig()
+    fusion_params = Fusion.load(fusion) if fusion else None
+    data = load_mentions_dataset(mentions, fmt=fmt, image_root=image_root)
+    items = data.items[:limit] if limit else data.items
+    linker = Linker.from_kb(kb, profile=profile, config=cfg, fusion=fusion_params)
     run_info = {"data": str(mentions.resolve()), "format": data.report.dataset, "kb": str(kb.resolve()),
                 "profile": profile}
     out = out or Path("eval-runs") / _slug("link", data.report.dataset, mentions.stem, kb.name, profile)
@@ -146,7 +153,7 @@ def gmner_command(
 ) -> None:
     """GMNER, MNER and EEG P/R/F1 (SMNER, EES, mIoU with --masks) of the GMNER pipeline, and F1 against IoU."""
     from ..errors import Errors, ModelUnavailableError
-    from ..eval.datasets.conll import DATASET_TYPES
+    from ..spans import DATASET_TYPES
     from ..eval.datasets.gmner import load_gmner
     from ..eval.runner import run_gmner, save
 

@@ -184,20 +184,23 @@ def entity_command(
 def embed_command(
     kbdir: Path = typer.Argument(..., help="KB directory."),
     profile: str = typer.Option("auto", "--profile", help="Model profile: offline, hub or auto."),
-    signals: str = typer.Option("dense_text,v2t,v2v,face", "--signals", help="Which vectors to compute."),
+    signals: Optional[str] = typer.Option(None, "--signals",
+                                          help="Which signals' vectors to compute, comma-separated (default: all)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Items per encoder call."),
     backend: str = typer.Option("auto", "--index", help="Index backend: auto, exact, ivfpq or hnsw."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Compute the KB vectors the linker's signals need (cached, resumable), with the profile's models."""
     from ..errors import Errors, InputError
-    from ..link.embed import EMBED_SIGNALS, embed_kb
+    from ..link.embed import embed_kb
+    from ..link.signals import dense_signals
 
-    wanted = [s.strip() for s in signals.split(",") if s.strip()]
-    bad = [s for s in wanted if s not in EMBED_SIGNALS]
+    known = dense_signals()
+    wanted = [s.strip() for s in signals.split(",") if s.strip()] if signals is not None else list(known)
+    bad = [s for s in wanted if s not in known]
     if bad or not wanted:
         raise InputError(Errors.E010.format(what="--signals", value=signals,
-                                            reason=f"give a comma-separated list of {', '.join(EMBED_SIGNALS)}"))
+                                            reason=f"give a comma-separated list of {', '.join(known)}"))
     # a signal whose model cannot run here is skipped with a warning (logged by embed_kb)
     report = embed_kb(kbdir, profile, wanted, batch_size=batch_size, index_backend=backend, progress=not as_json)
     if as_json:

@@ -52,6 +52,7 @@ def link_command(
     profile: str = typer.Option("auto", "--profile", help="Model profile: offline, hub or auto."),
     view: Optional[str] = typer.Option(None, "--view", help="Image view: crop, masked_crop or red_box."),
     config: Optional[Path] = typer.Option(None, "--config", help="LinkerConfig JSON (an object of its settings)."),
+    fusion: Optional[Path] = typer.Option(None, "--fusion", help="Fusion parameters JSON (`pixlink link calibrate`)."),
     overlay: Optional[Path] = typer.Option(None, "--overlay",
                                            help="Write the image with region and answers (.png, .jpg, .webp...; "
                                                 "the directory must exist)."),
@@ -65,6 +66,7 @@ def link_command(
 
     # every option is checked, and the inputs read, before a model loads
     check_overlay(overlay)
+    fusion_params = _load_fusion(fusion)
     given = [x for x in (box, point, mask) if x]
     if len(given) > 1:
         raise InputError(Errors.E010.format(what="prompt", value="several", reason="give one of --box, --point, --mask"))
@@ -78,7 +80,7 @@ def link_command(
     img = load_image(image)
     if mask:
         prompt = {"mask": load_mask_image(mask)}
-    linker = Linker.from_kb(kb, profile=profile, config=cfg)
+    linker = Linker.from_kb(kb, profile=profile, config=cfg, fusion=fusion_params)
     result = linker.link(img, prompt, text=text, k=k)
     if overlay:
         from ..viz import link_overlay
@@ -104,6 +106,65 @@ def link_command(
     report_notes(result.notes, as_json)
     if overlay:
         console.print(f"overlay written to {overlay}", highlight=False)
+
+
+def _load_fusion(path: Optional[Path]):
+    """The fusion parameters in ``path`` (E705 when missing, E410 when malformed), or None."""
+    if path is None:
+        return None
+    from ..link import Fusion
+    from .common import check_input_file
+
+    check_input_file(path, "--fusion")
+    return Fusion.load(path)
+
+
+@link_app.command("calibrate")
+@handle_errors
+def calibrate_command(
+    mentions: Path = typer.Argument(..., help="Labelled mentions (mentions.jsonl, or a dataset read with --format); "
+                                              "a null gold is a NIL answer."),
+    kb: Path = typer.Option(..., "--kb", help="KB directory (pixlink kb build, pixlink kb embed)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the fitted fusion parameters (JSON)."),
+    fmt: str = typer.Option("auto", "--format", help="Dataset format (see `pixlink eval check --help`)."),
+    image_root: Optional[Path] = typer.Option(None, "--images", help="Folder the dataset's image paths are relative to."),
+    profile: str = typer.Option("auto", "--profile", help="Model profile: offline, hub or auto."),
+    config: Optional[Path] = typer.Option(None, "--config", help="LinkerConfig JSON."),
+    fusion: Optional[Path] = typer.Option(None, "--fusion", help="Start from these fusion parameters (default: shipped)."),
+    holdout: float = typer.Option(0.3, "--holdout", min=0.0, max=0.9, help="Fraction held out for the before/after figures."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the fit / held-out split."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+) -> None:
+    """Fit each signal's calibration and the NIL threshold on labelled mentions; report held-out accuracy before and after."""
+    from ..eval.datasets import load_mentions_dataset
+    from ..link import Linker, LinkerConfig
+    from ..link.calibrate import calibrate
+    from .common import check_input_dir, check_input_file, check_output_file, load_config
+
+    check_input_file(mentions, "MENTIONS")
+    check_output_file(out, "--out")
+    check_input_dir(image_root, "--images")
+    fusion_params = _load_fusion(fusion)
+    cfg = load_config(config, LinkerConfig) if config else LinkerConfig()
+    data = load_mentions_dataset(mentions, fmt=fmt, image_root=image_root)
+    linker = Linker.from_kb(kb, profile=profile, config=cfg, fusion=fusion_params)
+    report = calibrate(linker, data.items, holdout=holdout, seed=seed, progress=not as_json)
+    report.fusion.save(out)
+    if as_json:
+        print_json(report.to_dict() | {"out": str(out), "load_report": data.report.to_dict()})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"calibration on {report.n_fit} mentions, figures on {report.n_heldout or report.n_fit} "
+                        f"{'held-out' if report.n_heldout else 'fit (no hold-out)'} mentions")
+    for col in ("", "accuracy", "hits@1", "NIL accuracy"):
+        table.add_column(col)
+    for name, f in (("before", report.before), ("after", report.after)):
+        table.add_row(name, *(f"{f[m]:.3f}" for m in ("accuracy", "hits@1", "nil_accuracy")))
+    console.print(table)
+    console.print(f"NIL threshold {linker.fusion.nil_threshold:.3f} -> {report.fusion.nil_threshold:.3f}; "
+                  f"{report.n_examples} candidate pairs; backends {report.backends}; {report.n_failed} mentions failed; "
+                  f"wrote {out}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -39,7 +39,7 @@ def _tagger(backend: Optional[str], weights: Optional[Path], profile: str, schem
     if backend in (None, "pixlink_ner"):
         opts = {"label_scheme": scheme, "aux": aux, "threads": threads}
     elif scheme is not None:
-        from ..ner.data import check_scheme
+        from ..spans import check_scheme
 
         opts = {"misc_label": check_scheme(scheme)}
     prof = Profile(profile, overrides={"ner": backend} if backend else {}, options={"ner": opts})
@@ -132,8 +132,8 @@ def tag_conll_command(
     threads: Optional[int] = typer.Option(None, "--threads"),
 ) -> None:
     """Tag every post of a CoNLL file; print CoNLL with a predicted-tag column (or JSON), and F1 on stderr."""
-    from ..eval.datasets.conll import DATASET_TYPES, load_conll, spans_to_bio
-    from ..eval.metrics import span_prf
+    from ..conll import load_conll
+    from ..spans import DATASET_TYPES, span_prf, spans_to_bio
 
     res = load_conll(path)
     posts = res.items

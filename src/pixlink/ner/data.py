@@ -24,17 +24,12 @@ from typing import Any, Iterable, Sequence
 from ..conll import read_conll
 from ..errors import Errors, InputError
 from ..log import get_logger
-from ..spans import SCHEMES, UNIFIED_TYPES, check_scheme, rename_type, spans_to_bio, unify_type
+from ..spans import UNIFIED_TYPES, spans_to_bio, unify_type
 from ..types import Post
 
 log = get_logger(__name__)
 
-# SCHEMES, check_scheme and rename_type moved to pixlink.spans; kept importable here for the
-# callers that still read them from pixlink.ner.data (cli/ner.py, cli/eval.py)
-__all__ = [
-    "SCHEMES", "UNIFIED_TYPES", "check_scheme", "rename_type", "unify_type", "bio_tags", "text_key", "image_key",
-    "DataReport", "build_training_set", "read_files",
-]
+__all__ = ["bio_tags", "text_key", "image_key", "DataReport", "build_training_set", "read_files"]
 
 
 def bio_tags(post: Post) -> list[str]:
