@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import shared
 
+from pixlink.io import load_image
 from pixlink.models.packaged import package_file
 
 
@@ -39,3 +40,9 @@ def probe_image():
         return _package_sample(pkg, sub)
 
     return resolve
+
+
+@pytest.fixture(scope="module")
+def two_people():
+    """``two_people.jpg`` (Obama and Biden, 1126 x 661) as ``(H, W, 3)`` uint8 RGB."""
+    return load_image(shared("photos", "two_people.jpg"))

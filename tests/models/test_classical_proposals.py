@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import need_backend, shared
+from helpers import need_backend
 
 from pixlink import geometry as geo
 from pixlink.errors import InputError
-from pixlink.io import load_image
 
 OBAMA_FACE = [230, 10, 400, 230]  # two_people.jpg, hand-drawn, loose
 BIDEN_FACE = [760, 0, 930, 230]
-
-
-@pytest.fixture(scope="module")
-def two_people():
-    return load_image(shared("photos", "two_people.jpg"))
 
 
 @pytest.fixture(scope="module")

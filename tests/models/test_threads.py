@@ -70,7 +70,7 @@ def test_dlib_faces_shared_by_threads(photos):
         faces = model.detect(img)
         return [f.box.tolist() for f in faces], model.embed(img, faces).tobytes()
 
-    _same_as_serial(run, photos, rounds=2)
+    _same_as_serial(run, photos, rounds=1)
 
 
 @pytest.mark.slow
@@ -95,7 +95,7 @@ def test_conse_shared_by_threads(photos, tmp_path):
         f = conse.encode_images([img])
         return f.embeds.tobytes(), f.patch_tokens.tobytes(), conse.encode_texts(texts).tobytes()
 
-    _same_as_serial(run, photos, rounds=2)
+    _same_as_serial(run, photos, rounds=1)
 
 
 @pytest.mark.slow
@@ -122,7 +122,7 @@ def test_grabcut_shared_by_threads(photos):
         (p,) = seg.predict(h, box=_centre_box(img))
         return p.mask.tobytes(), p.score
 
-    _same_as_serial(run, photos, rounds=2)
+    _same_as_serial(run, photos, rounds=1)
 
 
 @pytest.mark.slow

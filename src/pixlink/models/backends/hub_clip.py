@@ -58,8 +58,8 @@ from ...errors import Errors, InputError
 from ...log import get_logger
 from ...vecmath import l2_normalise
 from .. import roles as R
-from ..hub import expect_model_type, hub_cache_dir, load_config, load_pretrained, load_processor, needs, resolve_model, \
-    to_pil
+from ..hub import (expect_model_type, hub_cache_dir, load_config, load_pretrained, load_processor, needs,
+                   resolve_model, to_pil)
 from ..registry import register_backend
 
 log = get_logger("pixlink.models.hub_clip")
