@@ -276,7 +276,7 @@ def test_a_real_torch_backend_runs_where_the_profile_says(monkeypatch):
 
         unavailable(f"image_embed/efficientnet_lite cannot run here: {prof.choose('image_embed').reason}")
     enc = prof.get("image_embed")
-    assert str(enc.device) == "cpu" and enc.batch_size == 16  # the CPU batch size
+    assert str(enc.device) == "cpu" and enc.batch_size == R.IMAGE_BATCH[0] != R.IMAGE_BATCH[1]  # the CPU's
     assert prof.describe()["image_embed"]["device"] == "cpu"
 
 

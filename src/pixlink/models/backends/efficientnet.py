@@ -164,7 +164,7 @@ class EfficientNetLiteEncoder:
         self.resize = resize
         dev = resolve_device(device)
         self.device = torch.device(dev)
-        self.batch_size = default_batch_size(dev, cpu=16, gpu=64)
+        self.batch_size = default_batch_size(dev, *R.IMAGE_BATCH)
         self._count_lock = threading.Lock()
         net = EfficientNetLite("efficientnet-lite0")
         state = torch.load(path, map_location="cpu", weights_only=True)

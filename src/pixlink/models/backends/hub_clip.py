@@ -110,8 +110,8 @@ class HubImageTextEncoder:
         self.patch_mode = patch_tokens
         dev = resolve_device(device)
         self.device = torch.device(dev)
-        self.batch_size = default_batch_size(dev, cpu=16, gpu=64)
-        self.text_batch_size = default_batch_size(dev, cpu=32, gpu=256)
+        self.batch_size = default_batch_size(dev, *R.IMAGE_BATCH)
+        self.text_batch_size = default_batch_size(dev, *R.TEXT_BATCH)
         self._tokenizer_lock = threading.Lock()
         source, self.model_id, self.is_local = resolve_model(model, name)
         self.cache_dir = hub_cache_dir(cache_dir)

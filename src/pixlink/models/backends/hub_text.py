@@ -137,7 +137,7 @@ class HubSentenceEncoder:
 
         self.name = name
         self.device = resolve_device(device)
-        self.batch_size = default_batch_size(self.device, cpu=32, gpu=128)
+        self.batch_size = default_batch_size(self.device, *R.TEXT_BATCH)
         self._lock = threading.Lock()
         device = self.device
         source, self.model_id, self.is_local = resolve_model(model, name)

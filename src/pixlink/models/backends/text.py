@@ -91,7 +91,7 @@ class SentenceTransformerEncoder:
         self.model_id = model_id
         self.model_dir = Path(model_dir)
         self.device = resolve_device(device)
-        self.batch_size = default_batch_size(self.device, cpu=32, gpu=128)
+        self.batch_size = default_batch_size(self.device, *R.TEXT_BATCH)
         self._lock = threading.Lock()
         self._model = SentenceTransformer(str(self.model_dir), device=self.device)
         if max_seq_length is not None:
