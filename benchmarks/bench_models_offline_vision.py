@@ -41,7 +41,6 @@ Prints a table and writes the JSON.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -79,11 +78,13 @@ def resolve(ref: str) -> Path:
     kind, rest = ref.split(":", 1)
     if kind == "shared":
         return _shared() / rest
+    from pixlink.models.packaged import package_file
+
     pkg, sub = rest.split("/", 1)
-    spec = importlib.util.find_spec(pkg)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {pkg} is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / sub
+    path = package_file(pkg, sub)
+    if path is None:
+        raise FileNotFoundError(f"package {pkg} is not installed or holds no {sub}")
+    return path
 
 
 def crop(img, box):
@@ -174,7 +175,8 @@ def _quality() -> dict[str, Any]:
     from pixlink import geometry as geo
     from pixlink.io import load_image
     from pixlink.models import Profile
-    from pixlink.models.backends.classical import GrabCutSegmenter, build_proposals_fallback
+    from pixlink.models.backends.grabcut import GrabCutSegmenter
+    from pixlink.models.backends.proposals_fallback import build_proposals_fallback
     from pixlink.models.backends.conse import ConSEEncoder, build_conse
     from pixlink.models.backends.efficientnet import EfficientNetLiteEncoder
     from pixlink.models.backends.litemedsam import LiteMedSAMSegmenter

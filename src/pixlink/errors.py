@@ -150,6 +150,9 @@ class Errors(metaclass=_ErrorsWithCodes):
     E362 = "{backend}: the handle passed to predict() was made by {other!r}; call embed_image() of this backend first."
     E370 = "{backend}: box {box} is too small for GrabCut (needs at least {min_side} px on each side after clipping to the image)."
     E380 = "{backend}: phrase {index} is empty; every phrase needs at least one non-space character."
+    # E390-E399: the registry (plugins, long-running services)
+    E390 = ("{role}/{name}: its plugin {target!r} (entry point {entry!r} of group pixlink.backends) could not be "
+            "loaded: {reason}. Reinstall the package that provides it (pip install -e . for pixlink's own).")
 
     # --- E4xx: regions and linking ------------------------------------------------------
     # (owned by pixlink.regions and pixlink.link)

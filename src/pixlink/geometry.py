@@ -174,3 +174,32 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     if union == 0:
         return 0.0
     return float(np.logical_and(a, b).sum() / union)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy non-maximum suppression of XYXY boxes.
+
+    Args:
+        boxes: ``(N, 4)`` XYXY (any consistent pixel frame).
+        scores: ``(N,)``; higher is better. Ties keep the input order (a stable sort), so with
+            equal scores the earlier box wins.
+        iou: a box whose IoU with an already kept box is **greater** than this is dropped.
+
+    Returns:
+        ``(K,)`` int64 indices into ``boxes`` of the kept boxes, best score first.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(b) != len(s):
+        raise InputError(Errors.E010.format(what="nms scores", value=s.shape,
+                                            reason=f"{len(s)} scores for {len(b)} boxes"))
+    order = np.argsort(-s, kind="stable")
+    keep: list[int] = []
+    while len(order):
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        if not len(rest):
+            break
+        order = rest[box_iou_matrix(b[i][None], b[rest])[0] <= iou]
+    return np.asarray(keep, dtype=np.int64)

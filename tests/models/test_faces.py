@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import need_backend
 
 from pixlink.errors import InputError
 from pixlink.io import load_image
-from pixlink.models import registry
 from pixlink.models import roles as R
 from pixlink.models.backends.faces import SAME_PERSON_THRESHOLD, face_distance, face_similarity
 
 
 @pytest.fixture(scope="module")
 def faces_model():
-    spec = registry.get_spec(R.FACES, "dlib")
-    why = spec.availability()
-    if why is not None:
-        pytest.skip(f"dlib cannot run here: {why}")
-    return spec.factory()
+    return need_backend(R.FACES, "dlib")
 
 
 def _faces(model, path):
@@ -93,7 +89,5 @@ def test_distance_helpers_and_options():
     assert s[1] == pytest.approx(0.5) and s[0] > 0.95 and s[2] < 0.05
     with pytest.raises(InputError, match=r"\[E320\]"):
         face_distance(np.zeros(128), np.zeros(64))
-    spec = registry.get_spec(R.FACES, "dlib")
-    if spec.availability() is None:
-        with pytest.raises(InputError, match=r"\[E323\]"):
-            spec.factory(detector="yolo")
+    with pytest.raises(InputError, match=r"\[E323\]"):
+        need_backend(R.FACES, "dlib", detector="yolo")

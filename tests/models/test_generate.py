@@ -8,6 +8,7 @@ cache, so every later run and session reuses it and loads in a few seconds.
 from __future__ import annotations
 
 import pytest
+from helpers import need_backend, need_module
 
 from pixlink.errors import InputError, ModelUnavailableError
 from pixlink.models import registry
@@ -64,16 +65,12 @@ def test_unfinished_conversion_is_reported(tmp_path):
 
 @pytest.fixture(scope="module")
 def gemma():
-    spec = registry.get_spec(R.GENERATE, "gemma3_270m")
-    why = spec.availability()
-    if why is not None:
-        pytest.skip(f"gemma3_270m cannot run here: {why}")
-    torch = pytest.importorskip("torch")
+    torch = need_module("torch", "gemma3_270m runs on torch")
     threads = torch.get_num_threads()
     # One thread: on a shared, oversubscribed CPU two threads ran ~10x slower (see the docs).
     torch.set_num_threads(1)
     try:
-        yield spec.factory()
+        yield need_backend(R.GENERATE, "gemma3_270m")
     finally:
         torch.set_num_threads(threads)
 

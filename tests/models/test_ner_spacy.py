@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from helpers import need_backend
 
 from pixlink.errors import InputError
-from pixlink.models import registry
 from pixlink.models import roles as R
 from pixlink.models.backends.ner_spacy import ONTONOTES_TO_PIXLINK
 
 SENTENCE = "Barack Obama met Angela Merkel in Berlin on Tuesday before flying to Paris with NATO officials."
 
 
-def _build(name: str, **kw):
-    spec = registry.get_spec(R.NER, name)
-    why = spec.availability()
-    if why is not None:
-        pytest.skip(f"{name} cannot run here: {why}")
-    return spec.factory(**kw)
-
-
 @pytest.fixture(scope="module", params=("spacy_sm", "spacy_md"))
 def tagger(request):
-    return _build(request.param)
+    return need_backend(R.NER, request.param)
 
 
 def _read_conll(path, n):
@@ -92,12 +84,12 @@ def test_recall_of_people_on_real_tweets(tagger, shared_data):
 
 @pytest.mark.slow
 def test_misc_label_and_label_map():
-    other = _build("spacy_sm", misc_label="OTHER")
+    other = need_backend(R.NER, "spacy_sm", misc_label="OTHER")
     assert "OTHER" in other.labels and "MISC" not in other.labels
     (spans,) = other.tag(["The Paris Agreement was signed by French diplomats."])
     assert {s.type for s in spans} <= {"OTHER", "LOC", "PER", "ORG"} and any(s.type == "OTHER" for s in spans)
     with pytest.raises(InputError, match=r"\[E320\].*label_map"):
-        _build("spacy_sm", label_map={"PERSON": "PER"})
+        need_backend(R.NER, "spacy_sm", label_map={"PERSON": "PER"})
     assert set(ONTONOTES_TO_PIXLINK.values()) == {"PER", "LOC", "ORG", "MISC", None}
 
 

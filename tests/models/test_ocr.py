@@ -6,11 +6,11 @@ import os
 
 import numpy as np
 import pytest
+from helpers import need_backend, need_module
 from PIL import Image, ImageDraw, ImageFont
 
 from pixlink.errors import InputError
 from pixlink.geometry import box_iou
-from pixlink.models import registry
 from pixlink.models import roles as R
 from pixlink.models.backends.ocr import packaged_models
 
@@ -18,7 +18,7 @@ LINES = (("Barack Obama visits Paris", (30, 40), 40, (180, 0, 0)), ("GATE 24B", 
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont:
-    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib = need_module("matplotlib", "its DejaVu font renders the test text")
     path = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf")
     if not os.path.isfile(path):
         pytest.skip(f"no TTF font at {path}")
@@ -39,11 +39,7 @@ def _rendered():
 
 @pytest.fixture(scope="module")
 def reader():
-    spec = registry.get_spec(R.OCR, "rapidocr")
-    why = spec.availability()
-    if why is not None:
-        pytest.skip(f"rapidocr cannot run here: {why}")
-    return spec.factory()
+    return need_backend(R.OCR, "rapidocr")
 
 
 def _norm(s: str) -> str:
@@ -72,11 +68,9 @@ def test_blank_image_and_bad_input(reader):
 
 
 def test_models_come_from_the_wheel():
-    spec = registry.get_spec(R.OCR, "rapidocr")
-    if spec.availability() is not None:
-        pytest.skip(spec.availability())
+    need_module("rapidocr", "the ocr backend's models ship in its wheel")
     files = packaged_models()
     assert set(files) == {"Det", "Cls", "Rec"}
     assert all(p.is_file() and p.suffix == ".onnx" for p in files.values())
     with pytest.raises(InputError, match=r"\[E320\]"):
-        spec.factory(text_score=1.5)
+        need_backend(R.OCR, "rapidocr", text_score=1.5)

@@ -188,3 +188,276 @@ def test_cli_models_tiny(tmp_path):
     assert json.loads((tmp_path / "sam" / "config.json").read_text())["model_type"] == "sam"
     bad = runner.invoke(app, ["models", "tiny", str(tmp_path / "x"), "--arch", "yolo"])
     assert bad.exit_code == 2 and "E311" in bad.output
+
+
+# --- devices ----------------------------------------------------------------------------------
+
+TORCH_BACKENDS = {
+    "clip", "siglip", "clip_vision", "sam", "sam_auto", "owlv2", "grounding_dino", "hub_vlm", "hub_lm",
+    "hub_sentence_transformer", "efficientnet_lite", "conse_efficientnet", "litemedsam", "minilm", "mpnet",
+    "gemma3_270m", "coco_fallback", "proposals_fallback",
+}
+"""Backends that run torch models (``pixlink_ner`` too, but its tagger takes no device yet)."""
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Register test backends into a copy of the registry that is thrown away after the test."""
+    reg._load_backend_modules()  # first, so that the copy holds every backend
+    monkeypatch.setattr(reg, "_REGISTRY", {r: dict(v) for r, v in reg._REGISTRY.items()})
+    monkeypatch.setattr(reg, "_plugin_problems", [])
+    return reg._REGISTRY
+
+
+@pytest.fixture
+def device_probe(scratch_registry, monkeypatch):
+    """A backend that takes ``device=`` like a torch backend and records what it receives."""
+    monkeypatch.delenv("PIXLINK_DEVICE", raising=False)
+    seen: list[str] = []
+
+    @reg.register_backend("image_embed", "test_device_probe", "classical", lambda: None, device=True)
+    def factory(device=None, **kw):
+        seen.append(device)
+        return object()
+
+    return seen
+
+
+def test_every_torch_backend_takes_a_device_and_says_so():
+    import inspect
+
+    for spec in list_backends():
+        takes = "device" in inspect.signature(spec.factory).parameters
+        assert spec.device == takes, (spec.name, spec.device, takes)
+    assert {s.name for s in list_backends() if s.device} == TORCH_BACKENDS
+
+
+def test_auto_is_the_cpu_here_and_the_factory_receives_it(device_probe):
+    prof = Profile("offline", overrides={"image_embed": "test_device_probe"})
+    assert prof.describe() == {}
+    prof.get("image_embed")
+    assert device_probe == ["cpu"]  # no CUDA on this machine
+    assert prof.describe()["image_embed"]["device"] == "cpu"
+    assert prof.choose("segment").backend is not None and prof.describe()["segment"]["device"] is None  # not built
+
+
+def test_auto_resolves_to_cuda_when_torch_sees_it_and_pixlink_device_is_read(device_probe, monkeypatch):
+    import pixlink.device as D
+
+    monkeypatch.setattr(D, "cuda_available", lambda: True)  # fake a CUDA machine; nothing moves to it
+    over = {"image_embed": "test_device_probe"}
+    prof = Profile("offline", overrides=over, device="auto")
+    prof.get("image_embed")
+    assert device_probe == ["cuda"] and prof.describe()["image_embed"]["device"] == "cuda"
+    monkeypatch.setenv("PIXLINK_DEVICE", "cuda:1")
+    Profile("offline", overrides=over).get("image_embed")  # nothing given: PIXLINK_DEVICE
+    Profile("offline", overrides=over, device="cpu").get("image_embed")  # the profile's device wins
+    Profile("offline", overrides=over, options={"image_embed": {"device": "CPU"}}).get("image_embed")  # the role's
+    assert device_probe == ["cuda", "cuda:1", "cpu", "cpu"]
+
+
+def test_cuda_without_cuda_is_E013_and_a_bad_device_E010(device_probe, monkeypatch):
+    import pixlink.device as D
+
+    monkeypatch.setattr(D, "cuda_available", lambda: False)
+    prof = Profile("offline", overrides={"image_embed": "test_device_probe"}, device="cuda")
+    with pytest.raises(InputError, match="E013"):
+        prof.get("image_embed")
+    assert device_probe == [] and prof.describe()["image_embed"]["device"] is None  # chosen, not built
+    with pytest.raises(InputError, match="E010"):
+        Profile("offline", device="tpu")
+
+
+def test_a_real_torch_backend_runs_where_the_profile_says(monkeypatch):
+    monkeypatch.delenv("PIXLINK_DEVICE", raising=False)
+    prof = Profile("offline", device="auto")
+    if prof.choose("image_embed").backend != "efficientnet_lite":
+        from helpers import unavailable
+
+        unavailable(f"image_embed/efficientnet_lite cannot run here: {prof.choose('image_embed').reason}")
+    enc = prof.get("image_embed")
+    assert str(enc.device) == "cpu" and enc.batch_size == R.IMAGE_BATCH[0] != R.IMAGE_BATCH[1]  # the CPU's
+    assert prof.describe()["image_embed"]["device"] == "cpu"
+
+
+# --- a long-running service: the hub comes back, threads share one profile ---------------------
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """No cached weights, the hub allowed, a hand-driven clock and a hub whose answer the test sets."""
+    import huggingface_hub
+    import httpx
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("PIXLINK_HUB_RETRY_SECONDS", raising=False)
+    monkeypatch.setenv("PIXLINK_CACHE", str(tmp_path))
+    monkeypatch.setattr(reg, "_reach_cache", {})
+    state = {"now": 1000.0, "up": False, "asked": 0}
+    monkeypatch.setattr(reg, "_clock", lambda: state["now"])
+
+    def model_info(*a, **k):
+        state["asked"] += 1
+        if not state["up"]:
+            raise httpx.ConnectError("no route")
+        return object()
+
+    monkeypatch.setattr(huggingface_hub, "model_info", model_info)
+    return state
+
+
+def test_the_hub_is_asked_again_after_the_retry_time(fake_hub, monkeypatch):
+    spec = get_spec("describe", "hub_vlm")
+    assert hub_weights_status(spec) == (False, "not cached; hub not reachable (ConnectError)")
+    fake_hub["up"] = True
+    fake_hub["now"] += 299
+    assert hub_weights_status(spec)[0] is False and fake_hub["asked"] == 1  # remembered for 300 s
+    fake_hub["now"] += 2
+    assert hub_weights_status(spec) == (True, "hub reachable (will download)") and fake_hub["asked"] == 2
+    monkeypatch.setenv("PIXLINK_HUB_RETRY_SECONDS", "10")
+    fake_hub["up"] = False
+    fake_hub["now"] += 11
+    assert hub_weights_status(spec)[0] is False and fake_hub["asked"] == 3
+    assert hub_weights_status(spec, retry_seconds=0)[0] is False and fake_hub["asked"] == 4  # 0: always ask
+    monkeypatch.setenv("PIXLINK_HUB_RETRY_SECONDS", "soon")
+    with pytest.raises(InputError, match="E010"):
+        hub_weights_status(spec)
+    with pytest.raises(InputError, match="E010"):
+        Profile("auto", hub_retry_seconds=-1)
+
+
+def test_a_profile_sees_the_hub_come_back(fake_hub):
+    prof = Profile("auto", hub_retry_seconds=60)
+    assert prof.choose("describe").backend is None and "hub not reachable" in prof.choose("describe").reason
+    fake_hub["up"] = True
+    fake_hub["now"] += 30
+    assert prof.choose("describe").backend is None  # remembered
+    fake_hub["now"] += 31
+    c = prof.choose("describe")
+    assert (c.backend, c.reason) == ("hub_vlm", "first available")
+    # a choice that did not rest on the hub's answer is never made again
+    before = fake_hub["asked"]
+    fake_hub["now"] += 1000
+    assert prof.choose("ocr").backend == Profile("offline").choose("ocr").backend and fake_hub["asked"] == before
+
+
+def test_threads_asking_at_once_build_each_backend_once(scratch_registry):
+    import threading
+    import time
+
+    built: list[int] = []
+    lock = threading.Lock()
+
+    @reg.register_backend("image_embed", "test_slow", "classical", lambda: None)
+    def slow(**kw):
+        time.sleep(0.3)  # long enough for every thread to arrive while the first builds
+        with lock:
+            built.append(1)
+        return object()
+
+    prof = Profile("offline", overrides={"image_embed": "test_slow", "faces": "test_slow_faces"})
+    reg.register_backend("faces", "test_slow_faces", "classical", lambda: None)(slow)
+    start = threading.Barrier(8)
+    got: list[object] = []
+
+    def ask(role):
+        start.wait()
+        obj = prof.get(role)
+        with lock:
+            got.append((role, obj))
+
+    threads = [threading.Thread(target=ask, args=("image_embed" if i % 2 else "faces",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 2  # one per role, not one per thread
+    assert len({id(o) for r, o in got if r == "image_embed"}) == 1 and len({id(o) for r, o in got if r == "faces"}) == 1
+    assert len(got) == 8
+
+
+# --- backends of other packages: the pixlink.backends entry points ---------------------------
+
+PLUGIN_MODULES = {
+    "pixlink_test_plugin_ok": (
+        "from pixlink.models.registry import register_backend\n"
+        "@register_backend('ner', 'test_plugin_ner', 'classical', lambda: None, description='a test plugin')\n"
+        "def build(**kw):\n    return 'plugin-ner'\n"),
+    "pixlink_test_plugin_broken": "import a_module_that_is_not_installed_anywhere\n",
+    "pixlink_test_plugin_silent": "X = 1\n",
+}
+ENTRY_POINTS = """[pixlink.backends]
+ner.test_plugin_ner = pixlink_test_plugin_ok
+ner.test_plugin_broken = pixlink_test_plugin_broken
+detect.test_plugin_silent = pixlink_test_plugin_silent
+no_role_here = pixlink_test_plugin_ok
+"""
+
+
+@pytest.fixture
+def installed_plugins(tmp_path, monkeypatch, scratch_registry):
+    """A distribution on sys.path (a .dist-info with entry_points.txt) that declares plugins."""
+    import sys
+
+    for name, code in PLUGIN_MODULES.items():
+        (tmp_path / f"{name}.py").write_text(code)
+    info = tmp_path / "pixlink_test_plugins-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pixlink-test-plugins\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(ENTRY_POINTS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield [ep for ep in reg._plugin_entry_points() if ep.dist is not None and ep.dist.name == "pixlink-test-plugins"]
+    for name in PLUGIN_MODULES:
+        sys.modules.pop(name, None)
+
+
+def test_plugins_register_backends_and_a_broken_one_is_a_reason_not_a_crash(installed_plugins, caplog):
+    assert len(installed_plugins) == 4
+    with caplog.at_level(logging.WARNING, logger="pixlink"):
+        reg._load_plugins(installed_plugins)
+    ok = get_spec("ner", "test_plugin_ner")
+    assert ok.kind == "classical" and ok.plugin == "ner.test_plugin_ner = pixlink_test_plugin_ok"
+    assert Profile("offline", overrides={"ner": "test_plugin_ner"}).get("ner") == "plugin-ner"
+    broken = get_spec("ner", "test_plugin_broken")
+    why = broken.availability()
+    assert broken.kind == "plugin" and "ModuleNotFoundError" in why and "a_module_that_is_not_installed" in why
+    choice = Profile("offline", overrides={"ner": "test_plugin_broken"}).choose("ner")
+    assert choice.backend is None and "pixlink_test_plugin_broken" in choice.reason
+    with pytest.raises(ModelUnavailableError, match="E390"):
+        broken.factory()
+    assert "registered no backend detect/test_plugin_silent" in get_spec("detect", "test_plugin_silent").availability()
+    assert any("no_role_here" in p for p in reg.plugin_problems())
+    assert any("pixlink_test_plugin_broken" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    assert {s.name for s in list_backends("ner")} >= {"test_plugin_ner", "test_plugin_broken"}
+
+
+def _declared_plugins() -> dict[str, str]:
+    import tomllib
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    return tomllib.loads(pyproject.read_text())["project"]["entry-points"][reg.PLUGIN_GROUP]
+
+
+def test_pixlinks_own_plugins_are_declared_and_register_what_they_say(scratch_registry):
+    """Read from pyproject.toml, so it holds in a source tree whatever is installed."""
+    import importlib
+
+    declared = _declared_plugins()
+    assert declared == {"ner.pixlink_ner": "pixlink.ner.backend"}
+    for entry, module in declared.items():
+        role, name = entry.split(".", 1)
+        importlib.import_module(module)
+        spec = get_spec(role, name)
+        assert spec.factory.__module__ == module and spec.kind != "plugin"
+
+
+def test_the_installed_metadata_declares_the_same_plugins():
+    from importlib.metadata import distribution
+
+    installed = {ep.name: ep.value for ep in distribution("pixlink").entry_points if ep.group == reg.PLUGIN_GROUP}
+    assert installed == _declared_plugins(), (
+        "the installed pixlink metadata is older than pyproject.toml: run `pip install --no-deps -e .` "
+        "so that the registry finds the backends of other packages")
+    for entry in installed:
+        assert get_spec(*entry.split(".", 1)).plugin == f"{entry} = {installed[entry]}"

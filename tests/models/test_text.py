@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import need_backend, unavailable
 
 from pixlink.errors import InputError, ModelUnavailableError
 from pixlink.models import registry
@@ -17,17 +18,9 @@ PARAPHRASE = "Someone performs music with a guitar in front of an audience."
 UNRELATED = "The central bank raised interest rates by half a point."
 
 
-def _build(name: str):
-    spec = registry.get_spec(R.TEXT_EMBED, name)
-    why = spec.availability()
-    if why is not None:
-        pytest.skip(f"{name} cannot run here: {why}")
-    return spec.factory()
-
-
 @pytest.fixture(scope="module", params=NAMES)
 def encoder(request):
-    enc = _build(request.param)
+    enc = need_backend(R.TEXT_EMBED, request.param)
     yield enc
     del enc
 
@@ -69,7 +62,7 @@ def test_bad_input(encoder):
 
 @pytest.mark.slow
 def test_e5_query_side_retrieves_the_right_passage():
-    enc = _build("e5_small")
+    enc = need_backend(R.TEXT_EMBED, "e5_small")
     passages = [
         "The Eiffel Tower is 330 metres tall and stands in Paris.",
         "Barack Obama was the 44th president of the United States.",
@@ -88,7 +81,7 @@ def test_mpnet_parts_are_found_in_order():
     try:
         parts = T.mpnet_part_files()
     except ModelUnavailableError as exc:
-        pytest.skip(str(exc))
+        unavailable(str(exc))
     assert [p.name for p in parts] == [f"all-mpnet-base-v2.zip.{i:03d}" for i in range(1, 6)]
     assert all(p.stat().st_size > 0 for p in parts)
 

@@ -18,7 +18,7 @@ runner = CliRunner()
 
 
 def _need_weights():
-    from pixlink.models.backends import ner_trained
+    from pixlink.ner import backend as ner_trained
 
     why = ner_trained.check(default_weights_dir())
     if why is not None:
@@ -88,7 +88,7 @@ def test_train_command_writes_a_model_that_tags(shared_data, tmp_path):
 
 def test_backend_is_the_default_ner_and_check_explains(tmp_path):
     from pixlink.models import Profile
-    from pixlink.models.backends import ner_trained
+    from pixlink.ner import backend as ner_trained
 
     why = ner_trained.check(tmp_path)
     assert why is not None and "model.safetensors" in why and "pixlink ner train" in why

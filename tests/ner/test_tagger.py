@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tagger():
-    from pixlink.models.backends import ner_trained
+    from pixlink.ner import backend as ner_trained
 
     why = ner_trained.check(default_weights_dir())
     if why is not None:

@@ -21,8 +21,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from .. import config
 from ..errors import Errors, InputError, ModelUnavailableError
 from ..log import get_logger
@@ -150,10 +148,3 @@ def to_pil(image: Any) -> Any:
 
     arr = load_image(image)
     return Image.fromarray(arr), (int(arr.shape[0]), int(arr.shape[1]))
-
-
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Rows of ``(N, D)`` scaled to unit L2 norm (zero rows stay zero), float32."""
-    x = np.asarray(x, dtype=np.float32)
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)

@@ -31,6 +31,12 @@ GENERATE = "generate"  # text generator for expansions / short descriptions
 
 ROLES = (IMAGE_TEXT, IMAGE_EMBED, TEXT_EMBED, FACES, SEGMENT, SEGMENT_ALL, DETECT, NER, DESCRIBE, OCR, GENERATE)
 
+IMAGE_BATCH = (16, 64)
+"""Default batch size of the image encoders: ``(on the CPU, on an accelerator)``
+(:func:`pixlink.device.default_batch_size`); a call's ``batch_size`` overrides it."""
+TEXT_BATCH = (32, 128)
+"""Default batch size of the text encoders: ``(on the CPU, on an accelerator)``."""
+
 
 @dataclass
 class ImageFeatures:

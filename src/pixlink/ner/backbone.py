@@ -52,9 +52,9 @@ def check_backbone(name: str) -> str | None:
     import importlib.util
 
     if name == "mpnet":
-        from ..models.backends.text import _check_mpnet
+        from ..models.backends.text import check_mpnet
 
-        return _check_mpnet()
+        return check_mpnet()
     if name in PACKAGED:
         module = PACKAGED[name][0]
         if importlib.util.find_spec(module) is None:

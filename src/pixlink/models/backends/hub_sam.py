@@ -26,6 +26,7 @@ Masks come back as ``(H, W)`` bool arrays in original pixels with SAM's predicte
 
 from __future__ import annotations
 
+import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +35,11 @@ from typing import Any
 import numpy as np
 
 from ... import geometry as geo
+from ...device import resolve_device
 from ...errors import Errors, InputError
 from ...log import get_logger
 from .. import roles as R
+from ..cvops import mask_nms
 from ..hub import expect_model_type, hub_cache_dir, load_config, load_pretrained, load_processor, needs, \
     resolve_model, to_pil
 from ..registry import register_backend
@@ -70,21 +73,26 @@ class HubSamSegmenter:
     Args:
         model: hub id or local directory; cache_dir: download cache (default ``$PIXLINK_CACHE/hub``).
         mask_threshold: logit threshold for binarising masks (SAM's default 0.0).
+        device: torch device (``auto``/None: :func:`pixlink.device.resolve_device`).
 
     Attributes:
         name, model_id, prompt_kinds (``{"box", "points", "mask"}``), encoder_calls (how many
         times the image encoder ran; one per :meth:`embed_image`).
+
+    Shared by threads: a handle is read-only, the model only reads its weights, and the image
+    processor keeps no state between calls.
     """
 
     prompt_kinds = frozenset({"box", "points", "mask"})
 
     def __init__(self, model: str | Path = SAM_DEFAULT, cache_dir: str | Path | None = None, *, name: str = "sam",
-                 mask_threshold: float = 0.0, device: str = "cpu") -> None:
+                 mask_threshold: float = 0.0, device: str | None = None) -> None:
         import torch
         from transformers import SamModel
 
         self.name = name
-        self.device = torch.device(device)
+        self.device = torch.device(resolve_device(device))
+        self._count_lock = threading.Lock()
         self.mask_threshold = float(mask_threshold)
         source, self.model_id, self.is_local = resolve_model(model, name)
         self.cache_dir = hub_cache_dir(cache_dir)
@@ -109,7 +117,8 @@ class HubSamSegmenter:
         enc = self.processor(images=pil, return_tensors="pt")
         with torch.inference_mode():
             emb = self._net.get_image_embeddings(enc["pixel_values"].to(self.device))
-        self.encoder_calls += 1
+        with self._count_lock:
+            self.encoder_calls += 1
         rh, rw = (int(v) for v in enc["reshaped_input_sizes"][0])
         return SamHandle(embeddings=emb, original_size=size, reshaped_size=(rh, rw), backend=self.name,
                          model_id=self.model_id)
@@ -237,24 +246,6 @@ def _stability(logits: Any, threshold: float, offset: float) -> Any:
     return hi / lo.clamp(min=1.0)
 
 
-def _mask_nms(masks: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
-    """Greedy NMS on ``(K, h, w)`` bool masks: indices kept, best score first."""
-    order = np.argsort(-scores, kind="stable")
-    flat = masks.reshape(len(masks), -1).astype(np.float32)
-    areas = flat.sum(axis=1)
-    keep: list[int] = []
-    for i in order:
-        if areas[i] == 0:
-            continue
-        if keep:
-            inter = flat[keep] @ flat[i]
-            union = areas[keep] + areas[i] - inter
-            if np.any(inter / np.maximum(union, 1.0) > iou_threshold):
-                continue
-        keep.append(int(i))
-    return keep
-
-
 class HubSamMaskGenerator:
     """SAM "segment everything" as a :class:`~pixlink.models.roles.MaskGenerator`.
 
@@ -271,7 +262,7 @@ class HubSamMaskGenerator:
     def __init__(self, model: str | Path = SAM_DEFAULT, cache_dir: str | Path | None = None, *,
                  segmenter: HubSamSegmenter | None = None, points_per_side: int = 16, points_per_batch: int = 64,
                  pred_iou_thresh: float = 0.88, stability_thresh: float = 0.95, stability_offset: float = 1.0,
-                 nms_iou: float = 0.7, device: str = "cpu") -> None:
+                 nms_iou: float = 0.7, device: str | None = None) -> None:
         for opt, val in (("points_per_side", points_per_side), ("points_per_batch", points_per_batch)):
             if not isinstance(val, int) or val < 1:
                 raise InputError(Errors.E313.format(backend="sam_auto", option=opt, value=val,
@@ -315,7 +306,7 @@ class HubSamMaskGenerator:
         low = torch.cat(lows)
         score = torch.cat(scores).float().cpu().numpy()
         # dedupe on the low-res masks (cheap), then upscale only the survivors
-        keep = _mask_nms((low > self.seg.mask_threshold).cpu().numpy(), score, self.nms_iou)[:max_masks]
+        keep = mask_nms((low > self.seg.mask_threshold).cpu().numpy(), score, self.nms_iou, limit=max_masks)
         masks = self.seg._upscale(handle, low[keep][:, None])[:, 0]
         preds = [R.MaskPrediction(mask=m, score=float(score[i])) for m, i in zip(masks, keep) if m.any()]
         return sorted(preds, key=lambda p: -p.score)
@@ -326,38 +317,42 @@ _CHECK = needs("torch", "transformers")
 # One SAM per (weights, cache, device, threshold) in a process: ``segment`` and ``segment_all``
 # share it instead of holding the ~0.4 GB model twice. Weak: freed when no backend holds it.
 _SHARED: "weakref.WeakValueDictionary[tuple[str, str, str, float], HubSamSegmenter]" = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
 
 
 def shared_segmenter(model: str | Path = SAM_DEFAULT, cache_dir: str | Path | None = None, *,
-                     mask_threshold: float = 0.0, device: str = "cpu") -> HubSamSegmenter:
-    """The process's :class:`HubSamSegmenter` for these weights, built on first use."""
+                     mask_threshold: float = 0.0, device: str | None = None) -> HubSamSegmenter:
+    """The process's :class:`HubSamSegmenter` for these weights, built on first use (once, also
+    when threads ask at once)."""
     source, _, _ = resolve_model(model, "sam")
-    key = (source, str(hub_cache_dir(cache_dir)), device, float(mask_threshold))
-    seg = _SHARED.get(key)
-    if seg is None:
-        seg = HubSamSegmenter(model, cache_dir, mask_threshold=mask_threshold, device=device)
-        _SHARED[key] = seg
-    return seg
+    dev = resolve_device(device)
+    key = (source, str(hub_cache_dir(cache_dir)), dev, float(mask_threshold))
+    with _SHARED_LOCK:
+        seg = _SHARED.get(key)
+        if seg is None:
+            seg = HubSamSegmenter(model, cache_dir, mask_threshold=mask_threshold, device=dev)
+            _SHARED[key] = seg
+        return seg
 
 
 @register_backend(
-    R.SEGMENT, "sam", "hub", _CHECK, default_model=SAM_DEFAULT, license="Apache-2.0",
+    R.SEGMENT, "sam", "hub", _CHECK, device=True, default_model=SAM_DEFAULT, license="Apache-2.0",
     description="SAM (transformers): box / points / mask prompts -> masks, image embedding computed once",
     notes="~0.4 GB (ViT-B); image encoder is the slow part on CPU",
 )
 def make_sam(model: str | Path = SAM_DEFAULT, cache_dir: str | Path | None = None, mask_threshold: float = 0.0,
-             device: str = "cpu") -> HubSamSegmenter:
+             device: str | None = None) -> HubSamSegmenter:
     return shared_segmenter(model, cache_dir, mask_threshold=mask_threshold, device=device)
 
 
 @register_backend(
-    R.SEGMENT_ALL, "sam_auto", "hub", _CHECK, default_model=SAM_DEFAULT, license="Apache-2.0",
+    R.SEGMENT_ALL, "sam_auto", "hub", _CHECK, device=True, default_model=SAM_DEFAULT, license="Apache-2.0",
     description="SAM automatic masks: point-grid prompts + predicted-IoU/stability filters + mask NMS",
     notes="16x16 grid by default (SAM uses 32x32); no torchvision needed",
 )
 def make_sam_auto(model: str | Path = SAM_DEFAULT, cache_dir: str | Path | None = None, points_per_side: int = 16,
                   points_per_batch: int = 64, pred_iou_thresh: float = 0.88, stability_thresh: float = 0.95,
-                  nms_iou: float = 0.7, device: str = "cpu") -> HubSamMaskGenerator:
+                  nms_iou: float = 0.7, device: str | None = None) -> HubSamMaskGenerator:
     return HubSamMaskGenerator(segmenter=shared_segmenter(model, cache_dir, device=device),
                                points_per_side=points_per_side, points_per_batch=points_per_batch,
                                pred_iou_thresh=pred_iou_thresh, stability_thresh=stability_thresh, nms_iou=nms_iou)

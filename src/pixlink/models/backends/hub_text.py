@@ -15,15 +15,18 @@ Backends:
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from ...device import default_batch_size, resolve_device
 from ...errors import Errors, InputError
 from ...log import get_logger
+from ...vecmath import l2_normalise
 from .. import roles as R
-from ..hub import hub_cache_dir, l2_normalise, load_pretrained, load_processor, needs, resolve_model
+from ..hub import hub_cache_dir, load_pretrained, load_processor, needs, resolve_model
 from ..registry import register_backend
 
 log = get_logger("pixlink.models.hub_text")
@@ -47,15 +50,20 @@ class HubTextGenerator:
         chat: ``None`` = use the chat template when the tokenizer has one; ``True`` requires it;
             ``False`` sends the raw prompt.
         seed: seed for sampling when ``temperature > 0``.
+        device: torch device (``auto``/None: :func:`pixlink.device.resolve_device`).
+
+    Shared by threads: one :meth:`generate` runs at a time (the tokenizer changes its settings
+    per call, and sampling seeds torch's global generator).
     """
 
     def __init__(self, model: str | Path = LM_DEFAULT, cache_dir: str | Path | None = None, *, name: str = "hub_lm",
-                 chat: bool | None = None, seed: int = 0, device: str = "cpu") -> None:
+                 chat: bool | None = None, seed: int = 0, device: str | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM
 
         self.name = name
-        self.device = torch.device(device)
+        self.device = torch.device(resolve_device(device))
+        self._lock = threading.Lock()
         self.seed = seed
         source, self.model_id, self.is_local = resolve_model(model, name)
         self.cache_dir = hub_cache_dir(cache_dir)
@@ -88,19 +96,21 @@ class HubTextGenerator:
         if temperature < 0:
             raise InputError(Errors.E313.format(backend=self.name, option="temperature", value=temperature,
                                                 expected=">= 0"))
-        enc = self._encode(prompt).to(self.device)
         kw: dict[str, Any] = {"max_new_tokens": max_new_tokens}
         if temperature > 0:
-            torch.manual_seed(self.seed)
             kw.update(do_sample=True, temperature=float(temperature))
         else:
             kw.update(do_sample=False)
         if self.tokenizer.pad_token_id is not None:
             kw["pad_token_id"] = self.tokenizer.pad_token_id
-        with torch.inference_mode():
-            out = self._net.generate(**enc, **kw)
-        new = out[0, enc["input_ids"].shape[1]:]
-        return self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        with self._lock:
+            enc = self._encode(prompt).to(self.device)
+            if temperature > 0:
+                torch.manual_seed(self.seed)
+            with torch.inference_mode():
+                out = self._net.generate(**enc, **kw)
+            new = out[0, enc["input_ids"].shape[1]:]
+            return self.tokenizer.decode(new, skip_special_tokens=True).strip()
 
 
 class HubSentenceEncoder:
@@ -111,14 +121,25 @@ class HubSentenceEncoder:
         query_prompt: prefix for ``query=True`` texts when the model defines no ``"query"``
             prompt (default: :data:`KNOWN_QUERY_PROMPTS` for the model, else none).
 
-    Attributes: name, model_id, dim, query_prompt (what ``query=True`` adds, or None).
+        device: torch device (``auto``/None: :func:`pixlink.device.resolve_device`).
+
+    Attributes: name, model_id, dim, query_prompt (what ``query=True`` adds, or None), device,
+    batch_size (default, follows the device).
+
+    Shared by threads: one :meth:`encode` runs at a time (sentence-transformers' tokenizer
+    changes its settings per call).
     """
 
     def __init__(self, model: str | Path = ST_DEFAULT, cache_dir: str | Path | None = None, *,
-                 name: str = "hub_sentence_transformer", query_prompt: str | None = None, device: str = "cpu") -> None:
+                 name: str = "hub_sentence_transformer", query_prompt: str | None = None,
+                 device: str | None = None) -> None:
         from sentence_transformers import SentenceTransformer
 
         self.name = name
+        self.device = resolve_device(device)
+        self.batch_size = default_batch_size(self.device, *R.TEXT_BATCH)
+        self._lock = threading.Lock()
+        device = self.device
         source, self.model_id, self.is_local = resolve_model(model, name)
         self.cache_dir = hub_cache_dir(cache_dir)
 
@@ -133,7 +154,7 @@ class HubSentenceEncoder:
         self.query_prompt = own if self._use_prompt_name else (query_prompt or KNOWN_QUERY_PROMPTS.get(self.model_id))
         log.info("%s: loaded %s (D=%d, query prompt %r)", name, self.model_id, self.dim, self.query_prompt)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32, query: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int | None = None, query: bool = False) -> np.ndarray:
         """``(N, D)`` float32, rows L2-normalised; ``(0, D)`` for no texts."""
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
             raise InputError(Errors.E308.format(backend=self.name, what="texts", reason="expected a list of strings"))
@@ -145,25 +166,27 @@ class HubSentenceEncoder:
             kw["prompt_name"] = "query"
         elif query and self.query_prompt:
             kw["prompt"] = self.query_prompt
-        emb = self._st.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
-                              show_progress_bar=False, **kw)
+        bs = self.batch_size if batch_size is None else int(batch_size)
+        with self._lock:
+            emb = self._st.encode(texts, batch_size=bs, convert_to_numpy=True, normalize_embeddings=True,
+                                  show_progress_bar=False, **kw)
         return l2_normalise(emb)
 
 
 @register_backend(
-    R.GENERATE, "hub_lm", "hub", needs("torch", "transformers"), default_model=LM_DEFAULT, license="Apache-2.0",
+    R.GENERATE, "hub_lm", "hub", needs("torch", "transformers"), device=True, default_model=LM_DEFAULT, license="Apache-2.0",
     description="Any hub causal LM (AutoModelForCausalLM), chat template when it has one; greedy at T=0",
 )
 def make_hub_lm(model: str | Path = LM_DEFAULT, cache_dir: str | Path | None = None, chat: bool | None = None,
-                seed: int = 0, device: str = "cpu") -> HubTextGenerator:
+                seed: int = 0, device: str | None = None) -> HubTextGenerator:
     return HubTextGenerator(model, cache_dir, chat=chat, seed=seed, device=device)
 
 
 @register_backend(
     R.TEXT_EMBED, "hub_sentence_transformer", "hub", needs("torch", "transformers", "sentence_transformers"),
-    default_model=ST_DEFAULT, license="MIT",
+    device=True, default_model=ST_DEFAULT, license="MIT",
     description="Any hub sentence-transformers model (L2-normalised), query prompt when the model has one",
 )
 def make_hub_sentence_transformer(model: str | Path = ST_DEFAULT, cache_dir: str | Path | None = None,
-                                  query_prompt: str | None = None, device: str = "cpu") -> HubSentenceEncoder:
+                                  query_prompt: str | None = None, device: str | None = None) -> HubSentenceEncoder:
     return HubSentenceEncoder(model, cache_dir, query_prompt=query_prompt, device=device)

@@ -6,7 +6,7 @@ processor has a chat template (default ``HuggingFaceTB/SmolVLM-256M-Instruct``, 
 model small enough for a CPU; LLaVA, Qwen2-VL, Idefics3/SmolVLM checkpoints load the same way).
 
 The visual prompt follows IIER's Detective-VLM (VP-MEL): the region's box is drawn as a red
-rectangle on the image (:func:`pixlink.regions.views.red_box`), and the model is asked about
+rectangle on the image (:func:`pixlink.imaging.red_box`), and the model is asked about
 "the red box" (:data:`DETECTIVE_QUESTION`, or :func:`detective_question` with the post's
 sentence, as IIER asks). The image goes into the chat message, the processor's own chat
 template builds the prompt, and decoding is greedy, so the answer is deterministic.
@@ -18,12 +18,15 @@ must work without it and say so (``Profile.has("describe")`` is False, and
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ...device import resolve_device
 from ...errors import Errors, InputError
+from ...imaging import red_box
 from ...log import get_logger
 from .. import roles as R
 from ..hub import hub_cache_dir, load_config, load_pretrained, load_processor, needs, resolve_model, to_pil
@@ -58,17 +61,22 @@ class HubRegionDescriber:
     Args:
         model: hub id or local directory; cache_dir: download cache (default ``$PIXLINK_CACHE/hub``).
         box_thickness: red-box line width in pixels (default ~0.6% of the longer side).
+        device: torch device (``auto``/None: :func:`pixlink.device.resolve_device`).
 
-    Attributes: name, model_id, processor, model_type.
+    Attributes: name, model_id, processor, model_type, device.
+
+    Shared by threads: the processor (its tokenizer changes its settings per call) runs under a
+    lock; generation only reads the weights.
     """
 
     def __init__(self, model: str | Path = VLM_DEFAULT, cache_dir: str | Path | None = None, *, name: str = "hub_vlm",
-                 box_thickness: int | None = None, device: str = "cpu") -> None:
+                 box_thickness: int | None = None, device: str | None = None) -> None:
         import torch
         from transformers import AutoModelForImageTextToText
 
         self.name = name
-        self.device = torch.device(device)
+        self.device = torch.device(resolve_device(device))
+        self._processor_lock = threading.Lock()
         self.box_thickness = box_thickness
         source, self.model_id, self.is_local = resolve_model(model, name)
         self.cache_dir = hub_cache_dir(cache_dir)
@@ -85,8 +93,6 @@ class HubRegionDescriber:
     def mark(self, image: np.ndarray, box: np.ndarray | None) -> np.ndarray:
         """The image the model sees: ``(H, W, 3)`` uint8 with ``box`` (XYXY) drawn in red, or the
         image unchanged when ``box`` is None."""
-        from ...regions.views import red_box
-
         if box is None:
             return image
         return red_box(image, np.asarray(box, dtype=np.float64), thickness=self.box_thickness)
@@ -110,20 +116,23 @@ class HubRegionDescriber:
             {"type": "image", "image": pil},
             {"type": "text", "text": question or DETECTIVE_QUESTION},
         ]}]
-        inputs = self.processor.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
-        ).to(self.device)
+        with self._processor_lock:
+            inputs = self.processor.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+            )
+        inputs = inputs.to(self.device)
         with torch.inference_mode():
             out = self._net.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         new = out[:, inputs["input_ids"].shape[1]:]
-        return self.processor.batch_decode(new, skip_special_tokens=True)[0].strip()
+        with self._processor_lock:
+            return self.processor.batch_decode(new, skip_special_tokens=True)[0].strip()
 
 
 @register_backend(
-    R.DESCRIBE, "hub_vlm", "hub", needs("torch", "transformers"), default_model=VLM_DEFAULT, license="Apache-2.0",
+    R.DESCRIBE, "hub_vlm", "hub", needs("torch", "transformers"), device=True, default_model=VLM_DEFAULT, license="Apache-2.0",
     description="Hub VLM (SmolVLM/Idefics3, LLaVA, Qwen2-VL...) asked IIER's Detective question about a red box",
     notes="no offline VLM exists: callers must work without this role",
 )
 def make_hub_vlm(model: str | Path = VLM_DEFAULT, cache_dir: str | Path | None = None,
-                 box_thickness: int | None = None, device: str = "cpu") -> HubRegionDescriber:
+                 box_thickness: int | None = None, device: str | None = None) -> HubRegionDescriber:
     return HubRegionDescriber(model, cache_dir, box_thickness=box_thickness, device=device)

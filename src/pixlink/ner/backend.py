@@ -3,6 +3,11 @@
 A head trained by ``pixlink ner train`` (committed in ``pixlink/ner/weights``, a few MB)
 on the frozen features of a packaged encoder (all-mpnet-base-v2 from its five part packages in
 ``requirements-nodeps.txt``; ``minilm`` is the lighter option). See :mod:`pixlink.ner.tagger` and ``docs/ner.md``.
+
+This module registers the backend; the model registry finds it through the entry point
+``ner.pixlink_ner = "pixlink.ner.backend"`` of the group ``pixlink.backends`` in pixlink's
+``pyproject.toml`` (so that :mod:`pixlink.models` imports no task package). The tagger runs on
+the CPU (it takes no ``device`` yet).
 """
 
 from __future__ import annotations
@@ -12,15 +17,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ...errors import Errors, ModelUnavailableError
-from .. import roles as R
-from ..registry import register_backend
+from ..errors import Errors, ModelUnavailableError
+from ..models import roles as R
+from ..models.registry import register_backend
 
 
 def _weights_dir(weights: str | Path | None = None) -> Path:
     if weights is not None:
         return Path(weights)
-    return Path(__file__).resolve().parents[2] / "ner" / "weights"
+    return Path(__file__).resolve().parent / "weights"  # as pixlink.ner.tagger.default_weights_dir()
 
 
 def check(weights: str | Path | None = None) -> str | None:
@@ -36,7 +41,7 @@ def check(weights: str | Path | None = None) -> str | None:
     for mod in ("torch", "transformers", "safetensors"):
         if importlib.util.find_spec(mod) is None:
             return f"missing package: {mod} (pip install -e '.[offline]')"
-    from ...ner.backbone import check_backbone
+    from .backbone import check_backbone
 
     why = check_backbone(str(cfg.get("backbone", "")))
     if why is not None:
@@ -60,8 +65,8 @@ def build(weights: str | Path | None = None, label_scheme: str | None = None, au
     why = check(weights)
     if why is not None:
         raise ModelUnavailableError(Errors.E300.format(role="ner", profile="-", reason=f"pixlink_ner: {why}"))
-    from ...ner.aux import AuxKnowledge
-    from ...ner.tagger import Tagger
+    from .aux import AuxKnowledge
+    from .tagger import Tagger
 
     if aux is True:
         aux = AuxKnowledge()

@@ -1,0 +1,34 @@
+"""pixlink.imaging: pixel bounds of a box, crops and the red-box prompt (ground floor, shared by
+the region views and the VLM backend)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pixlink.errors import InputError
+from pixlink.imaging import RED, crop_box, pixel_box, red_box
+
+
+def test_pixel_box_covers_the_box_grows_by_margin_and_clips():
+    assert pixel_box(np.array([10.2, 5.0, 19.5, 15.0]), (40, 50)) == (10, 5, 20, 15)
+    assert pixel_box(np.array([10.0, 10.0, 20.0, 20.0]), (40, 50), margin=0.5) == (5, 5, 25, 25)
+    assert pixel_box(np.array([-5.0, -5.0, 100.0, 100.0]), (40, 50)) == (0, 0, 50, 40)
+    with pytest.raises(InputError, match="E003"):
+        pixel_box(np.array([60.0, 10.0, 70.0, 20.0]), (40, 50))
+
+
+def test_crop_box_is_the_pixels_of_the_box():
+    img = np.arange(40 * 50 * 3, dtype=np.uint8).reshape(40, 50, 3)
+    c = crop_box(img, np.array([10.0, 5.0, 20.0, 15.0]))
+    assert c.shape == (10, 10, 3) and c.flags["C_CONTIGUOUS"]
+    assert (c == img[5:15, 10:20]).all()
+
+
+def test_red_box_draws_the_border_only_and_leaves_the_input_alone():
+    img = np.full((60, 80, 3), 100, np.uint8)
+    out = red_box(img, np.array([10.0, 10.0, 40.0, 30.0]), thickness=2)
+    assert out is not img and (img == 100).all()
+    assert tuple(out[10, 20]) == RED and tuple(out[29, 20]) == RED  # top and bottom edges
+    assert tuple(out[20, 10]) == RED and tuple(out[20, 39]) == RED  # left and right edges
+    assert (out[20, 25] == 100).all() and (out[50, 70] == 100).all()  # inside and outside untouched
