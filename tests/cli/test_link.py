@@ -21,8 +21,9 @@ BIDEN = "715,420,945,665"
 @pytest.fixture(scope="module")
 def no_segment(tmp_path_factory):
     p = tmp_path_factory.mktemp("cfg") / "linker.json"
-    # boxes stay boxes and v2t (ConSE) is left out: fewer models to load, the test is faster
-    p.write_text(json.dumps({"segment": False, "signals": ["face", "v2v", "lexical", "dense_text"]}))
+    # boxes stay boxes; every signal runs (none named, so none is required): those whose KB
+    # vectors were not made (the KB has face vectors only) are skipped with a warning
+    p.write_text(json.dumps({"segment": False}))
     return p
 
 
@@ -43,6 +44,15 @@ def test_a_face_box_links_to_its_person(cli, people_kb, no_segment, box, qid):
     for n in skipped:
         assert f"warning: {' '.join(n.split())}" in err
     assert "INFO" not in r.stderr and "info:" not in r.stderr  # no log lines without -v
+
+
+def test_a_signal_named_in_the_config_is_required(cli, people_kb, tmp_path):
+    kb, _ = people_kb
+    cfg = tmp_path / "strict.json"
+    cfg.write_text(json.dumps({"segment": False, "signals": ["face", "v2v"]}))
+    r = cli("link", shared("photos", "obama_and_biden.jpg"), "--kb", kb, "--box", OBAMA, "--profile", "offline",
+            "--config", cfg, "--json")
+    assert r.exit_code == 2 and "E405" in r.output and "v2v" in r.output
 
 
 def test_human_output_with_caption_and_overlay(cli, people_kb, no_segment, tmp_path):

@@ -98,6 +98,7 @@ def link_command(
     restart: bool = typer.Option(False, "--restart", help="Drop the predictions in --out and start again."),
     config: Optional[Path] = typer.Option(None, "--config", help="LinkerConfig JSON."),
     fusion: Optional[Path] = typer.Option(None, "--fusion", help="Fusion parameters JSON (`pixlink link calibrate`)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Torch device: auto, cpu, cuda, cuda:N (default: PIXLINK_DEVICE, else auto)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ) -> None:
     """Hits@1/3/5/10/20, MRR and NIL accuracy of the linker on a dataset (per split too)."""
@@ -117,7 +118,10 @@ def link_command(
     fusion_params = Fusion.load(fusion) if fusion else None
     data = load_mentions_dataset(mentions, fmt=fmt, image_root=image_root)
     items = data.items[:limit] if limit else data.items
-    linker = Linker.from_kb(kb, profile=profile, config=cfg, fusion=fusion_params)
+    from ..device import requested_device
+
+    linker = Linker.from_kb(kb, profile=profile, config=cfg, fusion=fusion_params,
+                            device=requested_device(device) if device else None)
     run_info = {"data": str(mentions.resolve()), "format": data.report.dataset, "kb": str(kb.resolve()),
                 "profile": profile}
     out = out or Path("eval-runs") / _slug("link", data.report.dataset, mentions.stem, kb.name, profile)

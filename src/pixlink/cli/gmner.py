@@ -15,6 +15,7 @@ def gmner_command(
     text: str = typer.Option(..., "--text", help="The post's text (whitespace-tokenised)."),
     kb: Optional[Path] = typer.Option(None, "--kb", help="KB directory: link each entity and use KB descriptions."),
     profile: str = typer.Option("auto", "--profile", help="Model profile: offline, hub or auto."),
+    device: Optional[str] = typer.Option(None, "--device", help="Torch device: auto, cpu, cuda, cuda:N (default: PIXLINK_DEVICE, else auto)."),
     scheme: str = typer.Option("OTHER", "--scheme", help="Name of the fourth type: OTHER or MISC."),
     expansion: str = typer.Option("kb,generate,template", "--expansion",
                                   help="Sources of expansion expressions, in order."),
@@ -33,7 +34,11 @@ def gmner_command(
     cfg = GMNERConfig(label_scheme=scheme, expansion_sources=tuple(s.strip() for s in expansion.split(",") if s.strip()),
                       segment=not no_masks)
     img = load_image(image)
-    pipe = GMNERPipeline.from_kb(kb, profile=profile, config=cfg)
+    from ..device import requested_device
+    from ..models import Profile
+
+    prof = Profile(profile, device=requested_device(device) if device else None)
+    pipe = GMNERPipeline.from_kb(kb, profile=prof, config=cfg)
     res = pipe.run(img, text=text)
     if overlay:
         from ..viz import entities_overlay

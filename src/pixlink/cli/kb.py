@@ -188,6 +188,7 @@ def embed_command(
                                           help="Which signals' vectors to compute, comma-separated (default: all)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Items per encoder call."),
     backend: str = typer.Option("auto", "--index", help="Index backend: auto, exact, ivfpq or hnsw."),
+    device: Optional[str] = typer.Option(None, "--device", help="Torch device: auto, cpu, cuda, cuda:N (default: PIXLINK_DEVICE, else auto)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Compute the KB vectors the linker's signals need (cached, resumable), with the profile's models."""
@@ -202,7 +203,11 @@ def embed_command(
         raise InputError(Errors.E010.format(what="--signals", value=signals,
                                             reason=f"give a comma-separated list of {', '.join(known)}"))
     # a signal whose model cannot run here is skipped with a warning (logged by embed_kb)
-    report = embed_kb(kbdir, profile, wanted, batch_size=batch_size, index_backend=backend, progress=not as_json)
+    from ..device import requested_device
+    from ..models import Profile
+
+    prof = Profile(profile, device=requested_device(device) if device else None)
+    report = embed_kb(kbdir, prof, wanted, batch_size=batch_size, index_backend=backend, progress=not as_json)
     if as_json:
         print_json(report)
         return

@@ -50,6 +50,7 @@ def link_command(
     text: Optional[str] = typer.Option(None, "--text", help="Caption that came with the image."),
     k: int = typer.Option(5, "-k", min=1, help="How many candidates."),
     profile: str = typer.Option("auto", "--profile", help="Model profile: offline, hub or auto."),
+    device: Optional[str] = typer.Option(None, "--device", help="Torch device: auto, cpu, cuda, cuda:N (default: PIXLINK_DEVICE, else auto)."),
     view: Optional[str] = typer.Option(None, "--view", help="Image view: crop, masked_crop or red_box."),
     config: Optional[Path] = typer.Option(None, "--config", help="LinkerConfig JSON (an object of its settings)."),
     fusion: Optional[Path] = typer.Option(None, "--fusion", help="Fusion parameters JSON (`pixlink link calibrate`)."),
@@ -80,7 +81,7 @@ def link_command(
     img = load_image(image)
     if mask:
         prompt = {"mask": load_mask_image(mask)}
-    linker = Linker.from_kb(kb, profile=profile, config=cfg, fusion=fusion_params)
+    linker = Linker.from_kb(kb, profile=profile, config=cfg, fusion=fusion_params, device=_device(device))
     result = linker.link(img, prompt, text=text, k=k)
     if overlay:
         from ..viz import link_overlay
@@ -108,6 +109,15 @@ def link_command(
         console.print(f"overlay written to {overlay}", highlight=False)
 
 
+def _device(device: Optional[str]) -> Optional[str]:
+    """``--device`` checked now (E010 for a malformed one), before any model loads."""
+    if device is None:
+        return None
+    from ..device import requested_device
+
+    return requested_device(device)
+
+
 def _load_fusion(path: Optional[Path]):
     """The fusion parameters in ``path`` (E705 when missing, E410 when malformed), or None."""
     if path is None:
@@ -129,6 +139,7 @@ def calibrate_command(
     fmt: str = typer.Option("auto", "--format", help="Dataset format (see `pixlink eval check --help`)."),
     image_root: Optional[Path] = typer.Option(None, "--images", help="Folder the dataset's image paths are relative to."),
     profile: str = typer.Option("auto", "--profile", help="Model profile: offline, hub or auto."),
+    device: Optional[str] = typer.Option(None, "--device", help="Torch device: auto, cpu, cuda, cuda:N (default: PIXLINK_DEVICE, else auto)."),
     config: Optional[Path] = typer.Option(None, "--config", help="LinkerConfig JSON."),
     fusion: Optional[Path] = typer.Option(None, "--fusion", help="Start from these fusion parameters (default: shipped)."),
     holdout: float = typer.Option(0.3, "--holdout", min=0.0, max=0.9, help="Fraction held out for the before/after figures."),
@@ -147,7 +158,7 @@ def calibrate_command(
     fusion_params = _load_fusion(fusion)
     cfg = load_config(config, LinkerConfig) if config else LinkerConfig()
     data = load_mentions_dataset(mentions, fmt=fmt, image_root=image_root)
-    linker = Linker.from_kb(kb, profile=profile, config=cfg, fusion=fusion_params)
+    linker = Linker.from_kb(kb, profile=profile, config=cfg, fusion=fusion_params, device=_device(device))
     report = calibrate(linker, data.items, holdout=holdout, seed=seed, progress=not as_json)
     report.fusion.save(out)
     if as_json:

@@ -88,9 +88,10 @@ class Linker:
     @classmethod
     def from_kb(
         cls, kb_dir: str | Path, profile: str | Profile = "auto", config: LinkerConfig | None = None,
-        fusion: Fusion | None = None,
+        fusion: Fusion | None = None, device: str | None = None,
     ) -> "Linker":
-        """A linker over the KB directory ``kb_dir`` (see :class:`Linker` for the arguments).
+        """A linker over the KB directory ``kb_dir`` (see :class:`Linker` for the arguments;
+        ``device``: ``auto``/``cpu``/``cuda[:N]`` for the torch backends of a profile given by name).
 
         With a profile given by name, the linker carries a :class:`LinkerSpec` and can be sent
         to other processes."""
@@ -101,7 +102,7 @@ class Linker:
 
             return cls(KB.open(kb_dir), profile, config, fusion)
         spec = LinkerSpec(kb=str(kb_dir), profile=profile, config=(config or LinkerConfig()).to_dict(),
-                          fusion=fusion.to_dict() if fusion is not None else None)
+                          fusion=fusion.to_dict() if fusion is not None else None, device=device)
         return spec.build()
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -142,9 +142,14 @@ class GMNERPipeline:
         prof = profile if isinstance(profile, Profile) else Profile(profile)
         if kb_dir is None:
             return cls(prof, None, None, config)
-        from ...link import Linker
+        from ...kb import KB
+        from ...link import Linker, LinkerSpec
 
-        linker = Linker.from_kb(kb_dir, profile=prof)
+        # the linker shares the pipeline's profile (one set of models) and carries the spec that
+        # rebuilds it in another process
+        spec = LinkerSpec(kb=str(kb_dir), profile=prof.name, overrides=dict(prof.overrides),
+                          options={k: dict(v) for k, v in prof.options.items()}, device=prof.device)
+        linker = Linker(KB.open(kb_dir), prof, spec=spec)
         return cls(prof, linker.kb, linker, config)
 
     # ---------------------------------------------------------------------------------------
