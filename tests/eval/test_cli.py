@@ -73,7 +73,7 @@ def test_eval_link_with_patched_linker(tmp_path, fakes, monkeypatch):
     import pixlink.link as link_mod
 
     linker = fakes.TableLinker({"obama": [("Q76", 0.9)]})
-    monkeypatch.setattr(link_mod.Linker, "from_kb", classmethod(lambda cls, kb, profile="auto", config=None, fusion=None: linker))
+    monkeypatch.setattr(link_mod.Linker, "from_kb", classmethod(lambda cls, kb, profile="auto", **kw: linker))
     f = tmp_path / "mentions.jsonl"
     f.write_text(json.dumps({"id": "a", "image": None, "surface": "obama", "gold": "Q76"}) + "\n"
                  + json.dumps({"id": "b", "image": None, "surface": "x", "gold": None}) + "\n")

@@ -105,8 +105,8 @@ def test_a_place_mention_over_a_face_does_not_link_to_the_person(linker, shared_
     typed = linker.link(shared_data("photos", "obama_and_biden.jpg"), {"box": box}, text=text,
                         surface="White House", mention_type="LOC", k=3)
     assert typed.prediction != "Q76", typed.to_dict()["candidates"][:2]
-    top = {c.entity_id: c for c in typed.candidates}["Q76"]
-    assert top.signals["mention_type"] == 0.0 and top.score < 0.2
+    obama = {c.entity_id: c for c in typed.candidates}.get("Q76")  # gated out of the top 3, or low in it
+    assert obama is None or (obama.signals["mention_type"] == 0.0 and obama.score < 0.2), obama
     # the same face named as a person still links
     person = linker.link(shared_data("photos", "obama_and_biden.jpg"), {"box": box}, text=text,
                          surface="Barack Obama", mention_type="PER", k=3)
@@ -122,12 +122,15 @@ def test_one_linker_shared_by_threads_answers_as_serially(linker, shared_data):
 
     spec = LinkerSpec(kb=str(linker.kb.path), profile="offline", config=LinkerConfig(segment=True).to_dict())
     shared_linker = spec.build()
-    jobs = [("obama_and_biden.jpg", OBAMA_AND_BIDEN["Q76"]), ("two_people.jpg", TWO_PEOPLE["Q6279"]),
-            ("kit_with_rose.jpg", KIT_WITH_ROSE["Q357607"]), ("kit_with_rose.jpg", CLUTCH)]
+    # with and without captions, so the NER tagger of the lexical signal is shared too
+    jobs = [("obama_and_biden.jpg", OBAMA_AND_BIDEN["Q76"], "Barack Obama and Joe Biden in Washington"),
+            ("two_people.jpg", TWO_PEOPLE["Q6279"], None),
+            ("kit_with_rose.jpg", KIT_WITH_ROSE["Q357607"], "Rose Leslie and Kit Harington at the premiere"),
+            ("kit_with_rose.jpg", CLUTCH, None)]
 
     def run(i):
-        photo, box = jobs[i % len(jobs)]
-        d = shared_linker.link(shared_data("photos", photo), {"box": box}, k=3).to_dict()
+        photo, box, text = jobs[i % len(jobs)]
+        d = shared_linker.link(shared_data("photos", photo), {"box": box}, text=text, k=3).to_dict()
         d.pop("timings")
         return d
 

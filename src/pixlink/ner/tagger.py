@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -133,6 +134,9 @@ class Tagger:
         self.aux = aux
         self.batch_size = int(batch_size)
         self.notes: list[str] = []
+        # the backbone's fast tokenizer changes its truncation/padding settings per call and is
+        # not safe to share between threads: one tagging at a time per tagger
+        self._lock = threading.Lock()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -183,12 +187,17 @@ class Tagger:
 
     def _tag(self, posts: list[list[str]], scheme: str | None, ctx: list[str | None] | None
              ) -> list[list[tuple[int, int, str, float]]]:
+        if not posts:
+            return []
+        with self._lock:
+            return self._tag_locked(posts, scheme, ctx)
+
+    def _tag_locked(self, posts: list[list[str]], scheme: str | None, ctx: list[str | None] | None
+                    ) -> list[list[tuple[int, int, str, float]]]:
         from . import model as M
         from .train import decode_items
         from .windows import merge_window_spans, overlapping_windows
 
-        if not posts:
-            return []
         # a post longer than one encoder window is tagged in overlapping windows (ner/windows.py);
         # a post that fits (every tweet) is one window, tagged whole
         budget = self.backbone.word_budget
