@@ -203,13 +203,20 @@ class Tagger:
         budget = self.backbone.word_budget
         windows = [overlapping_windows(self.backbone.piece_counts(p), budget, self.overlap) for p in posts]
         flat = [(pi, a, b) for pi, ws in enumerate(windows) for a, b in ws]
-        parts = [posts[pi][a:b] for pi, a, b in flat]
-        part_ctx = [ctx[pi] for pi, _a, _b in flat] if ctx is not None else None
-        feats = self.backbone.features(parts, contexts=part_ctx, batch_size=self.batch_size)
-        # a head trained with --condition is told the dataset's annotation convention when the
-        # scheme names a dataset (twitter2015, twitter2017); otherwise "unknown" (0)
-        items = [M.make_item(p, f, self.cfg, M.scheme_id(scheme)) for p, f in zip(parts, feats)]
-        decoded = decode_items(self.head, items, self.cfg["tags"])
+        # windows go through the encoder and the head a chunk at a time, so that the features
+        # held at once stay bounded however long the text (all 13 hidden states of a window)
+        decoded = []
+        chunk = max(1, self.batch_size * 4)
+        for i in range(0, len(flat), chunk):
+            part = flat[i:i + chunk]
+            parts = [posts[pi][a:b] for pi, a, b in part]
+            part_ctx = [ctx[pi] for pi, _a, _b in part] if ctx is not None else None
+            feats = self.backbone.features(parts, contexts=part_ctx, batch_size=self.batch_size)
+            # a head trained with --condition is told the dataset's annotation convention when the
+            # scheme names a dataset (twitter2015, twitter2017); otherwise "unknown" (0)
+            items = [M.make_item(p, f, self.cfg, M.scheme_id(scheme)) for p, f in zip(parts, feats)]
+            decoded.extend(decode_items(self.head, items, self.cfg["tags"]))
+            del feats, items
         per_post: list[list[list[tuple[int, int, str, float | None]]]] = [[] for _ in posts]
         for (pi, a, _b), spans in zip(flat, decoded):
             per_post[pi].append([(s + a, e + a, t, sc) for s, e, t, sc in spans])
