@@ -111,6 +111,21 @@ class Grounded:
     scores: list[float] = field(default_factory=list)
 
 
+def role_or_note(profile: Any, role: str, notes: list[str], used: dict[str, str]) -> Any | None:
+    """``profile``'s backend for ``role``, recorded in the call's ``used`` (role -> backend);
+    ``None`` with a note (and a warning) when none can run."""
+    try:
+        inst = profile.get(role)
+    except ModelUnavailableError as exc:
+        msg = f"{role}: not available ({exc})"
+        if msg not in notes:
+            notes.append(msg)
+            log.warning(msg)
+        return None
+    used[role] = str(profile.choose(role).backend or getattr(inst, "name", ""))
+    return inst
+
+
 FaceScorer = Callable[[np.ndarray, Sequence[Sequence[float]], str], list[float | None]]
 """``(image, boxes XYXY, entity id) -> per box, the face cosine with the entity (None: no face)``;
 :meth:`pixlink.link.Linker.face_scores` is one."""
@@ -137,16 +152,7 @@ class Grounder:
         self._segmenters = segmenters
 
     def _role(self, role: str, notes: list[str], used: dict[str, str]) -> Any | None:
-        try:
-            inst = self.profile.get(role)
-        except ModelUnavailableError as exc:
-            msg = f"{role}: not available ({exc})"
-            if msg not in notes:
-                notes.append(msg)
-                log.warning(msg)
-            return None
-        used[role] = str(self.profile.choose(role).backend or getattr(inst, "name", ""))
-        return inst
+        return role_or_note(self.profile, role, notes, used)
 
     def ground(self, image: np.ndarray, targets: Sequence[Target], *, notes: list[str] | None = None,
                used: dict[str, str] | None = None, timings: dict[str, float] | None = None,

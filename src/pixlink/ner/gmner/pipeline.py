@@ -35,6 +35,7 @@ from ...log import get_logger
 from ...models import Profile
 from ...models import roles as R
 from ...grounding import GMNER_TRAIN_GROUNDABLE_RATE, Grounder, GroundingConfig, Target
+from ...grounding.grounder import role_or_note
 from ...spans import rename_type
 from ...types import BatchResult, ItemError, NamedEntity, Post
 
@@ -154,16 +155,7 @@ class GMNERPipeline:
 
     # ---------------------------------------------------------------------------------------
     def _role(self, role: str, notes: list[str], used: dict[str, str]) -> Any | None:
-        try:
-            inst = self.profile.get(role)
-        except ModelUnavailableError as exc:
-            msg = f"{role}: not available ({exc})"
-            if msg not in notes:
-                notes.append(msg)
-                log.warning(msg)
-            return None
-        used[role] = str(self.profile.choose(role).backend or getattr(inst, "name", ""))
-        return inst
+        return role_or_note(self.profile, role, notes, used)
 
     def run_post(self, post: Post) -> GMNERResult:
         return self.run(post.image, tokens=post.tokens)
