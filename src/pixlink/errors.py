@@ -210,13 +210,19 @@ class Errors(metaclass=_ErrorsWithCodes):
 
     # --- E7xx: CLI, service, jobs, annotation -------------------------------------------
     # (owned by pixlink.cli, pixlink.serve, pixlink.jobs, pixlink.annotate)
-    # E700-E719: the command line (pixlink.cli) and the pictures it writes (pixlink.viz)
+    # E700-E709: the command line (pixlink.cli) and the pictures it writes (pixlink.viz)
     E700 = "{what} {path!r} is not a usable settings file: {reason}"
     E701 = "{what} {path!r} has unknown key(s) {keys}; the keys are: {known}"
     E702 = "{what} {path!r}: {key!r} must be {expected}, not {got}"
     E703 = "{what} {path!r}: {ext!r} is not an image format pixlink writes; use one of {exts}"
     E704 = "{what} {path!r} cannot be written: {reason}"
     E705 = "{what} {path!r} cannot be read: {reason}"
+    # E710-E719: reverse annotation (pixlink.annotate)
+    E710 = "Annotation item {item!r} is not valid: {reason}"
+    E711 = "Annotation items {path!r} cannot be read: {reason}"
+    E712 = "Entity {entity!r} of item {item!r} is not in the knowledge base."
+    E713 = "Annotation setting {what} = {value!r} is not valid: {reason}"
+    E714 = "The annotation run in {path!r} was made with other settings ({what} differ); use --restart to start again, or another --out."
     # E760-E769: demo material (pixlink.demo) and pinned registry downloads (pixlink.fetch)
     E760 = "The demo needs the Python package {package!r} ({why}). Install it: pip install 'pixlink[demo]'."
     E761 = "Cannot fetch {what} from {registry}: {reason}. {hint}"

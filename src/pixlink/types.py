@@ -241,6 +241,15 @@ class Region:
             mask=mask, source=source, score=score,
         )
 
+    def as_mask(self) -> np.ndarray:
+        """The region as an ``(H, W)`` bool mask: its mask, else its box filled (needs
+        ``image_size``)."""
+        if self.mask is not None:
+            return self.mask
+        if self.image_size is None:
+            raise InputError(Errors.E009.format(size=None))
+        return geo.box_to_mask(self.bbox, self.image_size)
+
     def area(self) -> float:
         if self.mask is not None:
             return float(self.mask.sum())

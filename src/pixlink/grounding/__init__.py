@@ -8,6 +8,8 @@ several person boxes by face when the entity is known, and cut a mask with the `
 role. See :class:`Grounder`.
 """
 
-from .grounder import GMNER_TRAIN_GROUNDABLE_RATE, Grounded, Grounder, GroundingConfig, Target
+from .grounder import (GMNER_TRAIN_GROUNDABLE_RATE, TYPE_WORDS, Grounded, Grounder, GroundingConfig, Target, expansion,
+                       template_expression, typed_phrase)
 
-__all__ = ["Grounder", "GroundingConfig", "Grounded", "Target", "GMNER_TRAIN_GROUNDABLE_RATE"]
+__all__ = ["Grounder", "GroundingConfig", "Grounded", "Target", "GMNER_TRAIN_GROUNDABLE_RATE", "TYPE_WORDS", "expansion",
+           "template_expression", "typed_phrase"]

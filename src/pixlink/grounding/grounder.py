@@ -28,6 +28,27 @@ GMNER_TRAIN_GROUNDABLE_RATE: dict[str, float] = {"PER": 2340 / 3598, "ORG": 622 
 :func:`pixlink.ner.gmner.groundable_rates`; MISC takes OTHER's rate."""
 
 
+TYPE_WORDS = {"PER": "person", "LOC": "location", "ORG": "organization", "MISC": "thing", "OTHER": "thing"}
+"""The word a type template uses for each coarse type."""
+
+
+def expansion(text: str, etype: str, expression: str) -> str:
+    """RiVEG's entity expansion expression: ``Named Entity (TYPE) - expression``."""
+    return f"{text} ({etype}) - {expression}"
+
+
+def template_expression(etype: str) -> str:
+    """The type template used when neither the KB nor a generator gives an expression."""
+    word = TYPE_WORDS.get(etype, "thing")
+    return f"a {word}" if word != "organization" else "an organization"
+
+
+def typed_phrase(text: str, etype: str | None) -> str:
+    """A phrase with its type spelled out the way RiVEG asks its grounding model
+    (``"Kit Harington (PER) - a person"``), or the text alone when the type is unknown."""
+    return expansion(text, etype, template_expression(etype)) if etype else text
+
+
 @dataclass
 class GroundingConfig:
     """Knobs of :class:`Grounder`.
@@ -100,6 +121,8 @@ class Grounded:
         source: which detector found the box (``"coco"``, ``"fallback:proposals+conse"``...).
         reason: why it is not groundable, or how its box was chosen, when that needs saying.
         scores: every detection score for the phrase, best first (for calibration).
+        boxes: every detection box for the phrase (XYXY, original pixels), in the order of
+            ``scores`` (the reverse annotator's correction and dense-scene rules read them).
     """
 
     target: Target
@@ -109,6 +132,7 @@ class Grounded:
     source: str = ""
     reason: str | None = None
     scores: list[float] = field(default_factory=list)
+    boxes: list[list[float]] = field(default_factory=list)
 
 
 def role_or_note(profile: Any, role: str, notes: list[str], used: dict[str, str]) -> Any | None:
@@ -189,7 +213,7 @@ class Grounder:
             mine = sorted((d for d in dets if d.phrase == t.phrase), key=lambda d: -d.score)
             best = mine[0] if mine else None
             g = Grounded(t, False, score=float(best.score) if best else 0.0, source=best.source if best else "",
-                         scores=[float(d.score) for d in mine])
+                         scores=[float(d.score) for d in mine], boxes=[[float(v) for v in d.box] for d in mine])
             out.append(g)
             if best is None or best.score < cfg.groundable_threshold:
                 g.reason = f"best detection score {g.score:.2f} < {cfg.groundable_threshold}"

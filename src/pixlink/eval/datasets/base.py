@@ -22,8 +22,9 @@ def as_path(path: str | Path) -> Path:
 
 
 def read_records(path: str | Path, report: LoadReport) -> list[tuple[str, Any]]:
-    """``[(key, record)]`` of a JSON list, a JSON object of records (key -> record) or a JSONL
-    file; the key is the list index / object key / line number. A JSONL line that is not JSON
+    """``[(key, record)]`` of a JSON list, a JSON object of records (key -> record object) or a
+    JSONL file (always for a ``.jsonl`` name; a single object whose values are not all objects
+    is one record); the key is the list index / object key / line number. A JSONL line that is not JSON
     becomes an error in ``report`` (the other lines load). E600 when the file cannot be read."""
     import orjson
 
@@ -35,15 +36,18 @@ def read_records(path: str | Path, report: LoadReport) -> list[tuple[str, Any]]:
     except OSError as exc:
         raise DatasetError(Errors.E600.format(path=str(p), reason=f"{type(exc).__name__}: {exc}")) from exc
     head = raw.lstrip()[:1]
-    if head in (b"[", b"{"):
+    jsonl = p.suffix.lower() == ".jsonl"
+    if head in (b"[", b"{") and not jsonl:
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
             obj = None  # maybe JSONL whose lines are objects
         if isinstance(obj, list):
             return [(str(i), r) for i, r in enumerate(obj)]
-        if isinstance(obj, dict):
+        if isinstance(obj, dict) and all(isinstance(v, dict) for v in obj.values()):
             return [(str(k), v) for k, v in obj.items()]
+        if isinstance(obj, dict):  # one record on one line: JSONL of one line
+            return [("line1", obj)]
         if obj is not None:
             raise DatasetError(Errors.E600.format(path=str(p), reason="JSON is neither a list nor an object of records"))
     out: list[tuple[str, Any]] = []

@@ -34,14 +34,14 @@ from ...io import load_image
 from ...log import get_logger
 from ...models import Profile
 from ...models import roles as R
-from ...grounding import GMNER_TRAIN_GROUNDABLE_RATE, Grounder, GroundingConfig, Target
+from ...grounding import (GMNER_TRAIN_GROUNDABLE_RATE, TYPE_WORDS, Grounder, GroundingConfig, Target, expansion,
+                          template_expression)
 from ...grounding.grounder import role_or_note
 from ...spans import rename_type
 from ...types import BatchResult, ItemError, NamedEntity, Post
 
 log = get_logger("pixlink.gmner")
 
-TYPE_WORDS = {"PER": "person", "LOC": "location", "ORG": "organization", "MISC": "thing", "OTHER": "thing"}
 
 
 @dataclass
@@ -110,17 +110,6 @@ class GMNERResult:
     def to_dict(self) -> dict[str, Any]:
         return {"tokens": self.tokens, "entities": [e.to_dict() for e in self.entities], "notes": self.notes,
                 "backends": self.backends, "timings": self.timings}
-
-
-def expansion(text: str, etype: str, expression: str) -> str:
-    """RiVEG's entity expansion expression: ``Named Entity (TYPE) - expression``."""
-    return f"{text} ({etype}) - {expression}"
-
-
-def template_expression(etype: str) -> str:
-    """The type template used when neither the KB nor a generator gives an expression."""
-    word = TYPE_WORDS.get(etype, "thing")
-    return f"a {word}" if word != "organization" else "an organization"
 
 
 class GMNERPipeline:

@@ -1,0 +1,185 @@
+"""Annotators: each a path from what is known about an item to candidate masks (proposals).
+
+* :class:`TextAnnotator` — each text reference (label, intension, extension, question, mention)
+  is grounded by the ``detect`` role and cut by the ``segment`` role (:class:`pixlink.grounding.Grounder`:
+  Grounding DINO / OWLv2 + SAM with the hub; NanoDet-g for COCO things, faces for people and the
+  classical proposals offline). A person's candidate boxes are told apart by face.
+* :class:`FaceAnnotator` — for a person with reference faces in the KB: the faces of the image
+  are matched against the entity's own (dlib offline), and the best match's person box
+  (the detector's person box holding the face, else the face grown to an upper body) is cut.
+  This needs no text at all.
+
+A proposal says which annotator and reference made it, its score and its region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..grounding import Grounder, GroundingConfig, Target, typed_phrase
+from ..grounding.grounder import role_or_note
+from ..models import roles as R
+from ..regions import SegmenterSession, image_key
+from ..types import Region
+from .references import TextReference
+
+
+@dataclass
+class Proposal:
+    """A candidate region for the item's entity.
+
+    Attributes:
+        annotator: ``text``, ``face``, ``instance``...
+        reference: the text reference grounded (None for face / instance).
+        region: box (XYXY original pixels) + mask ``(H, W)`` bool.
+        score: the annotator's confidence in [0, 1] (detection score, face cosine...).
+        source: which backend made the box (``coco``, ``fallback:faces->upper_body``, ``dlib``...).
+        boxes, scores: every detection of the reference, best first (for correction / density rules).
+    """
+
+    annotator: str
+    reference: TextReference | None
+    region: Region
+    score: float
+    source: str = ""
+    boxes: list[list[float]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+
+    def label(self) -> str:
+        """MaskOVEN-Wiki's ``label`` entry: the phrase with its score, ``"a bird(0.44)"``."""
+        what = self.reference.text if self.reference is not None else f"{self.annotator} match"
+        return f"{what}({self.score:.2f})"
+
+    def summary(self) -> dict[str, Any]:
+        return {"annotator": self.annotator, "reference": self.reference.to_dict() if self.reference else None,
+                "score": round(self.score, 4), "source": self.source,
+                "box": [round(float(v), 1) for v in self.region.bbox]}
+
+
+@dataclass
+class ItemContext:
+    """What annotators see of one item (made once per item by the pipeline)."""
+
+    image: np.ndarray
+    entity_id: str
+    label: str
+    coarse_type: str | None
+    is_person: bool
+    references: list[TextReference]
+    notes: list[str]
+    used: dict[str, str]
+
+
+class TextAnnotator:
+    name = "text"
+
+    def __init__(self, profile: Any, grounding: GroundingConfig, face_scores: Any = None,
+                 segmenters: SegmenterSession | None = None) -> None:
+        self.grounder = Grounder(profile, grounding, face_scores=face_scores, segmenters=segmenters)
+
+    def propose(self, ctx: ItemContext) -> list[Proposal]:
+        refs = [r for r in ctx.references]
+        # the phrase carries the entity's coarse type as RiVEG asks its grounding model
+        # ("Kit Harington (PER) - a person"): a detector then knows a name is a person's
+        targets = [Target(phrase=typed_phrase(r.text, ctx.coarse_type), type=ctx.coarse_type, entity_id=ctx.entity_id,
+                          name=r.text) for r in refs]
+        grounded = self.grounder.ground(ctx.image, targets, notes=ctx.notes, used=ctx.used)
+        out = []
+        for ref, g in zip(refs, grounded):
+            if g.groundable and g.region is not None:
+                out.append(Proposal(self.name, ref, g.region, float(g.score), g.source, g.boxes, g.scores))
+        return out
+
+
+class FaceAnnotator:
+    """A person's region found by their own face (see the module docstring)."""
+
+    name = "face"
+
+    def __init__(self, profile: Any, linker: Any, face_match_min: float = 0.82,
+                 segmenters: SegmenterSession | None = None, detect_threshold: float = 0.2) -> None:
+        self.profile = profile
+        self.linker = linker
+        self.face_match_min = float(face_match_min)
+        self.detect_threshold = float(detect_threshold)
+        self.segmenters = segmenters
+
+    def propose(self, ctx: ItemContext) -> list[Proposal]:
+        if not ctx.is_person:
+            return []
+        faces_model = role_or_note(self.profile, R.FACES, ctx.notes, ctx.used)
+        if faces_model is None:
+            return []
+        img = ctx.image
+        faces = faces_model.detect(img, upsample=1)
+        if not faces:
+            return []
+        face_boxes = [[float(v) for v in f.box] for f in faces]
+        scores = self.linker.face_scores(img, face_boxes, ctx.entity_id)
+        found = [(s, b) for s, b in zip(scores, face_boxes) if s is not None]
+        if not found:
+            ctx.notes.append(f"face: {ctx.entity_id} has no reference face in the KB, or no face of the image could be read")
+            return []
+        s, fb = max(found, key=lambda p: p[0])
+        if s < self.face_match_min:
+            ctx.notes.append(f"face: no face of the image matches {ctx.entity_id} (best cosine {s:.2f} < {self.face_match_min})")
+            return []
+        h, w = img.shape[:2]
+        box, source = self._person_box(img, fb, ctx)
+        region = Region.from_box(box, image_size=(h, w), clip=True, source=f"face:{source}", score=float(s))
+        seg = role_or_note(self.profile, R.SEGMENT, ctx.notes, ctx.used)
+        if seg is not None and "box" in seg.prompt_kinds:
+            if self.segmenters is None:
+                self.segmenters = SegmenterSession([seg], cache_size=4)
+            res = self.segmenters.segment(img, region, key=image_key(img))
+            region = res.region
+        return [Proposal(self.name, None, region, float(s), source)]
+
+    def _person_box(self, img: np.ndarray, face_box: Sequence[float], ctx: ItemContext) -> tuple[list[float], str]:
+        """The detector's most confident person box that holds the face's centre; else the face
+        grown to an upper body."""
+        from ..models.backends.proposals_fallback import upper_body_box
+
+        cx, cy = (face_box[0] + face_box[2]) / 2, (face_box[1] + face_box[3]) / 2
+        det = role_or_note(self.profile, R.DETECT, ctx.notes, ctx.used)
+        if det is not None:
+            boxes = [d for d in det.detect(img, ["a person"], threshold=self.detect_threshold)
+                     if d.box[0] <= cx <= d.box[2] and d.box[1] <= cy <= d.box[3] and not d.source.startswith("fallback")]
+            if boxes:
+                best = max(boxes, key=lambda d: d.score)
+                return [float(v) for v in best.box], best.source or "detector"
+        return [float(v) for v in upper_body_box(np.asarray(face_box), img.shape[:2])], "face->upper_body"
+
+
+def make_annotators(names: Sequence[str], profile: Any, linker: Any, grounding: GroundingConfig,
+                    notes: list[str]) -> list[Any]:
+    """The annotators asked for that can run (an unknown name is E713; one that cannot run
+    here is left out with a note)."""
+    from ..errors import Errors, InputError
+
+    known = ("text", "face")
+    from ..errors import ModelUnavailableError
+
+    out: list[Any] = []
+    segmenters: SegmenterSession | None = None  # one session: an image is embedded once for all annotators
+    try:
+        seg = profile.get(R.SEGMENT)
+        if "box" in seg.prompt_kinds:
+            segmenters = SegmenterSession([seg], cache_size=4)
+    except ModelUnavailableError as exc:
+        notes.append(f"segment: not available ({exc}); proposals stay boxes")
+    for n in names:
+        if n not in known:
+            raise InputError(Errors.E713.format(what="annotators", value=n, reason=f"known: {known}"))
+        if n == "text":
+            out.append(TextAnnotator(profile, grounding, face_scores=linker.face_scores if linker else None,
+                                     segmenters=segmenters))
+        elif n == "face":
+            if linker is None:
+                notes.append("annotator face: needs a linker over the KB; left out")
+                continue
+            out.append(FaceAnnotator(profile, linker, face_match_min=grounding.face_match_min, segmenters=segmenters))
+    return out

@@ -1,0 +1,160 @@
+"""What an annotation run writes, from its report (``report.jsonl``, one record an item).
+
+* ``maskoven.json`` — COCO JSON in MaskOVEN-Wiki's exact shape: ``categories`` are QIDs with
+  names; each annotation's ``segmentation`` is a *list* of COCO RLE (one per connected part) and
+  ``bbox`` a *list* of XYXY boxes, with ``text_prompt``, ``label`` (phrases with scores),
+  ``question`` and ``data_split``. pycocotools and pixlink's MaskOVEN loader read it.
+* ``sample.jsonl`` — the manual-evaluation sample of PL-VEL: one item per entity, drawn per split
+  in proportion to the split's size, ``n`` items (2,000 by default), seeded.
+* ``contact_NNN.png`` — contact sheets for reviewers: each item's image with its mask, the
+  entity, and the rule or flags that decided it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import PixlinkError
+from ..geometry import mask_to_box, mask_to_rle, rle_to_mask
+
+
+def latest_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last record of each item id (a redone item's newest answer), in first-seen order."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for r in records:
+        by_id[r["id"]] = r
+    return list(by_id.values())
+
+
+def _parts(mask: np.ndarray, min_share: float = 0.01) -> list[np.ndarray]:
+    """The mask as MaskOVEN lists it, one entry per visible part: each connected part holding at
+    least ``min_share`` of the mask, and the smaller specks kept with the largest part (every
+    pixel of the mask is in exactly one part)."""
+    import cv2
+
+    n, lab = cv2.connectedComponents(mask.astype(np.uint8))
+    parts = [lab == i for i in range(1, n)]
+    if len(parts) <= 1:
+        return [mask]
+    total = mask.sum()
+    big = sorted((p for p in parts if p.sum() >= min_share * total), key=lambda p: -int(p.sum()))
+    if not big:
+        return [mask]
+    for p in parts:
+        if p.sum() < min_share * total:
+            big[0] = big[0] | p
+    return big
+
+
+def image_id(path: str) -> str:
+    return f"{Path(path).stem}-{hashlib.blake2b(path.encode(), digest_size=4).hexdigest()}"
+
+
+def maskoven_json(records: Sequence[dict[str, Any]], image_root: str | Path | None = None) -> dict[str, Any]:
+    """COCO JSON of the accepted records, in MaskOVEN-Wiki's shape."""
+    images: dict[str, dict[str, Any]] = {}
+    cats: dict[str, str] = {}
+    anns = []
+    root = Path(image_root).resolve() if image_root is not None else None
+    for r in records:
+        if r["status"] != "accepted" or not r.get("region") or not r["region"].get("mask"):
+            continue
+        item = r["item"]
+        path = item["image"]
+        iid = image_id(path)
+        h, w = r["image_size"]
+        fname = path
+        if root is not None:
+            try:
+                fname = str(Path(path).resolve().relative_to(root))
+            except ValueError:
+                fname = path
+        images.setdefault(iid, {"id": iid, "file_name": fname, "height": int(h), "width": int(w)})
+        cats.setdefault(item["entity"], r.get("entity_label") or item["entity"])
+        mask = rle_to_mask(r["region"]["mask"])
+        parts = _parts(mask)
+        anns.append({
+            "id": str(item["id"]), "image_id": iid, "category_id": item["entity"],
+            "segmentation": [mask_to_rle(p) for p in parts],
+            "bbox": [[round(float(v), 2) for v in mask_to_box(p)] for p in parts],
+            "area": int(mask.sum()), "iscrowd": 0,
+            "text_prompt": r.get("text_prompt", ""), "label": r.get("labels", []),
+            "question": item.get("question") or "", "data_split": item.get("split") or "",
+            "flags": r.get("flags", []), "rule": r.get("rule"),
+        })
+    return {"info": {"description": "pixlink reverse annotation (MaskOVEN-Wiki format)"},
+            "images": list(images.values()), "categories": [{"id": k, "name": v} for k, v in cats.items()],
+            "annotations": anns}
+
+
+def manual_sample(records: Sequence[dict[str, Any]], n: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+    """PL-VEL's manual-evaluation sample: one accepted item per entity, per split in proportion
+    to the split's number of accepted items, ``n`` in all (fewer when there are fewer entities)."""
+    rng = np.random.default_rng(seed)
+    by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r["status"] == "accepted":
+            by_split[r["item"].get("split") or ""].append(r)
+    total = sum(len(v) for v in by_split.values())
+    out: list[dict[str, Any]] = []
+    for split, recs in sorted(by_split.items()):
+        want = int(round(n * len(recs) / total)) if total else 0
+        order = rng.permutation(len(recs))
+        seen: set[str] = set()
+        for i in order:
+            if len([x for x in out if (x["item"].get("split") or "") == split]) >= want:
+                break
+            e = recs[i]["item"]["entity"]
+            if e in seen:
+                continue
+            seen.add(e)
+            out.append(recs[i])
+    return out
+
+
+def contact_sheets(records: Sequence[dict[str, Any]], out_dir: str | Path, per_sheet: int = 48, cols: int = 8,
+                   thumb: int = 240) -> list[Path]:
+    """PNG grids of overlays: green mask = accepted, the rule in red = rejected, flags in orange."""
+    from PIL import Image, ImageDraw
+
+    from ..io import load_image
+    from ..viz import _font
+
+    out_dir = Path(out_dir)
+    font = _font(12)
+    paths = []
+    for k in range(0, len(records), per_sheet):
+        chunk = records[k:k + per_sheet]
+        rows = (len(chunk) + cols - 1) // cols
+        sheet = Image.new("RGB", (cols * thumb, rows * (thumb + 34)), (255, 255, 255))
+        d = ImageDraw.Draw(sheet)
+        for j, r in enumerate(chunk):
+            x, y = (j % cols) * thumb, (j // cols) * (thumb + 34)
+            try:
+                img = load_image(r["item"]["image"], max_side=1024)
+            except PixlinkError as exc:  # the cell says why it has no picture
+                d.text((x + 4, y + 4), f"{r['id']}: no image ({exc.code})", fill=(200, 0, 0), font=font)
+                continue
+            pic = Image.fromarray(img)
+            if r["status"] == "accepted" and r.get("region") and r["region"].get("mask"):
+                m = rle_to_mask(r["region"]["mask"])
+                mm = Image.fromarray((m * 255).astype(np.uint8)).resize(pic.size)
+                green = Image.new("RGB", pic.size, (0, 200, 0))
+                pic = Image.composite(Image.blend(pic, green, 0.45), pic, mm)
+            pic.thumbnail((thumb, thumb))
+            sheet.paste(pic, (x + (thumb - pic.width) // 2, y))
+            colour = (0, 120, 0) if r["status"] == "accepted" else (200, 0, 0)
+            d.text((x + 3, y + thumb + 2), f"{r['id']} {r.get('entity_label') or r['item']['entity']}"[:38],
+                   fill=(0, 0, 0), font=font)
+            why = r.get("rule") or r.get("code") or r["status"]
+            flags = ",".join(r.get("flags") or [])
+            d.text((x + 3, y + thumb + 17), f"{why} {flags}"[:40], fill=colour if not flags else (210, 110, 0), font=font)
+        p = out_dir / f"contact_{k // per_sheet + 1:03d}.png"
+        sheet.save(p)
+        paths.append(p)
+    return paths
