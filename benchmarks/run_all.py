@@ -56,6 +56,9 @@ def _fmt(label: str, value: Any, unit: str = "") -> str:
 # its JSON is looked for as <w>/*.json, then benchmarks/results/<name>.json.
 Plan = tuple[list[str], list[str], str, Callable[[dict], str]]
 PLANS: dict[str, Plan] = {
+    "bench_annotate": (["--out", "{w}/annotate.json"], [], "{w}/annotate.json",
+                       lambda r: _fmt("items/s", r.get("items_per_second")) + "; "
+                       + _fmt("people boxed", f"{r.get('people_box_iou_gt_0_5')}/{r.get('people')}")),
     "bench_coco": (["--repeats", "1", "--out", "{w}"], [], "{w}/coco.json",
                    lambda r: _fmt("photos", len(r.get("photos", []))) + "; " + _fmt("peak MiB", _get(r, "peak_mb"))),
     "bench_dense": (["--n", "20000", "--dim", "64", "--clusters", "64", "--latent", "16", "--m", "16",

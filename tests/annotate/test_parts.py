@@ -72,10 +72,11 @@ def test_agreement_correction_density_inversion():
     b = np.zeros((100, 100), bool)
     b[30:70, 30:70] = True
     assert agreement(a, [b]) == pytest.approx(900 / 2300) and agreement(a, []) is None
-    # the most confident box that intersects the mask, not the most confident box
+    # the most confident box that intersects (holds half of) the mask, not the most confident box
     assert correction_box(a, [[80, 80, 99, 99], [10, 10, 50, 50], [25, 25, 40, 40]], [0.9, 0.6, 0.5]) == (
         [10.0, 10.0, 50.0, 50.0], 0.6)
     assert correction_box(a, [[80, 80, 99, 99]], [0.9]) is None
+    assert correction_box(a, [[55, 0, 99, 99]], [0.9]) is None  # grazes the mask's edge only
     grid = [[x, y, x + 30, y + 30] for x in (0, 35, 70) for y in (0, 35, 70)]
     assert is_dense(grid, [0.5] * 9, (100, 100), cfg)
     assert not is_dense(grid[:2], [0.5] * 2, (100, 100), cfg)

@@ -141,15 +141,16 @@ def test_vpwiki_mode_writes_red_box_prompts_that_the_vpwiki_loader_reads(annotat
     assert (edge[:, 0] > 180).mean() > 0.9 and (edge[:, 1] < 80).mean() > 0.9  # the red box is drawn
 
 
-def test_verification_flags_a_region_that_links_to_another_entity(annotator):
-    """Rose Leslie has no face photo: the text path boxes someone; linked back, the region is
-    Kit Harington (his face): flagged with both scores."""
+def test_a_person_without_a_reference_face_is_not_given_someone_elses_box(annotator):
+    """Rose Leslie has no face photo in the KB: the person box holding Kit Harington's face (he has
+    one) is left out, so she gets her own box; linked back, the region is not Kit's."""
     ann, tmp = annotator
     verify = ReverseAnnotator(ann.kb, ann.profile, AnnotateConfig(references=("label",), verify=True),
                               linker=ann.linker)
     items, _ = _items(tmp, [{"id": "rose", "image": str(shared("photos") / "kit_with_rose.jpg"), "entity": "Q461132"}])
     res = verify.annotate(items[0])
-    if res.status == "accepted" and box_iou(res.region.bbox, BOXES["kit_with_rose.jpg"]["Q357607"]) > 0.5:
-        assert "links_elsewhere" in res.flags and res.verify["top"] == "Q357607", res.verify
-    else:
-        assert res.verify is None or res.verify["status"] != "links_elsewhere"
+    assert res.status == "accepted", res.to_record()
+    assert box_iou(res.region.bbox, BOXES["kit_with_rose.jpg"]["Q461132"]) > 0.5, (res.region.bbox, res.notes)
+    assert any("left out" in n and "Q357607" in n for n in res.notes), res.notes
+    # linked back, her region holds no face the KB knows as hers or anyone's: NIL, not Kit
+    assert res.verify is not None and res.verify["status"] == "nil" and "links_elsewhere" not in res.flags, res.verify

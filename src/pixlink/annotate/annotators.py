@@ -77,8 +77,9 @@ class TextAnnotator:
     name = "text"
 
     def __init__(self, profile: Any, grounding: GroundingConfig, face_scores: Any = None,
-                 segmenters: SegmenterSession | None = None) -> None:
-        self.grounder = Grounder(profile, grounding, face_scores=face_scores, segmenters=segmenters)
+                 segmenters: SegmenterSession | None = None, face_owners: Any = None) -> None:
+        self.grounder = Grounder(profile, grounding, face_scores=face_scores, segmenters=segmenters,
+                                 face_owners=face_owners)
 
     def propose(self, ctx: ItemContext) -> list[Proposal]:
         refs = [r for r in ctx.references]
@@ -176,7 +177,7 @@ def make_annotators(names: Sequence[str], profile: Any, linker: Any, grounding: 
             raise InputError(Errors.E713.format(what="annotators", value=n, reason=f"known: {known}"))
         if n == "text":
             out.append(TextAnnotator(profile, grounding, face_scores=linker.face_scores if linker else None,
-                                     segmenters=segmenters))
+                                     segmenters=segmenters, face_owners=linker.face_owners if linker else None))
         elif n == "face":
             if linker is None:
                 notes.append("annotator face: needs a linker over the KB; left out")

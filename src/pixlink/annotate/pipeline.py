@@ -250,8 +250,9 @@ class ReverseAnnotator:
             if iou < self.config.agree_iou:
                 mask = self._segment_box(img, cbox, notes, used)
                 res.flags.append("corrected")
-        # dense scenes
-        if is_dense(boxes, scores, (h, w), self.config):
+        # dense scenes: many confident boxes of the chosen phrase from a real detector (a fallback
+        # detector's proposals are not "same-type objects")
+        if not chosen.source.startswith("fallback") and is_dense(chosen.boxes, chosen.scores, (h, w), self.config):
             opened, n = open_and_count(mask, self.config.dense_kernel)
             res.figures["dense_components"] = n
             if n > self.config.dense_max_components:
@@ -298,6 +299,8 @@ class ReverseAnnotator:
                                  "target_score": target.score if target else None, "signals": link.signals}
             if top is None or not link.signals:
                 v["status"] = "unverifiable"
+            elif link.nil and target is None:
+                v["status"] = "nil"  # the region links to nothing of the KB, so to nobody else either
             elif top.entity_id == res.item.entity:
                 v["status"] = "agrees"
             elif target is None or top.score > target.score + self.config.verify_margin:

@@ -9,13 +9,15 @@ class lists (non-visual categories, locations) are data (``annotate/data/rules.j
   proposal scores below ``location_min_score`` gets the whole image: the photo *is* the place.
 * **agreement** — the chosen mask's IoU with the other annotators' (and references') masks;
   below ``agree_iou`` the item is flagged ``disagreement`` (kept, with the figures).
-* **correction** (PL-VEL) — the most confident detector box that intersects the chosen mask;
+* **correction** (PL-VEL) — the most confident detector box that intersects the chosen mask
+  (holds at least half of it);
   when the mask's own box differs from it (IoU < ``agree_iou``), the segmenter is prompted with
   that box instead (flag ``corrected``).
-* **dense scenes** — at least ``dense_min_boxes`` detections of the phrase covering at least
-  ``dense_min_cover`` of the image: the mask is opened (erosion then dilation, ``dense_kernel``
-  px at 512 px) and its connected components counted; more than ``dense_max_components`` is a
-  rejection (``dense_fragmented``).
+* **dense scenes** — at least ``dense_min_boxes`` detections of the chosen phrase (by a real
+  detector, not the fallback's proposals) covering at least ``dense_min_cover`` of the image:
+  the mask is opened (erosion then dilation, ``dense_kernel`` px at 512 px) and its connected
+  components of at least 1% of it counted; more than ``dense_max_components`` is a rejection
+  (``dense_fragmented``).
 * **inversion** — a mask over ``inversion_min_area`` of the image that touches all four borders
   is the background around the object: it is inverted (flag ``inverted``), and rejected when
   the inverse is under ``min_area`` (``inverted_empty``).
@@ -125,14 +127,19 @@ def agreement(chosen: np.ndarray, others: Sequence[np.ndarray]) -> float | None:
     return max(ious) if ious else None
 
 
-def correction_box(mask: np.ndarray, boxes: Sequence[Sequence[float]], scores: Sequence[float]) -> tuple[list[float], float] | None:
-    """PL-VEL's correction: the most confident detector box that intersects the mask."""
+def correction_box(mask: np.ndarray, boxes: Sequence[Sequence[float]], scores: Sequence[float],
+                   min_cover: float = 0.5) -> tuple[list[float], float] | None:
+    """PL-VEL's correction: the most confident detector box that intersects the mask — read as
+    a box holding at least ``min_cover`` of the mask's pixels (a neighbour's box that grazes the
+    mask's edge does not count)."""
     best = None
+    total = max(int(mask.sum()), 1)
     for b, s in zip(boxes, scores):
         x1, y1, x2, y2 = (int(round(v)) for v in b)
         if x2 <= x1 or y2 <= y1:
             continue
-        if mask[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)].any() and (best is None or s > best[1]):
+        inside = int(mask[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)].sum())
+        if inside >= min_cover * total and (best is None or s > best[1]):
             best = ([float(v) for v in b], float(s))
     return best
 
@@ -150,9 +157,9 @@ def is_dense(boxes: Sequence[Sequence[float]], scores: Sequence[float], size: tu
     return cover.mean() >= cfg.dense_min_cover
 
 
-def open_and_count(mask: np.ndarray, kernel_at_512: int) -> tuple[np.ndarray, int]:
+def open_and_count(mask: np.ndarray, kernel_at_512: int, min_share: float = 0.01) -> tuple[np.ndarray, int]:
     """Erode then dilate ``mask`` (kernel scaled from 512 px to the image), and count its
-    connected components."""
+    connected components that hold at least ``min_share`` of the opened mask."""
     import cv2
 
     h, w = mask.shape
@@ -161,8 +168,9 @@ def open_and_count(mask: np.ndarray, kernel_at_512: int) -> tuple[np.ndarray, in
     # outside the image is background: a speck in a corner is opened away like any other
     opened = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, ker, borderType=cv2.BORDER_CONSTANT,
                               borderValue=0) > 0
-    n, _ = cv2.connectedComponents(opened.astype(np.uint8))
-    return opened, int(n - 1)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(opened.astype(np.uint8))
+    total = max(int(opened.sum()), 1)
+    return opened, int(sum(1 for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_share * total))
 
 
 def touches_all_borders(mask: np.ndarray) -> bool:

@@ -154,6 +154,10 @@ FaceScorer = Callable[[np.ndarray, Sequence[Sequence[float]], str], list[float |
 """``(image, boxes XYXY, entity id) -> per box, the face cosine with the entity (None: no face)``;
 :meth:`pixlink.link.Linker.face_scores` is one."""
 
+FaceOwners = Callable[[np.ndarray, Sequence[Sequence[float]]], list["tuple[str, float] | None"]]
+"""``(image, boxes XYXY) -> per box, (the KB entity whose face it holds, cosine) or None``;
+:meth:`pixlink.link.Linker.face_owners` is one."""
+
 
 class Grounder:
     """Ground targets in an image with the profile's ``detect`` and ``segment`` roles.
@@ -169,10 +173,11 @@ class Grounder:
     """
 
     def __init__(self, profile: Any, config: GroundingConfig | None = None, face_scores: FaceScorer | None = None,
-                 segmenters: SegmenterSession | None = None) -> None:
+                 segmenters: SegmenterSession | None = None, face_owners: FaceOwners | None = None) -> None:
         self.profile = profile
         self.config = config or GroundingConfig()
         self.face_scores = face_scores
+        self.face_owners = face_owners
         self._segmenters = segmenters
 
     def _role(self, role: str, notes: list[str], used: dict[str, str]) -> Any | None:
@@ -271,7 +276,7 @@ class Grounder:
         scores = self.face_scores(image, [d.box for d in cands], eid)
         found = [(s, d) for s, d in zip(scores, cands) if s is not None]
         if not found:
-            return best
+            return self._not_someone_else(image, t, eid, cands, best, notes)
         s, d = max(found, key=lambda p: p[0])
         if s < cfg.face_match_min:
             notes.append(f"{t.label!r}: no face in its {len(cands)} candidate boxes matches {eid} "
@@ -281,3 +286,23 @@ class Grounder:
             notes.append(f"{t.label!r}: box chosen by its face (cosine {s:.2f} with {eid}'s reference faces) "
                          f"over the detector's best")
         return d
+
+    def _not_someone_else(self, image: np.ndarray, t: Target, eid: str, cands: list[Any], best: Any,
+                          notes: list[str]) -> Any:
+        """The entity has no reference face: leave out the boxes whose face is another KB
+        entity's (at least ``face_match_min``); the best of the rest, or ``best`` with a note."""
+        if self.face_owners is None:
+            return best
+        cfg = self.config
+        owners = self.face_owners(image, [d.box for d in cands])
+        others = {i for i, o in enumerate(owners) if o is not None and o[0] != eid and o[1] >= cfg.face_match_min}
+        rest = [d for i, d in enumerate(cands) if i not in others]
+        if not others:
+            return best
+        if not rest:
+            notes.append(f"{t.label!r}: every candidate box holds another KB entity's face; kept the detector's best")
+            return best
+        names = ", ".join(sorted({owners[i][0] for i in others}))  # type: ignore[index]
+        notes.append(f"{t.label!r}: {eid} has no reference face; {len(others)} box(es) holding the face of "
+                     f"{names} left out")
+        return rest[0]

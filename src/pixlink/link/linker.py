@@ -207,6 +207,33 @@ class Linker:
             out.append(float(scores[0][0]) if ids[0] else None)
         return out
 
+    def face_owners(self, image: Any, boxes: Sequence[Sequence[float]]) -> list[tuple[str, float] | None]:
+        """Whose face each box holds: per box, the KB entity whose reference face is closest to
+        the face chosen in the box (the face signal's rule) and the cosine, or None when the box
+        holds no face or the KB has no face vectors.
+
+        Args:
+            image: path, PIL image or ``(H, W, 3)`` uint8 array.
+            boxes: XYXY boxes in original pixels.
+        """
+        img = load_image(image)
+        sig = next((s for s in self.signals if isinstance(s, FaceSignal)), None) or FaceSignal()
+        q = Query(image=img)
+        backend = self.backend(R.FACES, q)
+        index = self.index(sig, q) if backend is not None else None
+        if index is None:
+            return [None for _ in boxes]
+        out: list[tuple[str, float] | None] = []
+        for box in boxes:
+            region = as_region({"box": [float(v) for v in box]}, img.shape[:2])
+            vec = face_vector(backend, img, region.bbox, sig.options)
+            if vec is None:
+                out.append(None)
+                continue
+            scores, ids = index.search(vec[None, :], k=1)
+            out.append((ids[0][0], float(scores[0][0])) if ids[0] else None)
+        return out
+
     def link_mention(self, mention: Mention, k: int = 10) -> Link:
         return self.link(mention.image, mention.region, mention.text, k=k, mention_id=mention.id,
                          surface=mention.surface, mention_type=mention.type)

@@ -124,7 +124,8 @@ class GMNERPipeline:
         self.linker = linker
         self.config = config or GMNERConfig()
         self.grounder = Grounder(self.profile, self.config.grounding(),
-                                 face_scores=linker.face_scores if linker is not None else None)
+                                 face_scores=linker.face_scores if linker is not None else None,
+                                 face_owners=linker.face_owners if linker is not None else None)
 
     @classmethod
     def from_kb(cls, kb_dir: Any = None, profile: Profile | str = "auto", config: GMNERConfig | None = None

@@ -1,0 +1,128 @@
+"""Reverse annotation offline: throughput (items/s), time per stage, memory, and how the
+people of the shared photos are found (box IoU with the hand-drawn boxes of
+tests/annotate/fixtures/person_boxes.json).
+
+Items: every person of the fixture's photos with their entity (KB: the four people, three with
+reference photos that are other photos than the query), plus a non-visual entity (an event) and
+a place. Usage::
+
+    python benchmarks/bench_annotate.py [--threads 1] [--verify] [--out benchmarks/results/annotate.json]
+
+Prints a line per item and the totals; writes the JSON and a plot of the time per stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _measure import peak_mb, rss_mb
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+PEOPLE = {"Q76": ("Barack Obama", "obama.jpg"), "Q6279": ("Joe Biden", "biden.jpg"),
+          "Q357607": ("Kit Harington", "johnsnow_test1.jpg"), "Q461132": ("Rose Leslie", None)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--verify", action="store_true", help="link each region back (slower)")
+    ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "annotate.json")
+    args = ap.parse_args()
+
+    import torch
+
+    from pixlink.annotate import AnnotateConfig, AnnotationItem, ReverseAnnotator, run_annotation
+    from pixlink.config import shared_data_dir
+    from pixlink.geometry import box_iou
+    from pixlink.kb import KB, build_kb_from_entities
+    from pixlink.link.embed import embed_kb
+    from pixlink.models import Profile
+    from pixlink.types import Entity
+
+    torch.set_num_threads(args.threads)
+    data = args.data or shared_data_dir()
+    photos = data / "photos"
+    boxes = json.loads((REPO / "tests" / "annotate" / "fixtures" / "person_boxes.json").read_text())
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        ents = [Entity(q, lab, types=("Q5",), images=(str(photos / p),) if p else ()) for q, (lab, p) in PEOPLE.items()]
+        ents += [Entity("Q5", "human"), Entity("Q1656682", "event"), Entity("Q5119", "capital city"),
+                 Entity("Q8023", "2008 Democratic National Convention", types=("Q1656682",)),
+                 Entity("Q61", "Washington, D.C.", types=("Q5119",))]
+        build_kb_from_entities(ents, tmp / "kb")
+        prof = Profile("offline")
+        embed_kb(tmp / "kb", prof, ["face"], cache_dir=tmp / "cache", progress=False)
+        t0 = time.perf_counter()
+        ann = ReverseAnnotator(KB.open(tmp / "kb"), prof, AnnotateConfig(verify=args.verify))
+        build_s = time.perf_counter() - t0
+        items = [AnnotationItem(f"{Path(photo).stem}:{qid}", str(photos / photo), qid)
+                 for photo, people in boxes.items() if photo != "about" for qid in people]
+        items += [AnnotationItem("event", str(photos / "obama_and_biden.jpg"), "Q8023"),
+                  AnnotationItem("place", str(photos / "two_people.jpg"), "Q61", question="which city is this?")]
+        rss0 = rss_mb()
+        # warm-up: the first item loads the models (reported apart)
+        t0 = time.perf_counter()
+        ann.annotate(items[0])
+        warm_s = time.perf_counter() - t0
+        summary = run_annotation(ann, items, tmp / "out", progress=False, sheets=False)
+        recs = [json.loads(x) for x in (tmp / "out" / "report.jsonl").read_text().splitlines()]
+    rows = []
+    for r in recs:
+        photo, _, qid = r["id"].partition(":")
+        hand = boxes.get(f"{photo}.jpg", {}).get(qid) or boxes.get(f"{photo}.png", {}).get(qid)
+        iou = box_iou(r["region"]["box"], hand) if hand and r.get("region") else None
+        rows.append({"id": r["id"], "status": r["status"], "rule": r.get("rule"), "flags": r.get("flags"),
+                     "box_iou_hand": None if iou is None else round(iou, 3), "timings": r.get("timings"),
+                     "found_by": (r.get("figures", {}).get("chosen") or {}).get("annotator")})
+        print(f"{r['id']:28s} {r['status']:9s} {str(r.get('rule') or ''):22s} "
+              f"IoU {'-' if iou is None else f'{iou:.2f}'}  {r.get('timings', {}).get('total', 0):6.1f} s")
+    people = [x for x in rows if x["box_iou_hand"] is not None or ":" in x["id"]]
+    hit = [x for x in people if (x["box_iou_hand"] or 0) > 0.5]
+    stages: dict[str, float] = {}
+    for r in recs:
+        for k, v in (r.get("timings") or {}).items():
+            if k != "total":
+                stages[k] = stages.get(k, 0.0) + v
+    result = {
+        "machine": {"cpu_count": os.cpu_count(), "threads": args.threads, "platform": platform.platform(),
+                    "load_avg_1m": os.getloadavg()[0]},
+        "verify": args.verify, "build_s": round(build_s, 2), "first_item_s": round(warm_s, 2),
+        "items": len(items), "seconds": summary["seconds"], "items_per_second": summary["items_per_second"],
+        "people": len(people), "people_box_iou_gt_0_5": len(hit),
+        "stage_seconds": {k: round(v, 2) for k, v in stages.items()}, "rss_mb_before": round(rss0, 1),
+        "peak_mb": round(peak_mb(), 1), "rules": summary["rules"], "flags": summary["flags"], "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.barh(list(stages), [stages[k] for k in stages])
+        ax.set_xlabel(f"seconds over {len(items)} items ({summary['items_per_second']} items/s)")
+        ax.set_title("pixlink annotate, offline, per stage")
+        fig.tight_layout()
+        fig.savefig(args.out.with_suffix(".png"), dpi=120)
+    except ImportError:
+        pass
+    print(f"{len(items)} items in {summary['seconds']} s ({summary['items_per_second']} items/s; first item "
+          f"{warm_s:.1f} s with model loading); people boxed right (IoU > 0.5 with hand boxes) {len(hit)}/{len(people)}; "
+          f"peak {result['peak_mb']:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
