@@ -149,6 +149,7 @@ async def _drain() -> Message:
 def create_app(settings: ServeSettings, engine: Engine | None = None, load: bool = True) -> FastAPI:
     """The app of one worker. ``engine``: a prebuilt engine (tests); ``load=False`` leaves the
     models unloaded (the engine's :meth:`~Engine.start` is then the caller's)."""
+    owned = engine is None
     engine = engine or Engine(settings)
     runner = Runner(settings.threads, settings.max_pending, settings.timeout, settings.retry_after)
     metrics = Metrics()
@@ -165,7 +166,8 @@ def create_app(settings: ServeSettings, engine: Engine | None = None, load: bool
             threading.Thread(target=engine.start, name="pixlink-load", daemon=True).start()
         yield
         runner.close()
-        engine.close()
+        if owned:
+            engine.close()
 
     app = FastAPI(title="pixlink", version=__version__, lifespan=lifespan,
                   description="Link what a person points at in an image to knowledge-base entities; grounded "

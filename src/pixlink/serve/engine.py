@@ -55,6 +55,14 @@ class Engine:
         self._thumbs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self.precomputed = 0
 
+    def with_settings(self, settings: ServeSettings) -> "Engine":
+        """An engine with other limits that shares this one's loaded models and caches (its
+        uploads included): for apps that differ only in their limits (tests)."""
+        other = Engine.__new__(Engine)
+        other.__dict__.update(self.__dict__)
+        other.settings = settings
+        return other
+
     # -- start-up -------------------------------------------------------------------------------
     def start(self) -> None:
         """Build the linker (and GMNER pipeline) and run each once; sets :attr:`ready` or
@@ -169,27 +177,8 @@ class Engine:
                                 image_key=img.id)
 
     def person_boxes(self, img: StoredImage) -> list[list[float]]:
-        """Head boxes (XYXY, original pixels) of the faces in ``img``, largest first: each face
-        box grown by the face rule's margin. The face scan is the linker's, kept per image."""
-        from ..errors import ModelUnavailableError
-        from ..link.signals.face import FaceRule, image_faces
-        from ..models import roles as R
-
-        sig = next((x for x in self.linker.signals if x.name == "face"), None)
-        rule = sig.options if sig is not None else FaceRule()
-        try:
-            backend = self.linker.profile.get(R.FACES)
-        except ModelUnavailableError as exc:
-            log.warning("no face backend (%s): no regions to pre-annotate", exc)
-            return []
-        scan = image_faces(self.image_cache, img.id, backend, img.pixels, rule)
-        h, w = img.size
-        out = []
-        for f in sorted(scan.faces, key=lambda f: -float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))):
-            x1, y1, x2, y2 = (float(v) for v in f.box)
-            mx, my = (x2 - x1) * rule.margin, (y2 - y1) * rule.margin
-            out.append([max(0.0, x1 - mx), max(0.0, y1 - my), min(float(w), x2 + mx), min(float(h), y2 + my)])
-        return out
+        """Head boxes of the faces in an upload (:func:`head_boxes`)."""
+        return head_boxes(self.linker, img.pixels, img.id)
 
     def gmner_run(self, img: StoredImage | None, text: str) -> Any:
         if self.gmner is None:
@@ -266,3 +255,29 @@ class Engine:
                     ("pixlink_segmenter_embedding_lookups_total", "counter", {"result": "miss"},
                      float(session.embed_calls))]
         return out
+
+
+def head_boxes(linker: Any, image: np.ndarray, key: str) -> list[list[float]]:
+    """Head boxes (XYXY, original pixels) of the faces in ``image``, largest first: each face box
+    grown by the face rule's margin on each side. The face scan is the linker's, kept in its image
+    cache under ``key`` (a cache is made for the linker when it has none)."""
+    from ..errors import ModelUnavailableError
+    from ..link.signals.face import FaceRule, image_faces
+    from ..models import roles as R
+
+    sig = next((x for x in linker.signals if x.name == "face"), None)
+    rule = sig.options if sig is not None else FaceRule()
+    try:
+        backend = linker.profile.get(R.FACES)
+    except ModelUnavailableError as exc:
+        log.warning("no face backend (%s): no face regions", exc)
+        return []
+    cache = linker.image_cache or linker.use_image_cache()
+    scan = image_faces(cache, key, backend, image, rule)
+    h, w = image.shape[:2]
+    out = []
+    for f in sorted(scan.faces, key=lambda f: -float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))):
+        x1, y1, x2, y2 = (float(v) for v in f.box)
+        mx, my = (x2 - x1) * rule.margin, (y2 - y1) * rule.margin
+        out.append([max(0.0, x1 - mx), max(0.0, y1 - my), min(float(w), x2 + mx), min(float(h), y2 + my)])
+    return out
