@@ -283,6 +283,18 @@ class Linker:
                 session.embedding(seg, q.image, q.image_key)
         return q.image_key
 
+    def cache_stats(self) -> dict[str, int]:
+        """Sizes and lookups of the per-image caches (for a service's metrics): the segmenter's
+        image embeddings (``segment_*``) and, when on, the image cache (``image_*``)."""
+        out: dict[str, int] = {}
+        seg = self._segmenters
+        if seg is not None:
+            out.update(segment_images=len(seg), segment_bytes=seg.cached_bytes, segment_hits=seg.hits,
+                       segment_embeddings=seg.embed_calls)
+        if self.image_cache is not None:
+            out.update({f"image_{k}": v for k, v in self.image_cache.stats().items()})
+        return out
+
     def close(self) -> None:
         """Close the indexes and this thread's KB connection."""
         self.vectors.close()

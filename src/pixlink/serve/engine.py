@@ -54,6 +54,7 @@ class Engine:
         self._lock = threading.Lock()
         self._thumbs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self.precomputed = 0
+        self.precompute_skipped = 0
 
     def with_settings(self, settings: ServeSettings) -> "Engine":
         """An engine with other limits that shares this one's loaded models and caches (its
@@ -156,6 +157,10 @@ class Engine:
         with self._lock:
             if img.id in self._precomputing:
                 return
+            if len(self._precomputing) >= self.settings.precompute_queue:
+                self.precompute_skipped += 1
+                log.info("precompute queue full: image %s is prepared by its first prompt", img.id)
+                return
             self._precomputing.add(img.id)
 
         def work() -> None:
@@ -240,20 +245,20 @@ class Engine:
             ("pixlink_upload_lookups_total", "counter", {"result": "miss"}, float(self.store.misses)),
             ("pixlink_uploads_evicted_total", "counter", {}, float(self.store.evictions)),
             ("pixlink_images_precomputed_total", "counter", {}, float(self.precomputed)),
+            ("pixlink_images_precompute_skipped_total", "counter", {}, float(self.precompute_skipped)),
         ]
-        if self.image_cache is not None:
-            st = self.image_cache.stats()
-            out += [("pixlink_image_cache_images", "gauge", {}, float(st["images"])),
-                    ("pixlink_image_cache_bytes", "gauge", {}, float(st["bytes"])),
-                    ("pixlink_image_cache_lookups_total", "counter", {"result": "hit"}, float(st["hits"])),
-                    ("pixlink_image_cache_lookups_total", "counter", {"result": "miss"}, float(st["misses"]))]
-        session = getattr(self.linker, "_segmenters", None) if self.linker is not None else None
-        if session is not None:
-            out += [("pixlink_segmenter_embeddings_cached", "gauge", {}, float(len(session))),
-                    ("pixlink_segmenter_embeddings_cached_bytes", "gauge", {}, float(session.cached_bytes)),
-                    ("pixlink_segmenter_embedding_lookups_total", "counter", {"result": "hit"}, float(session.hits)),
+        st = self.linker.cache_stats() if self.linker is not None else {}
+        if "image_images" in st:
+            out += [("pixlink_image_cache_images", "gauge", {}, float(st["image_images"])),
+                    ("pixlink_image_cache_bytes", "gauge", {}, float(st["image_bytes"])),
+                    ("pixlink_image_cache_lookups_total", "counter", {"result": "hit"}, float(st["image_hits"])),
+                    ("pixlink_image_cache_lookups_total", "counter", {"result": "miss"}, float(st["image_misses"]))]
+        if "segment_images" in st:
+            out += [("pixlink_segmenter_embeddings_cached", "gauge", {}, float(st["segment_images"])),
+                    ("pixlink_segmenter_embeddings_cached_bytes", "gauge", {}, float(st["segment_bytes"])),
+                    ("pixlink_segmenter_embedding_lookups_total", "counter", {"result": "hit"}, float(st["segment_hits"])),
                     ("pixlink_segmenter_embedding_lookups_total", "counter", {"result": "miss"},
-                     float(session.embed_calls))]
+                     float(st["segment_embeddings"]))]
         return out
 
 

@@ -59,6 +59,9 @@ class ServeSettings:
             kept for this many images / bytes (LRU).
         precompute: on upload, start the per-image work (segmenter embedding, face scan) in the
             background so that the first prompt finds it done.
+        precompute_queue: at most this many uploads wait for their background work; beyond it
+            an upload's work is left to its first prompt (a flood of uploads cannot queue
+            unbounded work).
         face_scan_side: longer side at which a whole image is scanned for faces once (the face
             signal's ``scan_max_side``); None = the signal's ``max_side`` (2000).
         click_segmenter: GrabCut settings for click prompts (``max_side``, ``iterations``);
@@ -95,6 +98,7 @@ class ServeSettings:
     cache_images: int = 32
     cache_bytes: int = 512 * 2**20
     precompute: bool = True
+    precompute_queue: int = 4
     face_scan_side: int | None = 1024
     click_segmenter: dict[str, int] | None = field(default_factory=lambda: {"max_side": 400, "iterations": 3})
     thumbnail_side: int = 256
@@ -113,7 +117,7 @@ class ServeSettings:
             self._bad("profile", self.profile, "use offline, hub or auto")
         for name in ("threads", "max_pending", "retry_after", "max_upload_bytes", "max_pixels", "max_prompts",
                      "max_k", "max_text_chars", "images", "image_bytes", "cache_images", "cache_bytes",
-                     "thumbnail_side"):
+                     "thumbnail_side", "precompute_queue"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 self._bad(name, v, "must be an integer >= 1")
