@@ -52,13 +52,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 DATA = Path(os.environ.get("PIXLINK_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PHOTOS = DATA / "photos"
 RESULTS = Path(__file__).resolve().parent / "results"
-PEOPLE = {
-    "Q76": ("Barack Obama", "44th president of the United States", "obama.jpg"),
-    "Q6279": ("Joe Biden", "46th president of the United States", "biden.jpg"),
-    "Q357607": ("Kit Harington", "English actor", "johnsnow_test1.jpg"),
-    "Q1646482": ("Lin-Manuel Miranda", "American composer, lyricist and actor", "lin-manuel-miranda.png"),
-    "Q461132": ("Rose Leslie", "Scottish actress", None),
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_link import PEOPLE as LINK_PEOPLE  # noqa: E402  (the four reference people, one list)
+
+PEOPLE = {**LINK_PEOPLE, "Q461132": ("Rose Leslie", "Scottish actress", None)}  # + one without a photo
 # per photo: clicks (x, y) and boxes (XYXY) a person might give on it
 SPOTS = {
     "obama_and_biden.jpg": {"clicks": [(1245, 500), (1230, 470), (1260, 540), (830, 540), (845, 500), (1245, 900)],
@@ -94,8 +91,7 @@ def build_kb(work: Path) -> Path:
         for qid, (label, desc, photo) in PEOPLE.items():
             fh.write(json.dumps({"id": qid, "label": label, "description": desc, "types": ["Q5"],
                                  "images": [str(PHOTOS / photo)] if photo else []}) + "\n")
-    build([str(work / "people.jsonl"), f"fb15k237:{work / 'distractors.json'}",
-           str(DATA / "kb" / "codex_entity2types.json"), str(DATA / "kb" / "codex_types_en.json")], kb, progress=False)
+    build([str(work / "people.jsonl"), f"fb15k237:{work / 'distractors.json'}"], kb, progress=False)
     embed_kb(kb, "offline", cache_dir=work / "cache", progress=False)
     return kb
 

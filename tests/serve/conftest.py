@@ -1,7 +1,7 @@
 """One small KB and one loaded engine for the service's tests.
 
 KB: Obama, Biden, Kit Harington, Lin-Manuel Miranda with their reference photos, Rose Leslie
-without one, and 40 text-only FB15k-237 distractors; embedded with the offline models. The
+without one, 40 text-only FB15k-237 distractors and the CoDEx types of these; embedded with the offline models. The
 engine (offline profile, GMNER on) loads once per session; each test builds its own app around
 it with the limits it tests (:func:`make_app`).
 """
@@ -36,15 +36,21 @@ def people_kb(tmp_path_factory, shared_data):
     fb = json.loads(shared_data("kb", "fb15k237_entity2wikidata.json").read_text())
     tmp = tmp_path_factory.mktemp("serve_kb")
     keys = sorted(fb)
-    (tmp / "distractors.json").write_text(json.dumps({k: fb[k] for k in keys[::len(keys) // 40][:40]}))
+    distractors = {k: fb[k] for k in keys[:: len(keys) // 40][:40]}
+    (tmp / "distractors.json").write_text(json.dumps(distractors))
     with open(tmp / "people.jsonl", "w") as fh:
         for qid, (label, desc, photo) in PEOPLE.items():
             fh.write(json.dumps({"id": qid, "label": label, "description": desc, "types": ["Q5"],
                                  "images": [str(photos / photo)] if photo else []}) + "\n")
+    # the CoDEx types of these 45 entities only (the whole file adds 3,443 type entities to embed)
+    types = json.loads(shared_data("kb", "codex_entity2types.json").read_text())
+    ours = {q: types[q] for q in [*PEOPLE, *distractors] if q in types}
+    labels = json.loads(shared_data("kb", "codex_types_en.json").read_text())
+    (tmp / "codex_entity2types.json").write_text(json.dumps(ours))
+    (tmp / "codex_types_en.json").write_text(json.dumps({t: labels[t] for ts in ours.values() for t in ts if t in labels}))
     kb_dir = tmp / "kb"
-    build_kb([str(tmp / "people.jsonl"), f"fb15k237:{tmp / 'distractors.json'}",
-              str(shared_data("kb", "codex_entity2types.json")), str(shared_data("kb", "codex_types_en.json"))],
-             kb_dir, progress=False)
+    build_kb([str(tmp / "people.jsonl"), f"fb15k237:{tmp / 'distractors.json'}", str(tmp / "codex_entity2types.json"),
+              str(tmp / "codex_types_en.json")], kb_dir, progress=False)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report = embed_kb(kb_dir, "offline", cache_dir=tmp / "cache", progress=False)
     assert report["face"]["entities"] == 4, report["face"]

@@ -45,7 +45,8 @@ def remap(function, shapes, ds_type):
 def test_spec_is_valid_for_the_sdk(function):
     import cvat_sdk.auto_annotation as cvataa
 
-    assert isinstance(function, cvataa.DetectionFunction)
+    # DetectionFunction is a typing Protocol (not runtime-checkable): check its two members
+    assert isinstance(function.spec, cvataa.DetectionFunctionSpec) and callable(function.detect)
     (label,) = function.spec.labels
     assert label.name == "entity" and label.type == "mask" and label.attributes[0].name == "qid"
 
@@ -55,13 +56,16 @@ def test_detect_links_the_faces(function, shared_data):
     shapes = function.detect(context(), image)
     qids = [s.attributes[0].value for s in shapes]
     assert "Q76" in qids and "Q6279" in qids, qids
-    assert all(s.type == "mask" and s.label_id == 0 for s in shapes)
+    assert all(s.type.value == "mask" and s.label_id == 0 for s in shapes)
     # the SDK's mask encoding: [rle..., x1, y1, x2, y2]; the mask decodes inside the image
     from cvat_sdk.masks import decode_mask
 
     obama = next(s for s in shapes if s.attributes[0].value == "Q76")
     m = decode_mask(obama.points, image_width=image.width, image_height=image.height)
-    assert m.shape == (image.height, image.width) and m[500, 1245]
+    ys, xs = np.nonzero(m)
+    assert m.shape == (image.height, image.width) and m.sum() > 1000
+    # inside Obama's head region (his face is at about x 1135-1350, y 390-600)
+    assert 1000 < xs.min() < xs.max() < 1450 and 300 < ys.min() < ys.max() < 700
     _, remapped = remap(function, shapes, "mask")
     assert len(remapped) == len(shapes) and all(s.label_id == 5 and s.attributes[0].spec_id == 9 for s in remapped)
 
@@ -69,7 +73,7 @@ def test_detect_links_the_faces(function, shared_data):
 def test_polygons_and_threshold(function, shared_data):
     image = Image.open(shared_data("photos", "obama_and_biden.jpg"))
     polys = function.detect(context(conv_mask_to_poly=True), image)
-    assert polys and all(s.type == "polygon" and len(s.points) >= 6 for s in polys)
+    assert polys and all(s.type.value == "polygon" and len(s.points) >= 6 for s in polys)
     assert function.detect(context(conf_threshold=0.99), image) == []
 
 
