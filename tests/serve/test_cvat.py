@@ -34,7 +34,7 @@ def remap(function, shapes, ds_type):
     import cvat_sdk.models as models
     from cvat_sdk.auto_annotation.driver import _AnnotationMapper
 
-    ds_labels = [models.Label(id=5, name="entity", type=ds_type,
+    ds_labels = [models.Label(id=5, name="entity", type=ds_type, sublabels=[],
                               attributes=[models.Attribute(id=9, name="qid", input_type="text", mutable=False,
                                                            values=[], default_value="")])]
     mapper = _AnnotationMapper(logging.getLogger("test"), function.spec.labels, ds_labels,
