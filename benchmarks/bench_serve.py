@@ -260,7 +260,7 @@ def main() -> int:
                 total.append(t_end - t)
             for data, name, dx, _, flipped in fresh[args.fresh:]:  # the first click after the background work
                 up = c.post("/v1/images", content=data, headers={"Content-Type": "image/jpeg"}).json()
-                time.sleep(8)
+                time.sleep(3)
                 prompt = spot(name, rng, dx, flipped)
                 t = time.perf_counter()
                 c.post("/v1/link", json={"image_id": up["id"], "prompt": prompt, "k": 5}).raise_for_status()

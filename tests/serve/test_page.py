@@ -98,6 +98,14 @@ def test_click_on_obamas_face_shows_his_card_first(server, browser, shared_data,
         "const c=document.getElementById('overlay');"
         "return c.getContext('2d').getImageData(arguments[0], arguments[1], 1, 1).data[3];", x + 20, y + 40)
     assert alpha > 0
-    # keyboard: Esc clears the prompt, B switches to box mode
+    # keyboard: B switches to box mode
     overlay.send_keys("b")
     assert browser.find_element(By.CSS_SELECTOR, "[data-mode=box]").get_attribute("aria-pressed") == "true"
+    # the GMNER tab: the post's entities with their boxes, through POST /v1/gmner
+    browser.find_element(By.ID, "tab-gmner").click()
+    browser.find_element(By.ID, "post").send_keys("Barack Obama and Joe Biden on stage")
+    browser.find_element(By.ID, "run-gmner").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#entities li.ent"))
+    ents = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#entities li.ent")]
+    browser.save_screenshot(str(artifacts() / "page-gmner.png"))
+    assert any("(PER)" in t for t in ents), ents

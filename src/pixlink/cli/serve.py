@@ -37,7 +37,10 @@ def serve_command(
     cors_origin: Optional[list[str]] = typer.Option(None, "--cors-origin",
                                                     help="Allow this browser origin (repeatable); CORS is off without it."),
     precompute: bool = typer.Option(True, "--precompute/--no-precompute",
-                                    help="Start an upload's per-image work (face scan, segmenter embedding) at once."),
+                                    help="Start an upload's per-image work (face scan) in the background at once."),
+    precompute_boxes: bool = typer.Option(False, "--precompute-boxes/--no-precompute-boxes",
+                                          help="The background work also runs the box segmenter's image encoder "
+                                               "(seconds of CPU per image; the first box prompt does it otherwise)."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn's log level."),
 ) -> None:
     """Start the service: REST API (/docs), web page (/), Label Studio ML backend (/labelstudio).
@@ -73,7 +76,7 @@ def serve_command(
         fusion=str(fusion.resolve()) if fusion else None, gmner=gmner, threads=threads,
         max_pending=max_pending or 4 * threads, timeout=timeout, max_upload_bytes=int(max_upload_mb * 2**20),
         max_pixels=max_pixels, max_prompts=max_prompts, images=images, cors_origins=list(cors_origin or []),
-        precompute=precompute,
+        precompute=precompute, precompute_boxes=precompute_boxes,
     ).with_environment()
     os.environ[SETTINGS_ENV] = settings.to_json()
     import uvicorn

@@ -165,7 +165,7 @@ class Engine:
 
         def work() -> None:
             try:
-                self.linker.prepare_image(img.pixels, image_key=img.id)
+                self.linker.prepare_image(img.pixels, box_prompts=self.settings.precompute_boxes, image_key=img.id)
                 self.precomputed += 1
             except PixlinkError as exc:  # the prompt will meet the same error and report it
                 log.warning("precomputing image %s failed: %s", img.id, exc)

@@ -255,8 +255,7 @@ def region_results(tools: Tools, link: Any, size: tuple[int, int], label_hint: O
     if tools.entity is not None:
         eid = top.entity_id if top is not None else "NIL"
         if tools.entity_kind == "textarea":
-            text = eid if top is None else f"{eid}"
-            out.append({**base, "from_name": tools.entity, "type": "textarea", "value": {"text": [text]}})
+            out.append({**base, "from_name": tools.entity, "type": "textarea", "value": {"text": [eid]}})
         elif eid in tools.choices:
             out.append({**base, "from_name": tools.entity, "type": "choices", "value": {"choices": [eid]}})
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Callable
 
 BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Latency histogram buckets (seconds): dense around the page's 0.3 s and 1.5 s targets."""
@@ -82,21 +82,11 @@ class Metrics:
 
 
 def rss_bytes() -> int:
-    """Resident memory of this process (psutil when installed, else /proc; 0 when unknown)."""
-    try:
-        import psutil
-    except ImportError:
-        psutil = None  # type: ignore[assignment]
-    if psutil is not None:
-        return int(psutil.Process().memory_info().rss)
+    """Resident memory of this process in bytes (Linux ``/proc/self/statm``; 0 where it is absent)."""
+    import os
+
     try:
         with open("/proc/self/statm") as fh:
-            import os
-
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
-
-
-Gauge = tuple[str, str, dict[str, str], float]
-__all__: list[Any] = ["Metrics", "BUCKETS", "rss_bytes", "Gauge"]

@@ -59,6 +59,10 @@ class ServeSettings:
             kept for this many images / bytes (LRU).
         precompute: on upload, start the per-image work (segmenter embedding, face scan) in the
             background so that the first prompt finds it done.
+        precompute_boxes: the background work of an upload also computes the box segmenter's
+            image embedding (LiteMedSAM's encoder: 2-10 s of CPU on a shared 2-core machine). Off
+            by default: clicks do not need it, and on a small machine it slows the clicks that
+            follow an upload; the first box prompt on an image computes it (once).
         precompute_queue: at most this many uploads wait for their background work; beyond it
             an upload's work is left to its first prompt (a flood of uploads cannot queue
             unbounded work).
@@ -98,6 +102,7 @@ class ServeSettings:
     cache_images: int = 32
     cache_bytes: int = 512 * 2**20
     precompute: bool = True
+    precompute_boxes: bool = False
     precompute_queue: int = 4
     face_scan_side: int | None = 1024
     click_segmenter: dict[str, int] | None = field(default_factory=lambda: {"max_side": 400, "iterations": 3})
