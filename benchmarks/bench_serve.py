@@ -139,6 +139,12 @@ def spot(name: str, rng: random.Random, dx: float = 0.0, flipped: bool = False) 
     return {"box": [max(x1 + dx + j, 0), max(y1 + j, 0), min(x2 + dx + j, w), y2 + j]}
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Sampler(threading.Thread):
     """The server process's resident memory every ``every`` seconds."""
 
@@ -173,6 +179,8 @@ def main() -> int:
     ap.add_argument("--loop", type=int, default=30, help="further prompts in the one-client click loop")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-pending", type=int, default=8)
+    ap.add_argument("--images", type=int, default=8,
+                    help="uploads the server keeps (its LRU fills during the run, so memory must level off)")
     ap.add_argument("--kb", type=Path, default=None)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--time-limit", type=float, default=1800, help="seconds before the load phases stop early")
@@ -190,7 +198,8 @@ def main() -> int:
         port = s.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "pixlink.cli.main", "serve", "--kb", str(kb), "--profile", "offline", "--port", str(port),
-           "--threads", str(args.threads), "--max-pending", str(args.max_pending), "--log-level", "warning",
+           "--threads", str(args.threads), "--max-pending", str(args.max_pending), "--images", str(args.images),
+           "--log-level", "warning",
            "--no-gmner"]
     log = open(work / "server.log", "w")
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -227,6 +236,7 @@ def main() -> int:
                 c.post("/v1/link", json={"image_id": iid, "prompt": {"box": SPOTS[name]["boxes"][0]}, "k": 5})
                 c.post("/v1/link", json={"image_id": iid, "prompt": {"points": [list(SPOTS[name]["clicks"][0])]}, "k": 5})
             loop, stages, kinds = [], [], {"points": [], "box": []}
+            cpu0, load0 = cpu_seconds(server.pid), os.getloadavg()[0]
             for i in range(args.loop):
                 name = list(SPOTS)[i % len(SPOTS)]
                 prompt = spot(name, rng)
@@ -237,13 +247,17 @@ def main() -> int:
                 loop.append(dt)
                 kinds["box" if "box" in prompt else "points"].append(dt)
                 stages.append(r.json()["timings"])
+            cpu = cpu_seconds(server.pid) - cpu0
             result["further_prompt"] = {**summary(loop), "clicks": summary(kinds["points"]), "boxes": summary(kinds["box"]),
+                                        "server_cpu_ms_per_prompt": round(1000 * cpu / len(loop), 1),
+                                        "load_average_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
                                         "stages_median_ms": {k: round(statistics.median(s.get(k, 0.0) for s in stages) * 1000, 1)
                                                              for k in sorted({k for s in stages for k in s})}}
             marks["click_loop_done"] = sampler.mark()
 
             # 2. first prompt on a new image, one client
             first, uploads, first_after, total = [], [], [], []
+            cpu0 = cpu_seconds(server.pid)
             fresh = fresh_images(2 * args.fresh, seed=1)
             for data, name, dx, _, flipped in fresh[: args.fresh]:
                 t = time.perf_counter()
@@ -258,6 +272,7 @@ def main() -> int:
                 uploads.append(t_up - t)
                 first.append(t_end - t_up)
                 total.append(t_end - t)
+            cpu_first = (cpu_seconds(server.pid) - cpu0) / max(1, args.fresh)
             for data, name, dx, _, flipped in fresh[args.fresh:]:  # the first click after the background work
                 up = c.post("/v1/images", content=data, headers={"Content-Type": "image/jpeg"}).json()
                 time.sleep(3)
@@ -267,7 +282,8 @@ def main() -> int:
                 first_after.append(time.perf_counter() - t)
             result["first_prompt_on_new_image"] = {
                 "upload": summary(uploads), "click_right_after_upload": summary(first),
-                "upload_plus_click": summary(total), "click_after_precompute": summary(first_after)}
+                "upload_plus_click": summary(total), "click_after_precompute": summary(first_after),
+                "server_cpu_ms_per_upload_plus_click": round(1000 * cpu_first, 1), "load_average_1min": round(os.getloadavg()[0], 2)}
             marks["first_prompts_done"] = sampler.mark()
 
         # 3. concurrent clients
@@ -275,6 +291,7 @@ def main() -> int:
         lat: list[float] = []
         lat_fresh: list[float] = []
         statuses: dict[int, int] = {}
+        reuploads: list[str] = []
         lock = threading.Lock()
 
         def client(k: int) -> None:
@@ -298,6 +315,13 @@ def main() -> int:
                         name = crng.choice(list(SPOTS))
                         iid, prompt = ids[name], spot(name, crng)
                     r = cc.post("/v1/link", json={"image_id": iid or "0" * 32, "prompt": prompt, "k": 5})
+                    if r.status_code == 404 and item is None:  # evicted from the server's uploads: upload again
+                        up = cc.post("/v1/images", content=(PHOTOS / name).read_bytes(),
+                                     headers={"Content-Type": "application/octet-stream"})
+                        with lock:
+                            reuploads.append(name)
+                            ids[name] = up.json()["id"]
+                        r = cc.post("/v1/link", json={"image_id": ids[name], "prompt": prompt, "k": 5})
                     dt = time.perf_counter() - t
                     with lock:
                         statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
@@ -311,12 +335,15 @@ def main() -> int:
         errors = sum(v for k, v in statuses.items() if k >= 400)
         result["concurrent"] = {"clients": args.clients, "requests": n, "wall_s": round(wall, 1),
                                 "throughput_rps": round(n / wall, 2) if wall else None, "statuses": statuses,
-                                "error_rate": round(errors / n, 4) if n else None,
+                                "error_rate": round(errors / n, 4) if n else None, "reuploads_after_eviction": len(reuploads),
                                 "repeated_images": summary(lat), "fresh_images": summary(lat_fresh)}
         marks["concurrent_done"] = sampler.mark()
 
         # 4. the 503 path: a burst of simultaneous requests beyond the admission limit
         burst = 3 * args.max_pending
+        with httpx.Client(base_url=base, timeout=120) as c:  # (again: it may have left the server's LRU)
+            ids["obama_and_biden.jpg"] = c.post("/v1/images", content=(PHOTOS / "obama_and_biden.jpg").read_bytes(),
+                                                headers={"Content-Type": "application/octet-stream"}).json()["id"]
         gate = threading.Barrier(burst)
         codes: list[tuple[int, str | None, float]] = []
 
@@ -364,9 +391,11 @@ def main() -> int:
     fp, fc = result["further_prompt"], result["first_prompt_on_new_image"]
     print(f"ready in {result['ready_s']} s; backends {result['backends']}")
     print(f"further prompt (1 client): p50 {fp['p50_ms']} ms, p95 {fp['p95_ms']} ms (clicks p50 {fp['clicks']['p50_ms']}, "
-          f"boxes p50 {fp['boxes']['p50_ms']}); stages {fp['stages_median_ms']}")
+          f"boxes p50 {fp['boxes']['p50_ms']}); server CPU {fp['server_cpu_ms_per_prompt']} ms a prompt; load average "
+          f"{fp['load_average_1min']}; stages {fp['stages_median_ms']}")
     print(f"new image: upload p50 {fc['upload']['p50_ms']} ms, click right after p50 {fc['click_right_after_upload']['p50_ms']} ms, "
-          f"upload+click p50 {fc['upload_plus_click']['p50_ms']} ms; click after precompute p50 {fc['click_after_precompute']['p50_ms']} ms")
+          f"upload+click p50 {fc['upload_plus_click']['p50_ms']} ms (server CPU {fc['server_cpu_ms_per_upload_plus_click']} ms); "
+          f"click after precompute p50 {fc['click_after_precompute']['p50_ms']} ms")
     cc = result["concurrent"]
     print(f"{cc['clients']} clients: {cc['requests']} requests in {cc['wall_s']} s ({cc['throughput_rps']} req/s), error rate "
           f"{cc['error_rate']}, repeated images p50/p95/p99 {cc['repeated_images']['p50_ms']}/{cc['repeated_images']['p95_ms']}/"
