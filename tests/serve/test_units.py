@@ -136,3 +136,8 @@ def test_cli_refuses_a_missing_kb(tmp_path):
     (tmp_path / "empty").mkdir()
     r = CliRunner().invoke(app, ["serve", "--kb", str(tmp_path / "empty")])
     assert r.exit_code == 2 and "E100" in r.output
+    (tmp_path / "bad.json").write_text('{"segmnet": false}')
+    r = CliRunner().invoke(app, ["serve", "--kb", str(tmp_path / "empty"), "--config", str(tmp_path / "bad.json")])
+    assert r.exit_code == 2 and "E701" in r.output
+    r = CliRunner().invoke(app, ["serve", "--kb", str(tmp_path / "empty"), "--fusion", str(tmp_path / "nope.json")])
+    assert r.exit_code == 2 and "E705" in r.output

@@ -60,7 +60,6 @@ def serve_command(
                                                 reason=f"the package of module {mod!r} is missing; "
                                                        "install it: pip install 'pixlink[serve]'"))
     check_input_dir(kb, "--kb")
-    check_input_file(config, "--config")
     check_input_file(fusion, "--fusion")
     cfg = None
     if config is not None:
@@ -68,6 +67,10 @@ def serve_command(
         from .common import load_config
 
         cfg = load_config(config, LinkerConfig).to_dict()
+    if fusion is not None:
+        from ..link import Fusion
+
+        Fusion.load(fusion)  # E410 now, not in each worker
     from ..kb import KB
 
     KB.open(kb).close()  # E100-E102 now, not in each worker
