@@ -175,12 +175,14 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--requests", type=int, default=30, help="requests per client in the concurrent phase")
     ap.add_argument("--fresh", type=int, default=6, help="fresh images (one-client first-prompt phase)")
-    ap.add_argument("--fresh-share", type=float, default=0.1, help="share of fresh images in the concurrent phase")
+    ap.add_argument("--fresh-share", type=float, default=0.25, help="share of fresh images in the concurrent phase")
     ap.add_argument("--loop", type=int, default=30, help="further prompts in the one-client click loop")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-pending", type=int, default=8)
     ap.add_argument("--images", type=int, default=8,
                     help="uploads the server keeps (its LRU fills during the run, so memory must level off)")
+    ap.add_argument("--cache-images", type=int, default=8,
+                    help="images whose per-image work the server keeps (filled during the run too)")
     ap.add_argument("--kb", type=Path, default=None)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--time-limit", type=float, default=1800, help="seconds before the load phases stop early")
@@ -198,7 +200,7 @@ def main() -> int:
         port = s.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "pixlink.cli.main", "serve", "--kb", str(kb), "--profile", "offline", "--port", str(port),
-           "--threads", str(args.threads), "--max-pending", str(args.max_pending), "--images", str(args.images),
+           "--threads", str(args.threads), "--max-pending", str(args.max_pending), "--images", str(args.images), "--cache-images", str(args.cache_images),
            "--log-level", "warning",
            "--no-gmner"]
     log = open(work / "server.log", "w")
@@ -380,10 +382,13 @@ def main() -> int:
     sampler.join(2)
     rss = sampler.samples
     warm = [m for t, m in rss if t >= marks.get("first_prompts_done", 0)]
+    mid = (marks.get("first_prompts_done", 0) + marks.get("concurrent_done", 0)) / 2
+    late = [m for t, m in rss if mid <= t <= marks.get("concurrent_done", 0)]
     result["rss_mb"] = {"at_ready": next((m for t, m in rss if t >= marks["ready"]), None),
                         "after_warm_up": warm[0] if warm else None, "end": rss[-1][1] if rss else None,
                         "max": max((m for _, m in rss), default=None),
                         "growth_after_warm_up_mb": round(warm[-1] - warm[0], 1) if warm else None,
+                        "growth_second_half_of_concurrent_mb": round(late[-1] - late[0], 1) if late else None,
                         "samples": [(round(t, 1), round(m, 1)) for t, m in rss[::2]], "marks_s": {k: round(v, 1) for k, v in marks.items()}}
     result["load_average_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -405,7 +410,8 @@ def main() -> int:
           f"{ov['retry_after_on_every_503']}, in {ov['refusal_ms_p50']} ms p50); next request {ov['answers_after_burst']}")
     rm = result["rss_mb"]
     print(f"RSS MB: ready {rm['at_ready']}, after warm-up {rm['after_warm_up']}, end {rm['end']}, max {rm['max']}, "
-          f"growth after warm-up {rm['growth_after_warm_up_mb']}")
+          f"growth after warm-up {rm['growth_after_warm_up_mb']}, in the second half of the concurrent phase "
+          f"{rm['growth_second_half_of_concurrent_mb']}")
     plot(result, args.out.with_suffix(".png"))
     print(f"wrote {args.out}")
     return 0

@@ -34,6 +34,8 @@ def serve_command(
     max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Largest image (width x height)."),
     max_prompts: int = typer.Option(16, "--max-prompts", min=1, help="Prompts (or Label Studio tasks) per request."),
     images: int = typer.Option(64, "--images", min=1, help="Uploads kept in memory (LRU)."),
+    cache_images: int = typer.Option(32, "--cache-images", min=1,
+                                     help="Images whose per-image work (segmenter embedding, face scan) is kept (LRU)."),
     cors_origin: Optional[list[str]] = typer.Option(None, "--cors-origin",
                                                     help="Allow this browser origin (repeatable); CORS is off without it."),
     precompute: bool = typer.Option(True, "--precompute/--no-precompute",
@@ -78,7 +80,7 @@ def serve_command(
         kb=str(kb.resolve()), profile=profile, device=device, config=cfg,
         fusion=str(fusion.resolve()) if fusion else None, gmner=gmner, threads=threads,
         max_pending=max_pending or 4 * threads, timeout=timeout, max_upload_bytes=int(max_upload_mb * 2**20),
-        max_pixels=max_pixels, max_prompts=max_prompts, images=images, cors_origins=list(cors_origin or []),
+        max_pixels=max_pixels, max_prompts=max_prompts, images=images, cache_images=cache_images, cors_origins=list(cors_origin or []),
         precompute=precompute, precompute_boxes=precompute_boxes,
     ).with_environment()
     os.environ[SETTINGS_ENV] = settings.to_json()
