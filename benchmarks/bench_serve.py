@@ -34,6 +34,7 @@ import io
 import json
 import os
 import random
+import re
 import signal
 import socket
 import statistics
@@ -389,10 +390,13 @@ def main() -> int:
                         "max": max((m for _, m in rss), default=None),
                         "growth_after_warm_up_mb": round(warm[-1] - warm[0], 1) if warm else None,
                         "growth_second_half_of_concurrent_mb": round(late[-1] - late[0], 1) if late else None,
-                        "samples": [(round(t, 1), round(m, 1)) for t, m in rss[::2]], "marks_s": {k: round(v, 1) for k, v in marks.items()}}
+                        "samples_s": [round(t, 1) for t, _ in rss[::2]], "samples_mb": [round(m, 1) for _, m in rss[::2]],
+                        "marks_s": {k: round(v, 1) for k, v in marks.items()}}
     result["load_average_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    text = re.sub(r"\[\s*([-0-9.eE,\s]+?)\s*\]",  # lists of numbers (the memory series) on one line
+                  lambda mt: "[" + ", ".join(x.strip() for x in mt.group(1).split(",")) + "]", json.dumps(result, indent=1))
+    args.out.write_text(text + "\n")
     fp, fc = result["further_prompt"], result["first_prompt_on_new_image"]
     print(f"ready in {result['ready_s']} s; backends {result['backends']}")
     print(f"further prompt (1 client): p50 {fp['p50_ms']} ms, p95 {fp['p95_ms']} ms (clicks p50 {fp['clicks']['p50_ms']}, "
@@ -424,8 +428,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    t = [s[0] for s in result["rss_mb"]["samples"]]
-    m = [s[1] for s in result["rss_mb"]["samples"]]
+    t, m = result["rss_mb"]["samples_s"], result["rss_mb"]["samples_mb"]
     a.plot(t, m)
     for name, x in result["rss_mb"]["marks_s"].items():
         a.axvline(x, color="grey", lw=0.5)
