@@ -223,6 +223,30 @@ class Errors(metaclass=_ErrorsWithCodes):
     E712 = "Entity {entity!r} of item {item!r} is not in the knowledge base."
     E713 = "Annotation setting {what} = {value!r} is not valid: {reason}"
     E714 = "The annotation run in {path!r} was made with other settings ({what} differ); use --restart to start again, or another --out."
+    # E720-E749: the service (pixlink.serve), its Label Studio and CVAT backends
+    E720 = "The {what} is {size:,} bytes, above the server's limit of {limit:,} bytes."
+    E721 = ("No uploaded image has id {id!r}: it was never uploaded here or it has left the server's cache of "
+            "recent images; upload it again (POST /v1/images).")
+    E722 = "The server is busy ({pending} requests in progress, its limit is {limit}); retry after {retry} s."
+    E723 = "The request did not finish within {timeout} s and was given up; try a smaller image or fewer prompts."
+    E724 = "Request is not valid: {reason}"
+    E725 = "This server needs an API key: send it in the X-API-Key header (or Authorization: Bearer KEY)."
+    E726 = "{n} prompts in one request, above the server's limit of {limit}; split them into several requests."
+    E727 = "The service is still loading its models; retry after {retry} s (GET /ready answers 200 when it is ready)."
+    E728 = "The service could not load its models: {reason}"
+    E729 = "Internal error ({kind}); the server's log has the details under request id {rid}."
+    E730 = "Not found: {what}"
+    E731 = "Method {method} is not allowed here; allowed: {allowed}."
+    E732 = ("Task image {url!r} is not on the configured Label Studio host {host!r}; pixlink fetches task images "
+            "only from LABEL_STUDIO_URL.")
+    E733 = "Cannot fetch task image {url!r} from Label Studio: {reason}"
+    E734 = "The Label Studio labelling config is not usable: {reason}"
+    E735 = ("Task image {url!r} is a relative URL and LABEL_STUDIO_URL is not set; set it (and LABEL_STUDIO_API_KEY) "
+            "in the server's environment.")
+    E736 = "The CVAT function needs a KB: pass -p kb=str:KBDIR to cvat-cli (or set PIXLINK_KB)."
+    E737 = "Serve setting {what} {value!r} is not valid: {reason}"
+    E738 = "The upload is not usable: {reason}"
+    E739 = "{what} is not enabled on this server: {reason}"
     # E760-E769: demo material (pixlink.demo) and pinned registry downloads (pixlink.fetch)
     E760 = "The demo needs the Python package {package!r} ({why}). Install it: pip install 'pixlink[demo]'."
     E761 = "Cannot fetch {what} from {registry}: {reason}. {hint}"

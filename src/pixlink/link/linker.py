@@ -34,10 +34,12 @@ from ..io import load_image
 from ..log import get_logger
 from ..models import Profile
 from ..models import roles as R
-from ..regions import SegmenterSession, crop, image_key, masked_crop, red_box
+from ..regions import SegmenterSession, crop, masked_crop, red_box
+from ..regions import image_key as _image_key
 from ..types import BatchResult, Candidate, ItemError, Link, Mention, Region
 from .config import LinkerConfig
 from .fusion import Fusion
+from .imagecache import ImageCache
 from .query import Query
 from .signals import make_signal
 from .signals.face import FaceSignal, face_vector
@@ -82,6 +84,8 @@ class Linker:
         self.vectors = KBVectors(Path(kb.path), getattr(kb, "build_id", None))
         self._segmenters: SegmenterSession | None = None
         self._segment_notes: list[str] = []
+        self._segment_cache = (8, 512 * 2**20)  # SegmenterSession bounds: images, bytes
+        self.image_cache: ImageCache | None = None
         self._lock = threading.Lock()
         self._warned: set[str] = set()
 
@@ -129,6 +133,7 @@ class Linker:
     def link(
         self, image: Any = None, prompt: Region | dict[str, Any] | None = None, text: str | None = None,
         k: int = 10, mention_id: str | None = None, surface: str | None = None, mention_type: str | None = None,
+        image_key: str | None = None,
     ) -> Link:
         """Link one region.
 
@@ -143,6 +148,8 @@ class Linker:
             surface: the mention's words, when known (dataset items, GMNER entities).
             mention_type: the mention's type when known (PER/LOC/ORG/MISC, from NER or the
                 caller): entities of an incompatible KB class are gated down.
+            image_key: :func:`pixlink.regions.image_key` of ``image`` when the caller has it
+                (a service keeps it with the upload), so that it is not hashed again.
 
         Returns:
             a :class:`Link` with the top-``k`` candidates (id, label, description, fused score,
@@ -156,6 +163,8 @@ class Linker:
             if image is not None:
                 q.image = load_image(image)
                 q.region = as_region(prompt, q.image.shape[:2])
+                if self.image_cache is not None or image_key is not None:
+                    q.image_key = image_key or _image_key(q.image)
             elif prompt is not None:
                 raise InputError(Errors.E401)
             if q.image is None and not q.text and not q.surface:
@@ -257,6 +266,62 @@ class Linker:
                 bar.advance(task)
         return out
 
+    def use_image_cache(self, max_images: int = 32, max_bytes: int = 256 * 2**20,
+                        segment_images: int | None = None, segment_bytes: int | None = None) -> ImageCache:
+        """Keep the per-image work (face scan and descriptors) of recent images for the prompts
+        that follow on them (see :mod:`pixlink.link.imagecache`), and size the segmenter's cache
+        of image embeddings (``segment_images`` / ``segment_bytes``, default the same bounds).
+        For services that answer many prompts per image; returns the cache (for its stats)."""
+        cache = ImageCache(max_images, max_bytes)
+        with self._lock:
+            self.image_cache = cache
+            self._segment_cache = (segment_images or max_images, segment_bytes or max_bytes)
+            if self._segmenters is not None:
+                self._segmenters.cache_size, self._segmenters.max_bytes = self._segment_cache
+        return cache
+
+    def use_segmenters(self, segmenters: Sequence[Any]) -> None:
+        """Segment prompts with these :class:`~pixlink.models.roles.PromptSegmenter` backends, in
+        order of preference (a prompt kind one cannot take falls to the next), instead of the
+        profile's ``segment`` backend and its GrabCut fallback for clicks. A service uses it to
+        choose a faster click segmenter."""
+        with self._lock:
+            self._segmenters = SegmenterSession(list(segmenters), *self._segment_cache)
+            self._segment_notes = []
+
+    def prepare_image(self, image: Any, box_prompts: bool = True, image_key: str | None = None) -> str:
+        """Do the per-image work now, before the prompts: with an image cache, every signal's
+        per-image work (the face scan), then the segmenter's image embedding (of the segmenter
+        that takes boxes when ``box_prompts``, else of the one that takes clicks). Returns the
+        image's key (:func:`pixlink.regions.image_key`; pass it as ``image_key`` when known)."""
+        q = Query(image=load_image(image))
+        assert q.image is not None
+        q.image_key = image_key or _image_key(q.image)
+        if self.image_cache is not None:  # first: every prompt needs it, clicks and boxes alike
+            for sig in self.signals:
+                warm = getattr(sig, "warm_image", None)
+                if warm is not None:
+                    warm(q, self)
+        if self.config.segment:
+            session = self._segmenter_session(q)
+            kind = "box" if box_prompts else "points"
+            seg = next((s for s in session.segmenters if kind in s.prompt_kinds), None)
+            if seg is not None:
+                session.embedding(seg, q.image, q.image_key)
+        return q.image_key
+
+    def cache_stats(self) -> dict[str, int]:
+        """Sizes and lookups of the per-image caches (for a service's metrics): the segmenter's
+        image embeddings (``segment_*``) and, when on, the image cache (``image_*``)."""
+        out: dict[str, int] = {}
+        seg = self._segmenters
+        if seg is not None:
+            out.update(segment_images=len(seg), segment_bytes=seg.cached_bytes, segment_hits=seg.hits,
+                       segment_embeddings=seg.embed_calls)
+        if self.image_cache is not None:
+            out.update({f"image_{k}": v for k, v in self.image_cache.stats().items()})
+        return out
+
     def close(self) -> None:
         """Close the indexes and this thread's KB connection."""
         self.vectors.close()
@@ -332,7 +397,7 @@ class Linker:
                 segs.append(spec.factory())
         with self._lock:
             if self._segmenters is None:
-                self._segmenters = SegmenterSession(segs)
+                self._segmenters = SegmenterSession(segs, *self._segment_cache)
                 self._segment_notes = notes
             return self._segmenters
 
@@ -341,7 +406,7 @@ class Linker:
         session = self._segmenter_session(q)
         for n in self._segment_notes:
             q.note(n)
-        res = session.segment(q.image, q.region, key=image_key(q.image))
+        res = session.segment(q.image, q.region, key=q.image_key or _image_key(q.image))
         q.region = res.region
         for n in res.notes:
             q.note(n)

@@ -34,6 +34,8 @@ class Query:
         vectors: signal -> ``(D,)`` float32 unit query vector (dense signals).
         recalled: signal -> {entity id -> raw score} of the candidates it recalled.
         face_found: a face was found in the region (the face signal sets it).
+        image_key: the image's content key (:func:`pixlink.regions.image_key`), set when the
+            linker keeps per-image work (an image cache).
     """
 
     image: np.ndarray | None = None
@@ -48,6 +50,7 @@ class Query:
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     recalled: dict[str, dict[str, float]] = field(default_factory=dict)
     face_found: bool = False
+    image_key: str | None = None
 
     def note(self, message: str) -> None:
         """Add a note once."""

@@ -123,6 +123,10 @@ class SegmenterSession:
                         self._bytes -= old
         return handle, True
 
+    def embedding(self, seg: Any, image: np.ndarray, key: str | None = None) -> Any:
+        """``seg``'s handle for ``image`` (its image embedding), computed once and cached."""
+        return self._handle(seg, image, key or image_key(image))[0]
+
     def segment(self, image: np.ndarray, prompt: Region, key: str | None = None) -> SegmentResult:
         """Return ``prompt`` with a mask (best of the segmenter's candidates).
 

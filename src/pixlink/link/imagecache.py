@@ -1,0 +1,117 @@
+"""Per-image work of a linker, done once per image and shared by every prompt on it.
+
+A page sends one prompt per click on the same image. What depends only on the image (the face
+scan of the whole image, each face's descriptor) is computed on the first prompt — or ahead of
+it by :meth:`pixlink.link.Linker.prepare_image` — and kept here, keyed by the image's content
+(:func:`pixlink.regions.image_key`); each further prompt does only its region's own work. The
+segmenter's image embedding is kept by the linker's
+:class:`~pixlink.regions.SegmenterSession`, with the same kind of bounds.
+
+The cache is off unless a linker is given one (``Linker.use_image_cache``): a batch that links
+one region per image gains nothing from it (a whole-image face scan costs more than a scan of
+one region's window), a service that answers clicks on uploaded images gains most.
+
+Thread-safe: one lock guards the table; a value is computed by one thread while the others that
+ask for the same (image, part) wait for it. Bounded: at most ``max_images`` images and
+``max_bytes`` bytes (arrays counted by :func:`pixlink.regions.prompt.approx_nbytes`); the least
+recently used image goes first, with all its parts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, TypeVar
+
+from ..errors import Errors, InputError
+from ..regions.prompt import approx_nbytes
+
+T = TypeVar("T")
+
+
+class ImageCache:
+    """Values computed from one image, keyed by ``(image key, part)``.
+
+    Args:
+        max_images: how many images' values to keep (LRU by image).
+        max_bytes: and at most this many bytes of them; a single value larger than this is
+            returned and not kept.
+
+    Attributes:
+        hits, misses: lookups answered from the cache / computed (for metrics).
+    """
+
+    def __init__(self, max_images: int = 32, max_bytes: int = 256 * 2**20) -> None:
+        for what, v in (("max_images", max_images), ("max_bytes", max_bytes)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(Errors.E010.format(what=f"image cache {what}", value=v, reason="must be an integer >= 1"))
+        self.max_images = max_images
+        self.max_bytes = max_bytes
+        self._images: OrderedDict[str, dict[str, tuple[Any, int]]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._gates: dict[tuple[str, str], threading.Lock] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        """How many images have values here."""
+        return len(self._images)
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._bytes
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._images
+
+    def _lookup(self, key: str, part: str) -> tuple[bool, Any]:
+        with self._lock:
+            parts = self._images.get(key)
+            if parts is not None and part in parts:
+                self._images.move_to_end(key)
+                self.hits += 1
+                return True, parts[part][0]
+        return False, None
+
+    def get(self, key: str, part: str, compute: Callable[[], T]) -> T:
+        """The value of ``part`` for image ``key``, computed by ``compute()`` once (``None`` is
+        a value too: "no face here" is remembered)."""
+        found, value = self._lookup(key, part)
+        if found:
+            return value
+        with self._lock:
+            gate = self._gates.setdefault((key, part), threading.Lock())
+        with gate:  # one thread computes; the others wait and read its value
+            found, value = self._lookup(key, part)
+            if found:
+                return value
+            try:
+                value = compute()
+            finally:
+                with self._lock:
+                    self._gates.pop((key, part), None)
+            self._put(key, part, value)
+            return value
+
+    def _put(self, key: str, part: str, value: Any) -> None:
+        size = approx_nbytes(value)
+        with self._lock:
+            self.misses += 1
+            if size > self.max_bytes:
+                return
+            parts = self._images.setdefault(key, {})
+            old = parts.get(part)
+            if old is not None:
+                self._bytes -= old[1]
+            parts[part] = (value, size)
+            self._bytes += size
+            self._images.move_to_end(key)
+            while self._images and (len(self._images) > self.max_images or self._bytes > self.max_bytes):
+                _, gone = self._images.popitem(last=False)
+                self._bytes -= sum(s for _, s in gone.values())
+
+    def stats(self) -> dict[str, int]:
+        """``images``, ``bytes``, ``hits``, ``misses`` (for a service's metrics)."""
+        with self._lock:
+            return {"images": len(self._images), "bytes": self._bytes, "hits": self.hits, "misses": self.misses}
