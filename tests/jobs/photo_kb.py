@@ -1,0 +1,88 @@
+"""A small KB of real photos for the job and Milvus tests, and a manifest over it.
+
+Obama, Biden, Kit Harington and Lin-Manuel Miranda with their reference photos, Rose Leslie
+without one, and ~290 text-only distractors from FB15k-237 (every 50th entity). Vectors are made
+by ``embed_kb`` with the offline profile (the packaged models).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PEOPLE = {
+    "Q76": ("Barack Obama", "44th president of the United States", "obama.jpg"),
+    "Q6279": ("Joe Biden", "46th president of the United States", "biden.jpg"),
+    "Q357607": ("Kit Harington", "English actor", "johnsnow_test1.jpg"),
+    "Q1646482": ("Lin-Manuel Miranda", "American composer, lyricist and actor", "lin-manuel-miranda.png"),
+    "Q461132": ("Rose Leslie", "Scottish actress", None),
+}
+
+# good items: boxes around heads (XYXY, original pixels), a caption, a text-only mention
+GOOD = [
+    {"id": "obama-in-pair", "image": "obama_and_biden.jpg", "box": [1110, 360, 1380, 645]},
+    {"id": "biden-in-pair", "image": "obama_and_biden.jpg", "prompt": {"box": [715, 420, 945, 665]}},
+    {"id": "biden-two", "image": "two_people.jpg", "box": [760, 35, 985, 265]},
+    {"id": "obama-two", "image": "two_people.jpg", "box": [235, 25, 430, 225]},
+    {"id": "kit", "image": "kit_with_rose.jpg", "box": [230, 70, 370, 220]},
+    {"id": "rose-named", "image": "kit_with_rose.jpg", "box": [65, 110, 170, 225],
+     "text": "Rose Leslie and Kit Harington at the Game of Thrones premiere"},
+    {"id": "text-only", "text": "Lin-Manuel Miranda on stage", "surface": "Lin-Manuel Miranda", "mention_type": "PER"},
+]
+# bad items: a missing image, a box outside the image, a prompt of the wrong kind
+BAD = [
+    {"id": "missing-image", "image": "no_such_photo.jpg", "box": [0, 0, 10, 10]},
+    {"id": "box-outside", "image": "obama.jpg", "box": [5000, 5000, 6000, 6000]},
+    {"id": "bad-prompt", "image": "obama.jpg", "prompt": "the face"},
+]
+
+
+def build_photo_kb(tmp: Path, shared, distractor_every: int = 50) -> Path:
+    """Build and embed the KB under ``tmp``; return its directory."""
+    from pixlink.kb import build_kb
+    from pixlink.link.embed import embed_kb
+
+    photos = shared("photos")
+    fb = json.loads(shared("kb", "fb15k237_entity2wikidata.json").read_text())
+    keys = sorted(fb)
+    (tmp / "distractors.json").write_text(json.dumps({k: fb[k] for i, k in enumerate(keys) if i % distractor_every == 0}))
+    with open(tmp / "people.jsonl", "w") as fh:
+        for qid, (label, desc, photo) in PEOPLE.items():
+            fh.write(json.dumps({"id": qid, "label": label, "description": desc, "types": ["Q5"],
+                                 "images": [str(photos / photo)] if photo else []}) + "\n")
+    kb_dir = tmp / "kb"
+    build_kb([str(tmp / "people.jsonl"), f"fb15k237:{tmp / 'distractors.json'}",
+              str(shared("kb", "codex_entity2types.json")), str(shared("kb", "codex_types_en.json"))],
+             kb_dir, progress=False)
+    embed_kb(kb_dir, "offline", cache_dir=tmp / "cache", progress=False)
+    return kb_dir
+
+
+def write_manifest(path: Path, shared, extra_lines: list[str] = ()) -> list[dict]:
+    """A JSONL manifest of GOOD + BAD items with image paths relative to the photos folder
+    (``image_root``), plus raw ``extra_lines`` (bad JSON, a row without id, a repeated id)."""
+    rows = GOOD + BAD
+    with open(path, "w") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")
+        for line in extra_lines:
+            fh.write(line + "\n")
+    return rows
+
+
+def api_answers(linker, shared, rows, k: int = 5) -> dict[str, dict]:
+    """The Python API's answer (or error code) for each good/bad row, by id."""
+    from pixlink.errors import PixlinkError
+
+    out = {}
+    for r in rows:
+        prompt = r.get("prompt", {"box": r["box"]} if "box" in r else None)
+        image = str(shared("photos") / r["image"]) if r.get("image") and (shared("photos") / r["image"]).exists() \
+            else (str(shared("photos")) + "/" + r["image"] if r.get("image") else None)
+        try:
+            link = linker.link(image, prompt, text=r.get("text"), k=k, mention_id=r["id"], surface=r.get("surface"),
+                               mention_type=r.get("mention_type"))
+            out[r["id"]] = {"ok": True, "answer": link.to_dict()}
+        except PixlinkError as exc:
+            out[r["id"]] = {"ok": False, "code": exc.code}
+    return out
