@@ -520,25 +520,28 @@ def is_milvus_record(path: str | Path) -> bool:
         return False
 
 
+def _local_rows(idx: Any, step: int = 65_536) -> tuple[list[str], Iterator[np.ndarray]]:
+    """The entity id of each row of a FAISS-file index, and its stored vectors in row order
+    as ``(n, D)`` float32 blocks."""
+    import pyarrow.parquet as pq
+
+    ids = pq.read_table(Path(idx.path) / "ids.parquet", columns=["id"]).column("id").to_pylist()
+    blocks = (np.asarray(idx._take(np.arange(s, min(s + step, len(idx)))), dtype=np.float32)
+              for s in range(0, len(idx), step))
+    return ids, blocks
+
+
 def milvus_from_dense(path: str | Path, uri: str, *, token: str | None = None, collection: str | None = None,
                       progress: bool = True, **options: Any) -> MilvusIndex:
     """Move the FAISS-file index at ``path`` (a KB's ``vectors/<space>/<slug>/``) into Milvus
     and replace it with the Milvus record (the vectors go as stored: float16 files lose nothing
     more)."""
-    import pyarrow.parquet as pq
-
     from .dense import DenseIndex
 
     idx = DenseIndex.open(path)
-    ids = pq.read_table(Path(path) / "ids.parquet", columns=["id"]).column("id").to_pylist()
-    step = 65_536
-
-    def chunks() -> Iterator[np.ndarray]:
-        for s in range(0, len(idx), step):
-            yield np.asarray(idx._take(np.arange(s, min(s + step, len(idx)))), dtype=np.float32)
-
     try:
-        return MilvusIndex.build(path, chunks(), None, ids, uri=uri, model_id=idx.model_id, space=idx.space,
+        ids, chunks = _local_rows(idx)
+        return MilvusIndex.build(path, chunks, None, ids, uri=uri, model_id=idx.model_id, space=idx.space,
                                  metric=idx.metric, kb_build_id=idx.kb_build_id, token=token, collection=collection,
                                  progress=progress, **options)
     finally:
@@ -562,3 +565,43 @@ def dense_from_milvus(path: str | Path, backend: str = "auto", *, token: str | N
                                 backend=backend, overwrite=True, kb_build_id=m.kb_build_id, progress=progress, **params)
     finally:
         m.close()
+
+
+def reindex(path: str | Path, backend: str, *, uri: str | None = None, token: str | None = None,
+            collection: str | None = None, progress: bool = True, **options: Any) -> Any:
+    """Serve the index at ``path`` (a KB's ``vectors/<space>/<slug>/``) from ``backend``: move
+    FAISS files into Milvus (``milvus``, needs ``uri``), a Milvus collection back into FAISS
+    files (``auto``, ``exact``, ``ivfpq``, ``hnsw``), or rebuild within the same kind. The
+    vectors are read from what serves them now. ``options``: Milvus ``index_type``,
+    ``index_params``, ``search_params``, or FAISS knobs."""
+    from .dense import DenseIndex
+
+    now_milvus = is_milvus_record(path)
+    if backend == BACKEND:
+        if not uri:
+            raise InputError(Errors.E274.format(name="uri", value=uri, reason="--backend milvus needs --uri"))
+        if not now_milvus:
+            return milvus_from_dense(path, uri, token=token, collection=collection, progress=progress, **options)
+        src = MilvusIndex.open(path, token=token)
+        try:
+            blocks = list(src.iter_vectors())
+        finally:
+            src.close()
+        keys = [k for b in blocks for k in b[0]]
+        ids = [e for b in blocks for e in b[1]]
+        new = Path(uri).expanduser().resolve() if is_lite(uri) else uri
+        if str(new) == src.uri and (collection or src.collection) == src.collection:
+            raise InputError(Errors.E274.format(name="uri", value=uri, reason="the index is already in that collection"))
+        return MilvusIndex.build(path, (b[2] for b in blocks), keys, ids, uri=uri, model_id=src.model_id,
+                                 space=src.space, metric=src.metric, kb_build_id=src.kb_build_id, token=token,
+                                 collection=collection, progress=progress, **options)
+    if now_milvus:
+        return dense_from_milvus(path, backend, token=token, progress=progress, **options)
+    idx = DenseIndex.open(path)
+    try:
+        ids, blocks = _local_rows(idx)
+        return DenseIndex.build(path, blocks, ids, model_id=idx.model_id, space=idx.space, metric=idx.metric,
+                                backend=backend, overwrite=True, kb_build_id=idx.kb_build_id, progress=progress,
+                                **options)
+    finally:
+        idx.close()

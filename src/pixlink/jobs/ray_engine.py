@@ -100,9 +100,12 @@ def run_ray(
         blocks = [todo.slice(s, step) for s in range(0, n, step)]
         cluster_cpus = float(ray.cluster_resources().get("CPU", 0))
         ds = ray.data.from_arrow(blocks)
+        pool: dict[str, Any] = {"concurrency": workers}
+        if hasattr(ray.data, "ActorPoolStrategy"):  # `concurrency` is deprecated since Ray 2.51
+            pool = {"compute": ray.data.ActorPoolStrategy(size=workers)}
         out = ds.map_batches(
             JobActor, fn_constructor_kwargs={"spec_json": spec.to_json(), "run": run}, batch_size=batch_size,
-            concurrency=workers, num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None, batch_format="pyarrow",
+            num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None, batch_format="pyarrow", **pool,
         )
         jobdir.parts.mkdir(parents=True, exist_ok=True)
         out.write_parquet(str(jobdir.parts), filename_provider=FilenameProvider(dataset_uuid=f"part-{run}",
