@@ -223,8 +223,6 @@ class _LinkRunner(Runner):
         if prompt is None:
             found = {key: item[key] for key in ("box", "points", "labels", "mask") if item.get(key) is not None}
             prompt = found or None
-        if prompt is not None and not isinstance(prompt, dict):
-            raise InputError(Errors.E752.format(where=repr(item["id"]), reason="prompt must be an object with box, points or mask"))
         k = item.get("k", self.k)
         image = read_image_source(item.get("image")) if item.get("image") is not None else None
         link = self.linker.link(image, prompt, text=item.get("text"), k=k, mention_id=item["id"],
