@@ -1,0 +1,64 @@
+"""``pixlink jobs``: the plan of a dry run (no model loads), refusals, a real NER job with a bad
+item, and ``jobs status``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from pixlink.cli.main import app
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_dry_run_shows_the_plan_and_writes_nothing(tmp_path, photo_kb, manifest, shared_data):
+    out = tmp_path / "out"
+    res = invoke("jobs", "run", "link", "--input", manifest, "--out", out, "--kb", photo_kb, "--profile", "offline",
+                 "--workers", "2", "--engine", "ray", "--dry-run", "--json")
+    assert res.exit_code == 0, res.output
+    plan = json.loads(res.stdout)
+    assert (plan["items"], plan["manifest_errors"], plan["to_do"], plan["workers"]) == (10, 3, 10, 2)
+    assert plan["engine"] == "ray" and plan["resume"] is False
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args,code", [
+    (["annotate-all", "--out", "o"], "E750"),
+    (["link", "--out", "o"], "E757"),  # no --kb
+    (["ner", "--out", "o", "--fusion", "f.json"], "E705"),  # --fusion file absent
+    (["link", "--out", "o", "--kb", "."], "E757"),  # . is not a KB
+    (["ner", "--out", "o", "--engine", "spark"], "E010"),
+])
+def test_refusals_name_the_problem(tmp_path, monkeypatch, args, code):
+    monkeypatch.chdir(tmp_path)
+    res = invoke("jobs", "run", *args)
+    assert res.exit_code == 2 and code in res.output, res.output
+
+
+@pytest.mark.slow
+def test_a_ner_job_tags_posts_and_reports_the_bad_one(tmp_path):
+    m = tmp_path / "posts.jsonl"
+    m.write_text("\n".join(json.dumps(r) for r in [
+        {"id": "p1", "text": "Barack Obama met Angela Merkel in Berlin"},
+        {"id": "p2", "tokens": ["RT", "@nasa", ":", "Kennedy", "Space", "Center", "launch"]},
+        {"id": "p3", "text": "   "},
+    ]) + "\n")
+    out = tmp_path / "out"
+    res = invoke("jobs", "run", "ner", "--input", m, "--out", out, "--profile", "offline", "--batch-size", "3", "--json")
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout)
+    assert (s["counts"]["ok"], s["counts"]["failed"], s["counts"]["missing"]) == (2, 1, 0)
+    errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    assert [(e["id"], e["code"]) for e in errors] == [("p3", "E752")]
+    import pyarrow.parquet as pq
+
+    rows = {r["id"]: r for r in pq.read_table(out / "parts").to_pylist()}
+    ents = json.loads(rows["p1"]["result"])["entities"]
+    assert {"Barack Obama", "Berlin"} <= {e["text"] for e in ents}
+    assert rows["p1"]["n_entities"] == len(ents)
+    st = invoke("jobs", "status", out, "--json")
+    assert st.exit_code == 0 and json.loads(st.stdout)["ids_done"] == 3
