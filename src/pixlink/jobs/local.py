@@ -80,14 +80,16 @@ def run_local(
             futures[pool.submit(_run_batch, items_of(b))] = b.num_rows
             if len(futures) >= 2 * workers:
                 break
-        first_result_at = None
+        first_result_at = last_result_at = None
+        first_items = 0
         while futures:
             finished, _ = wait(list(futures), return_when=FIRST_COMPLETED)
             for f in finished:
                 futures.pop(f)
                 worker, outcomes = f.result()
+                last_result_at = time.perf_counter()
                 if first_result_at is None:
-                    first_result_at = time.perf_counter()
+                    first_result_at, first_items = last_result_at, len(outcomes)
                 per_worker[worker] = per_worker.get(worker, 0) + len(outcomes)
                 pending_rows.extend(outcomes)
                 done += len(outcomes)
@@ -106,5 +108,9 @@ def run_local(
             jobdir.write_part(outcomes_table(spec.task, pending_rows, run), run, seq)
             seq += 1
     seconds = time.perf_counter() - t_start
+    steady = None  # items/s once every worker has its engine: from the first result to the last
+    if first_result_at is not None and last_result_at is not None and last_result_at > first_result_at:
+        steady = (done - first_items) / (last_result_at - first_result_at)
     return {"items": done, "seconds": seconds, "parts": seq, "per_worker": per_worker,
-            "startup_seconds": (first_result_at - t_start) if first_result_at else None}
+            "startup_seconds": (first_result_at - t_start) if first_result_at else None,
+            "steady_items_per_second": steady}

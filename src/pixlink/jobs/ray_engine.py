@@ -96,7 +96,9 @@ def run_ray(
     ctx.print_on_execution_start = progress
     try:
         n = todo.num_rows
-        step = max(batch_size, (rows_per_part // batch_size) * batch_size)
+        # a block is a part file; small jobs get at least ~4 blocks per actor so that all of them work
+        per_block = min(rows_per_part, -(-n // (4 * workers)))
+        step = max(batch_size, (per_block // batch_size) * batch_size)
         blocks = [todo.slice(s, step) for s in range(0, n, step)]
         cluster_cpus = float(ray.cluster_resources().get("CPU", 0))
         ds = ray.data.from_arrow(blocks)

@@ -127,6 +127,7 @@ def run_job(
                                   rows_per_part=rows_per_part, address=address, cpus_per_worker=cpus_per_worker,
                                   gpus_per_worker=gpus_per_worker, progress=progress)
         counts = jobdir.finalize(man.errors, man.lines(), jsonl)
+        compute = _compute_seconds(jobdir, run)
         wanted = {it["id"] for _, it in man.items}
         missing = len(wanted - counts["ids_done"])
         seconds = float(figures.get("seconds") or 0.0)
@@ -149,7 +150,13 @@ def run_job(
             "items_per_second": round(rate, 4) if rate is not None else None,
             "items_per_second_per_worker": per_worker_rates,
             "startup_seconds": round(figures["startup_seconds"], 3) if figures.get("startup_seconds") else None,
+            "steady_items_per_second": (round(figures["steady_items_per_second"], 4)
+                                        if figures.get("steady_items_per_second") else None),
             "per_worker_items": figures.get("per_worker", {}),
+            # the workers' own time on the items (model loading, queues and writing excluded):
+            # items per second of one worker
+            "compute_seconds": round(compute, 3),
+            "items_per_compute_second": round(n_now / compute, 4) if compute > 0 else None,
         }
         previous = _previous_runs(jobdir)
         summary = {
@@ -167,6 +174,16 @@ def run_job(
         return summary
     finally:
         jobdir.release()
+
+
+def _compute_seconds(jobdir: JobDir, run: str) -> float:
+    """The summed per-item seconds of this run's rows."""
+    total = 0.0
+    for t in jobdir.iter_parts(["run", "seconds"]):
+        for r, sec in zip(t.column("run").to_pylist(), t.column("seconds").to_pylist()):
+            if r == run and sec is not None:
+                total += float(sec)
+    return total
 
 
 def _previous_runs(jobdir: JobDir) -> list[dict[str, Any]]:
