@@ -57,21 +57,9 @@ def _shared(*parts: str) -> Path:
 
 
 def build_kb(work: Path, entities: int) -> Path:
-    from jobs.photo_kb import PEOPLE
+    from jobs.photo_kb import build_photo_kb
 
-    from pixlink.kb import build_kb as build
-
-    photos = _shared("photos")
-    fb = json.loads(_shared("kb", "fb15k237_entity2wikidata.json").read_text())
-    keys = sorted(fb)[:entities]
-    (work / "distractors.json").write_text(json.dumps({k: fb[k] for k in keys}))
-    with open(work / "people.jsonl", "w") as fh:
-        for qid, (label, desc, photo) in PEOPLE.items():
-            fh.write(json.dumps({"id": qid, "label": label, "description": desc, "types": ["Q5"],
-                                 "images": [str(photos / photo)] if photo else []}) + "\n")
-    kb = work / "kb"
-    build([str(work / "people.jsonl"), f"fb15k237:{work / 'distractors.json'}"], kb, progress=False)
-    return kb
+    return build_photo_kb(work, _shared, first=entities, embed=False)
 
 
 def link_manifest(path: Path, n: int) -> int:

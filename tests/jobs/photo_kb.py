@@ -37,22 +37,24 @@ BAD = [
 ]
 
 
-def build_photo_kb(tmp: Path, shared, distractor_every: int = 250) -> Path:
-    """Build and embed the KB under ``tmp``; return its directory."""
+def build_photo_kb(tmp: Path, shared, distractor_every: int = 250, first: int | None = None, embed: bool = True) -> Path:
+    """Build (and with ``embed``, embed) the KB under ``tmp``; return its directory. Distractors:
+    every ``distractor_every``-th FB15k entity, or the ``first`` ones when given."""
     from pixlink.kb import build_kb
     from pixlink.link.embed import embed_kb
 
     photos = shared("photos")
     fb = json.loads(shared("kb", "fb15k237_entity2wikidata.json").read_text())
-    keys = sorted(fb)
-    (tmp / "distractors.json").write_text(json.dumps({k: fb[k] for i, k in enumerate(keys) if i % distractor_every == 0}))
+    keys = sorted(fb)[:first] if first is not None else sorted(fb)[::distractor_every]
+    (tmp / "distractors.json").write_text(json.dumps({k: fb[k] for k in keys}))
     with open(tmp / "people.jsonl", "w") as fh:
         for qid, (label, desc, photo) in PEOPLE.items():
             fh.write(json.dumps({"id": qid, "label": label, "description": desc, "types": ["Q5"],
                                  "images": [str(photos / photo)] if photo else []}) + "\n")
     kb_dir = tmp / "kb"
     build_kb([str(tmp / "people.jsonl"), f"fb15k237:{tmp / 'distractors.json'}"], kb_dir, progress=False)
-    embed_kb(kb_dir, "offline", cache_dir=tmp / "cache", progress=False)
+    if embed:
+        embed_kb(kb_dir, "offline", cache_dir=tmp / "cache", progress=False)
     return kb_dir
 
 

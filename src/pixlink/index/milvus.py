@@ -48,8 +48,9 @@ import numpy as np
 
 from ..errors import Errors, IndexError_, InputError
 from ..log import get_logger
-from ..vecmath import l2_normalise
+from .dense.base import candidates_per_query, check_expected, check_queries, padded, swap_in
 from .dense.layout import FORMAT_VERSION, check_build_id, check_space
+from .dense.store import check_rows
 
 log = get_logger(__name__)
 
@@ -248,12 +249,7 @@ class MilvusIndex:
                 vec = np.asarray(vec, dtype=np.float32)
                 if vec.ndim != 2 or vec.shape[1] == 0:
                     raise InputError(Errors.E235.format(shape=vec.shape, reason=f" (chunk at row {row})"))
-                if not np.isfinite(vec).all():
-                    raise InputError(Errors.E224.format(row=row, metric=metric, reason="the vector has NaN or infinite values"))
-                if metric == "cosine":
-                    if (np.linalg.norm(vec, axis=1) <= 1e-12).any():
-                        raise InputError(Errors.E224.format(row=row, metric=metric, reason="a vector has zero norm"))
-                    vec = l2_normalise(vec)
+                vec = check_rows(vec, row, metric)  # E224 for NaN / zero norm; normalised for cosine
                 if dim_known is None:
                     dim_known = int(vec.shape[1])
                     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim_known)
@@ -299,13 +295,7 @@ class MilvusIndex:
             shutil.rmtree(tmp)
         tmp.mkdir()
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2), "utf-8")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        swap_in(tmp, out)
         log.info("loaded %d vectors (%d entities) into Milvus collection %s at %s (%s)", len(ids), len(counts), name,
                  uri, kind)
         return cls.open(out, expect_model_id=model_id, token=token)
@@ -326,15 +316,7 @@ class MilvusIndex:
             raise IndexError_(Errors.E220.format(path=str(d), reason=f"meta.json cannot be read ({exc})")) from exc
         if meta.get("backend") != BACKEND:
             raise IndexError_(Errors.E221.format(path=str(d), reason=f"it is a {meta.get('backend')!r} index, not milvus"))
-        if expect_model_id is not None and meta["model_id"] != expect_model_id:
-            raise IndexError_(Errors.E222.format(path=str(d), found=meta["model_id"], expected=expect_model_id))
-        if expect_space is not None and meta["space"] != expect_space:
-            raise IndexError_(Errors.E232.format(path=str(d), found=meta["space"], expected=expect_space))
-        check_build_id(expect_kb_build_id, "expect_kb_build_id")
-        if expect_kb_build_id is not None and meta.get("kb_build_id") != expect_kb_build_id:
-            found = meta.get("kb_build_id")
-            raise IndexError_(Errors.E250.format(path=str(d), found=f"KB build {found!r}" if found else "a KB build it did not record",
-                                                 expected=expect_kb_build_id))
+        check_expected(d, meta, expect_model_id, expect_space, expect_kb_build_id)
         params = meta.get("params") or {}
         uri, name = params.get("uri"), params.get("collection")
         client = connect(uri, token)
@@ -385,17 +367,7 @@ class MilvusIndex:
             raise IndexError_(Errors.E275.format(collection=self.collection, uri=self.uri, reason=str(exc))) from exc
 
     def _check_queries(self, queries: Any) -> np.ndarray:
-        q = np.asarray(queries)
-        if q.ndim != 2 or q.shape[1] != self.dim or q.shape[0] == 0 or not np.issubdtype(q.dtype, np.number):
-            raise InputError(Errors.E223.format(shape=q.shape, dtype=q.dtype, dim=self.dim, reason=""))
-        q = np.asarray(q, dtype=np.float32)
-        if not np.isfinite(q).all():
-            raise InputError(Errors.E224.format(row=0, metric=self.metric, reason="the query has NaN or infinite values"))
-        if self.metric == "cosine":
-            if (np.linalg.norm(q, axis=1) <= 1e-12).any():
-                raise InputError(Errors.E224.format(row=0, metric=self.metric, reason="the query has zero norm"))
-            q = l2_normalise(q)
-        return np.ascontiguousarray(q)
+        return check_queries(queries, self.dim, self.metric)
 
     def _score(self, distance: float) -> float:
         return -float(distance) if self.metric == "l2" else float(distance)
@@ -460,14 +432,7 @@ class MilvusIndex:
             raise InputError(Errors.E233.format(k=k))
         q = self._check_queries(queries)
         nq = q.shape[0]
-        cands = list(candidate_ids)
-        if cands and not isinstance(cands[0], str):
-            if len(cands) != nq:
-                raise InputError(Errors.E010.format(what="candidate_ids", value=f"<{len(cands)} lists>",
-                                                    reason=f"expected one list of ids, or one list per query ({nq})"))
-            per_query = [list(c) for c in cands]
-        else:
-            per_query = [cands] * nq
+        per_query = candidates_per_query(candidate_ids, nq)
         wanted = sorted({e for c in per_query for e in c if isinstance(e, str)})
         rows = sorted(self._rows_of(wanted, ["key", "entity", "vector"]), key=lambda r: r["key"])
         by_entity: dict[str, list[np.ndarray]] = {}
@@ -490,11 +455,7 @@ class MilvusIndex:
             if k is not None:
                 order = order[:k]
             results.append((best[order], [ents[o] for o in order]))
-        width = k if k is not None else max((len(r[1]) for r in results), default=0)
-        out = np.full((nq, width), -np.inf, dtype=np.float32)
-        for i, (s, _) in enumerate(results):
-            out[i, : len(s)] = s
-        return out, [r[1] for r in results]
+        return padded(results, k)
 
     def iter_vectors(self, batch_size: int = 4096) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
         """Every row as ``(keys, entity ids, (n, D) float32)`` blocks (to move the vectors back
