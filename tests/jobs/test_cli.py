@@ -62,3 +62,24 @@ def test_a_ner_job_tags_posts_and_reports_the_bad_one(tmp_path):
     assert rows["p1"]["n_entities"] == len(ents)
     st = invoke("jobs", "status", out, "--json")
     assert st.exit_code == 0 and json.loads(st.stdout)["ids_done"] == 3
+
+
+def test_gmner_and_embed_plans_check_their_options(tmp_path, photo_kb):
+    m = tmp_path / "posts.jsonl"
+    m.write_text(json.dumps({"id": "p1", "text": "Obama in Berlin"}) + "\n")
+    cfg = tmp_path / "gmner.json"
+    cfg.write_text(json.dumps({"segment": False, "label_scheme": "MISC"}))
+    res = invoke("jobs", "run", "gmner", "--input", m, "--out", tmp_path / "o", "--kb", photo_kb, "--config", cfg,
+                 "--dry-run", "--json")
+    assert res.exit_code == 0, res.output
+    plan = json.loads(res.stdout)
+    assert plan["to_do"] == 1 and plan["params"]["config"]["label_scheme"] == "MISC"
+    cfg.write_text(json.dumps({"label_scheme": "XYZ"}))
+    res = invoke("jobs", "run", "gmner", "--input", m, "--out", tmp_path / "o", "--config", cfg, "--dry-run")
+    assert res.exit_code == 2 and "E010" in res.output
+    res = invoke("jobs", "run", "embed", "--kb", photo_kb, "--signal", "face", "--out", tmp_path / "e", "--dry-run",
+                 "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["to_do"] == 4  # one reference photo each for four of the five people
+    res = invoke("jobs", "run", "embed", "--kb", photo_kb, "--signal", "lexical", "--out", tmp_path / "e", "--dry-run")
+    assert res.exit_code == 2 and "E757" in res.output
