@@ -72,7 +72,7 @@ def run_local(
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(spec.to_json(), threads_per_worker)) as pool, \
             make_progress(disable=not progress) as bar:
-        task = bar.add_task(f"{spec.task} job ({workers} workers)", total=n, rate="")
+        task = bar.add_task(f"{spec.task} job ({workers} worker{'s' if workers != 1 else ''})", total=n, rate="")
         futures: dict[Future, int] = {}
         it = iter(batches)
         # keep two batches per worker in flight: workers never wait for the driver
