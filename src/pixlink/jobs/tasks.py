@@ -254,7 +254,15 @@ class LinkTask(Task):
     def build(self, params: dict[str, Any]) -> Runner:
         from ..link import LinkerSpec
 
-        return _LinkRunner(LinkerSpec.from_dict(params["linker"]).build(), int(params["k"]))
+        linker = LinkerSpec.from_dict(params["linker"]).build()
+        # load the signals' models now, once per worker, not inside the first items (a role that
+        # cannot run is noted by the linker at each call, as with the Python API)
+        for role in dict.fromkeys(s.role for s in linker.signals if s.role):
+            try:
+                linker.profile.get(role)
+            except ModelUnavailableError:
+                pass
+        return _LinkRunner(linker, int(params["k"]))
 
 
 # ------------------------------------------------------------------------------------------
