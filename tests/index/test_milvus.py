@@ -113,8 +113,8 @@ def test_bad_build_input_is_refused(tmp_path):
     from pixlink.index.milvus import MilvusIndex
 
     x = np.ones((2, 4), dtype=np.float32)
-    with pytest.raises(InputError, match="E276"):
-        MilvusIndex.build(tmp_path / "kb/vectors/s/m", [x], ["a", "a"], ["a", "b"], uri=str(tmp_path / "v.db"),
+    with pytest.raises(InputError, match="E276"):  # a tab would make an entity id look like a further vector's key
+        MilvusIndex.build(tmp_path / "kb/vectors/s/m", [x], None, ["a\tb", "b"], uri=str(tmp_path / "v.db"),
                           model_id="m", space="entity_text", progress=False)
     with pytest.raises(InputError, match="E224"):
         MilvusIndex.build(tmp_path / "kb/vectors/s/m", [np.zeros((2, 4), dtype=np.float32)], None, ["a", "b"],
