@@ -83,3 +83,21 @@ def test_gmner_and_embed_plans_check_their_options(tmp_path, photo_kb):
     assert json.loads(res.stdout)["to_do"] == 4  # one reference photo each for four of the five people
     res = invoke("jobs", "run", "embed", "--kb", photo_kb, "--signal", "lexical", "--out", tmp_path / "e", "--dry-run")
     assert res.exit_code == 2 and "E757" in res.output
+
+
+def test_annotate_jobs_check_their_config(tmp_path, photo_kb):
+    """The annotate task is wired to pixlink.annotate (reverse annotation) where it exists."""
+    pytest.importorskip("pixlink.annotate", reason="the annotate package is not in this tree")
+    m = tmp_path / "items.jsonl"
+    m.write_text(json.dumps({"id": "a1", "image": "obama.jpg", "entity": "Q76"}) + "\n")
+    cfg = tmp_path / "annotate.json"
+    cfg.write_text(json.dumps({"mode": "maskoven", "annotators": ["face"]}))
+    res = invoke("jobs", "run", "annotate", "--input", m, "--out", tmp_path / "o", "--kb", photo_kb, "--config", cfg,
+                 "--dry-run", "--json")
+    assert res.exit_code == 0, res.output
+    plan = json.loads(res.stdout)
+    assert plan["to_do"] == 1 and plan["params"]["config"]["annotators"] == ["face"]
+    cfg.write_text(json.dumps({"no_such_knob": 1}))
+    res = invoke("jobs", "run", "annotate", "--input", m, "--out", tmp_path / "o", "--kb", photo_kb, "--config", cfg,
+                 "--dry-run")
+    assert res.exit_code == 2 and "E757" in res.output

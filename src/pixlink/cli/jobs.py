@@ -15,13 +15,15 @@ import typer
 
 from .common import check_input_dir, check_input_file, check_output_dir, console, handle_errors, print_json
 
-jobs_app = typer.Typer(help="Batch jobs: link, gmner, ner, embed over a manifest (local process pool or Ray).",
+jobs_app = typer.Typer(help="Batch jobs: link, gmner, ner, embed, annotate over a manifest (local process pool or Ray).",
                        no_args_is_help=True)
 
 
 def _params(task: str, kb: Optional[Path], profile: str, device: Optional[str], config: Optional[Path],
             fusion: Optional[Path], k: int, signal: Optional[str], batch_size: int) -> dict[str, Any]:
     """The task's parameters from the command's options (checked again by the task)."""
+    import json
+
     from ..errors import Errors, InputError
 
     check_input_dir(kb, "--kb")
@@ -40,6 +42,9 @@ def _params(task: str, kb: Optional[Path], profile: str, device: Optional[str], 
         return {"linker": spec.to_dict(), "k": k}
     if fusion is not None:
         raise InputError(Errors.E757.format(name="--fusion", task=task, reason="only link jobs take fusion parameters"))
+    if task == "annotate":
+        cfg = json.loads(config.read_text()) if config else {}
+        return common | {"kb": str(kb.resolve()) if kb else None, "config": cfg}
     if task == "gmner":
         import dataclasses
 
@@ -49,7 +54,8 @@ def _params(task: str, kb: Optional[Path], profile: str, device: Optional[str], 
         cfg = dataclasses.asdict(load_config(config, GMNERConfig)) if config else {}
         return common | {"kb": str(kb.resolve()) if kb else None, "config": cfg}
     if config is not None:
-        raise InputError(Errors.E757.format(name="--config", task=task, reason="only link and gmner jobs take a config"))
+        raise InputError(Errors.E757.format(name="--config", task=task,
+                                            reason="only link, gmner and annotate jobs take a config"))
     if task == "embed":
         return common | {"kb": str(kb.resolve()) if kb else None, "signal": signal, "batch_size": batch_size}
     return common
@@ -58,7 +64,7 @@ def _params(task: str, kb: Optional[Path], profile: str, device: Optional[str], 
 @jobs_app.command("run")
 @handle_errors
 def run_command(
-    task: str = typer.Argument(..., help="link, gmner, ner or embed."),
+    task: str = typer.Argument(..., help="link, gmner, ner, embed or annotate."),
     manifest: Optional[Path] = typer.Option(None, "--input", "-i",
                                             help="Manifest: JSONL or Parquet, one item a row with a unique id "
                                                  "(embed: default the KB's items)."),
@@ -73,7 +79,8 @@ def run_command(
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", min=0.0, help="GPUs of each Ray actor."),
     profile: str = typer.Option("auto", "--profile", help="Model profile: offline, hub or auto."),
     device: Optional[str] = typer.Option(None, "--device", help="Torch device: auto, cpu, cuda, cuda:N."),
-    config: Optional[Path] = typer.Option(None, "--config", help="LinkerConfig (link) or GMNERConfig (gmner) JSON."),
+    config: Optional[Path] = typer.Option(None, "--config", help="LinkerConfig (link), GMNERConfig (gmner) or "
+                                                                 "AnnotateConfig (annotate) JSON."),
     fusion: Optional[Path] = typer.Option(None, "--fusion", help="Fusion parameters JSON (link)."),
     k: int = typer.Option(5, "-k", min=1, help="Candidates per item (link)."),
     signal: Optional[str] = typer.Option(None, "--signal", help="The dense signal whose KB vectors to compute (embed)."),

@@ -21,6 +21,8 @@ task        item fields (``id`` always)
 ``gmner``   ``image`` (optional), ``text`` or ``tokens``
 ``ner``     ``text`` or ``tokens``
 ``embed``   ``payload``: what the signal's KB encoder takes (entity text, an image path)
+``annotate`` ``image``, ``entity``, ``question``, ``mention``, ``caption``, ``split``
+            (:class:`pixlink.annotate.AnnotationItem`)
 ==========  ==================================================================================
 
 The full answer of an item (``Link.to_dict()``, ``GMNERResult.to_dict()``, the NER spans) goes
@@ -371,6 +373,60 @@ class NERTask(Task):
         from ..models import roles as R
 
         return _NERRunner(make_profile(params).get(R.NER))
+
+
+# ------------------------------------------------------------------------------------------
+# annotate (reverse region-entity annotation, pixlink.annotate)
+# ------------------------------------------------------------------------------------------
+
+
+def _annotate_module() -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module("pixlink.annotate")
+    except ImportError as exc:
+        raise InputError(Errors.E757.format(name="task", task="annotate",
+                                            reason=f"this pixlink has no annotate package ({exc})")) from exc
+
+
+def _annotate_config(params: dict[str, Any]) -> Any:
+    cfg = dict(params.get("config") or {})
+    for key in ("references", "annotators"):
+        if key in cfg:
+            cfg[key] = tuple(cfg[key])
+    try:
+        return _annotate_module().AnnotateConfig(**cfg)
+    except TypeError as exc:
+        raise InputError(Errors.E757.format(name="config", task="annotate", reason=str(exc))) from exc
+
+
+class _AnnotateRunner(Runner):
+    def __init__(self, annotator: Any, item_cls: Any) -> None:
+        self.annotator, self.item_cls = annotator, item_cls
+
+    def run_item(self, item: dict[str, Any]) -> Outcome:
+        it = self.item_cls.from_dict(dict(item), default_id=item["id"])
+        rec = self.annotator.annotate(it).to_record()
+        return Outcome(id=item["id"], ok=True, result=rec, flat={"status": rec.get("status"), "rule": rec.get("rule")})
+
+
+@register_task
+class AnnotateTask(Task):
+    name = "annotate"
+    columns = (("status", "string"), ("rule", "string"))
+    description = "reverse annotation of (image, entity[, question]) items (ReverseAnnotator.annotate)"
+
+    def check(self, params: dict[str, Any]) -> dict[str, Any]:
+        out = profile_params(self.name, params)
+        out["kb"] = check_kb(self.name, params.get("kb"), required=True)
+        out["config"] = _annotate_config(params).to_dict()
+        return out
+
+    def build(self, params: dict[str, Any]) -> Runner:
+        mod = _annotate_module()
+        annotator = mod.ReverseAnnotator.from_kb(params["kb"], profile=make_profile(params), config=_annotate_config(params))
+        return _AnnotateRunner(annotator, mod.AnnotationItem)
 
 
 # ------------------------------------------------------------------------------------------
