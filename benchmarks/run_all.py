@@ -69,12 +69,20 @@ PLANS: dict[str, Plan] = {
                                     for run in (r.get("runs") or {}).values()), "")),
     "bench_gmner": (["--repeats", "1", "--out", "{w}"], [], "{w}/gmner.json",
                     lambda r: _fmt("posts", len(r.get("posts", []))) + "; " + _fmt("peak MiB", _get(r, "peak_mb"))),
+    "bench_jobs": (["--entities", "300", "--link-items", "8", "--signals", "dense_text", "--no-ray",
+                    "--out", "{w}/jobs.json"], [], "{w}/jobs.json",
+                   lambda r: _fmt("embed items/s x2", _get(r, "embed", 1, "steady_items_per_s")) + "; "
+                   + _fmt("link items/s x2", _get(r, "link", 1, "steady_items_per_s"))),
     "bench_kb": (["--n", "20000", "--queries", "50", "--out", "{w}/kb.json"], [], "{w}/kb.json",
                  lambda r: _fmt("entities", _get(r, "import", "entities_imported")) + "; "
                  + _fmt("import/s", _get(r, "import", "entities_per_s_wall"))),
     "bench_link": (["--distractors", "500", "--threads", "1", "--work", "{w}/work", "--out", "{w}/link.json"], [],
                    "{w}/link.json",
                    lambda r: _fmt("first prompt p50", _get(r, "first_prompt_on_image_ms", "p50"), " ms")),
+    "bench_milvus": (["--n", "5000", "--dim", "64", "--queries", "30", "--out", "{w}/milvus.json"], [],
+                     "{w}/milvus.json",
+                     lambda r: next((_fmt("Lite FLAT recall@10", x["recall_at_10"]) + "; " + _fmt("p50", x["p50_ms"], " ms")
+                                     for x in r.get("rows", []) if x["backend"] == "milvus-lite FLAT"), "")),
     "bench_models": (["--repeats", "1", "--timeout", "900", "--out", "{w}/models.json"], [], "{w}/models.json",
                      lambda r: _fmt("backends", len(r.get("rows", []))) + "; "
                      + _fmt("failed", sum(1 for x in r.get("rows", []) if "error" in x))),

@@ -114,6 +114,18 @@ class Errors(metaclass=_ErrorsWithCodes):
             "the vectors were made for another build of the KB and may name entities it no longer has. "
             "Run `pixlink kb embed KBDIR` to embed this build.")
 
+    # E270-E279: the Milvus vector backend (pixlink.index.milvus)
+    E270 = "Milvus cannot be used here: {reason}. Install it: pip install 'pixlink[milvus]'."
+    E271 = "Cannot reach Milvus at {uri!r}: {reason}"
+    E272 = ("The Milvus index recorded at {path!r} names collection {collection!r} at {uri!r}, which {reason}. "
+            "Build it again: `pixlink kb index KBDIR --backend milvus --uri URI`.")
+    E273 = ("Milvus collection {collection!r} at {uri!r} holds {found}, but {expected} was asked for: it was made for "
+            "another KB build or model. Build it again: `pixlink kb index KBDIR --backend milvus --uri URI`.")
+    E274 = "Milvus index option {name}={value!r} is not valid: {reason}"
+    E275 = "A Milvus request on collection {collection!r} at {uri!r} failed: {reason}"
+    E276 = "Vector key {key!r} is not usable as a Milvus primary key: {reason}"
+    E277 = "Nothing to index for {what}: {reason}"
+
     # --- E3xx: models -------------------------------------------------------------------
     # (owned by pixlink.models)
     E300 = "No backend for role {role!r} can run with profile {profile!r}: {reason}"
@@ -247,6 +259,18 @@ class Errors(metaclass=_ErrorsWithCodes):
     E737 = "Serve setting {what} {value!r} is not valid: {reason}"
     E738 = "The upload is not usable: {reason}"
     E739 = "{what} is not enabled on this server: {reason}"
+    # E750-E759: batch jobs (pixlink.jobs)
+    E750 = "Job task {task!r} is not known; tasks are: {tasks}"
+    E751 = "The manifest {path!r} cannot be read: {reason}"
+    E752 = "Manifest item {where} is not usable: {reason}"
+    E753 = "Manifest item {where} has the id {id!r} of an earlier item; ids must be unique (it was not run)."
+    E754 = ("{out!r} holds the output of another job ({reason}); resume it with the same task, options and "
+            "manifest, or write to another --out.")
+    E755 = "{out!r} is being written by another job (process {pid} on {host}); wait for it or use another --out."
+    E756 = "The {engine} engine cannot run: {reason}"
+    E757 = "Option {name} of a {task} job is not valid: {reason}"
+    E758 = "Image {uri!r} cannot be fetched: {reason}"
+    E759 = "The job output at {out!r} cannot be used: {reason}"
     # E760-E769: demo material (pixlink.demo) and pinned registry downloads (pixlink.fetch)
     E760 = "The demo needs the Python package {package!r} ({why}). Install it: pip install 'pixlink[demo]'."
     E761 = "Cannot fetch {what} from {registry}: {reason}. {hint}"

@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from .common import check_output_dir, console, handle_errors, print_json
 
-kb_app = typer.Typer(help="Knowledge base: kb build | embed | info | search | entity.", no_args_is_help=True)
+kb_app = typer.Typer(help="Knowledge base: kb build | embed | index | info | search | entity.", no_args_is_help=True)
 
 
 def _entity_dict(kb: Any, ent: Any) -> dict[str, Any]:
@@ -219,6 +219,96 @@ def embed_command(
                       f"by {r['model_id']}; {len(r['errors'])} items failed", highlight=False)
         for e in r["errors"][:10]:
             console.print(f"  [red]failed[/] {escape(str(e['item_id']))}: {escape(e['error'])}", highlight=False)
+
+
+def _knobs(values: Optional[List[str]], what: str) -> dict[str, Any]:
+    """``KEY=VALUE`` options (a VALUE that reads as JSON is taken as JSON: numbers, true...)."""
+    import json
+
+    from ..errors import Errors, InputError
+
+    out: dict[str, Any] = {}
+    for v in values or []:
+        key, sep, raw = v.partition("=")
+        if not sep or not key.strip():
+            raise InputError(Errors.E010.format(what=what, value=v, reason="expected KEY=VALUE"))
+        try:
+            out[key.strip()] = json.loads(raw)
+        except ValueError:
+            out[key.strip()] = raw
+    return out
+
+
+@kb_app.command("index")
+@handle_errors
+def index_command(
+    kbdir: Path = typer.Argument(..., help="KB directory."),
+    backend: str = typer.Option(..., "--backend", help="milvus, or FAISS files: auto, exact, ivfpq, hnsw."),
+    uri: Optional[str] = typer.Option(None, "--uri", help="Milvus: a server URI (http://host:19530) or a Milvus Lite "
+                                                          "file path (tests, small KBs)."),
+    token: Optional[str] = typer.Option(None, "--token", help="Milvus server token (user:password); "
+                                                              "default PIXLINK_MILVUS_TOKEN. Never stored."),
+    source: Optional[Path] = typer.Option(None, "--from", help="An embed job's output directory (pixlink jobs run "
+                                                               "embed): index its vector shards."),
+    space: Optional[str] = typer.Option(None, "--space", help="Only the indexes of this space."),
+    model: Optional[str] = typer.Option(None, "--model", help="Only the indexes of this model id."),
+    collection: Optional[str] = typer.Option(None, "--collection", help="Milvus collection name (default: "
+                                                                        "pixlink_<kb>_<space>_<model hash>)."),
+    index_type: str = typer.Option("AUTO", "--index-type", help="Milvus index type: AUTO (FLAT on Lite, HNSW on a "
+                                                                "server), FLAT, IVF_FLAT, IVF_PQ, HNSW, DISKANN..."),
+    index_param: Optional[List[str]] = typer.Option(None, "--index-param", help="KEY=VALUE: Milvus index params "
+                                                                                 "(M=16, nlist=1024) or FAISS knobs."),
+    search_param: Optional[List[str]] = typer.Option(None, "--search-param", help="KEY=VALUE: Milvus search params "
+                                                                                   "(ef=128, nprobe=16)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Choose what serves the KB's vectors: move them into Milvus or back into FAISS files, or index an embed job's shards."""
+    from ..errors import Errors, InputError
+    from ..index.dense import BACKENDS, list_indexes
+    from ..kb import KB
+
+    if backend not in (*BACKENDS, "milvus"):
+        raise InputError(Errors.E225.format(backend=backend, backends=", ".join((*BACKENDS, "milvus"))))
+    if backend == "milvus" and not uri:
+        raise InputError(Errors.E274.format(name="--uri", value=uri, reason="--backend milvus needs --uri"))
+    KB.open(kbdir).close()  # a KB directory (E1xx otherwise)
+    knobs = _knobs(index_param, "--index-param")
+    options: dict[str, Any] = {}
+    if backend == "milvus":
+        options = {"index_type": index_type, "index_params": knobs, "search_params": _knobs(search_param, "--search-param")}
+    else:
+        options = knobs
+    reports = []
+    if source is not None:
+        from ..jobs import build_index_from_job
+        from .common import check_input_dir
+
+        check_input_dir(source, "--from")
+        reports.append(build_index_from_job(source, kbdir, backend=backend, uri=uri, token=token, collection=collection,
+                                            progress=not as_json, **options))
+    else:
+        from ..index.milvus import reindex
+
+        todo = [i for i in list_indexes(kbdir) if (space is None or i.space == space) and (model is None or i.model_id == model)]
+        if not todo:
+            raise InputError(Errors.E277.format(what=str(kbdir), reason="the KB has no vectors of that space/model; run "
+                                                "`pixlink kb embed` (or an embed job) first"))
+        if collection is not None and len(todo) > 1:
+            raise InputError(Errors.E274.format(name="--collection", value=collection,
+                                                reason=f"{len(todo)} indexes match; name one with --space/--model"))
+        for info in todo:
+            idx = reindex(info.path, backend, uri=uri, token=token, collection=collection, progress=not as_json, **options)
+            reports.append({"space": idx.space, "model_id": idx.model_id, "vectors": len(idx), "entities": idx.n_entities,
+                            "backend": idx.backend, "index": str(info.path),
+                            "collection": getattr(idx, "collection", None)})
+            idx.close()
+    if as_json:
+        print_json(reports)
+        return
+    for r in reports:
+        where = f" (collection {r['collection']})" if r.get("collection") else ""
+        console.print(f"{r['space']} by {r['model_id']}: {r['vectors']} vectors of {r['entities']} entities served by "
+                      f"{r['backend']}{where}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,8 @@
 """The KB's vectors as the linker sees them: which index serves which signal.
 
 A KB directory holds dense indexes under ``vectors/<space>/<model-slug>/`` (see
-:mod:`pixlink.index.dense`), each tagged with the model that made it; vectors of several models
+:mod:`pixlink.index.dense`; a ``meta.json`` there may instead record a Milvus collection,
+:mod:`pixlink.index.milvus`, opened through the same interface), each tagged with the model that made it; vectors of several models
 live side by side. A signal reads the index of its space (``Signal.space``) made by *the
 model the linker runs for it* (``Signal.model_id(backend)``); vectors of another model are
 never used in its place.
@@ -52,7 +53,11 @@ class KBVectors:
             path = index_dir(self.kb_dir, space, model_id)
             idx = None
             if (path / "meta.json").exists():
-                idx = DenseIndex.open(path, expect_model_id=model_id, expect_kb_build_id=self.kb_build_id)
+                from ..index.milvus import MilvusIndex, is_milvus_record
+
+                # the KB directory records which backend serves these vectors: FAISS files or Milvus
+                opener = MilvusIndex.open if is_milvus_record(path) else DenseIndex.open
+                idx = opener(path, expect_model_id=model_id, expect_kb_build_id=self.kb_build_id)
             self._open[key] = idx
             return idx
 

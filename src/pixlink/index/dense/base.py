@@ -237,13 +237,7 @@ class DenseIndex:
                 "build_timings": timings,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2), "utf-8")
-            if out.exists():
-                old = out.parent / f".{out.name}.old-{os.getpid()}"
-                out.rename(old)
-                tmp.rename(out)
-                shutil.rmtree(old)
-            else:
-                tmp.rename(out)
+            swap_in(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -293,15 +287,7 @@ class DenseIndex:
         """
         d = Path(path)
         meta = _read_meta(d)
-        if expect_model_id is not None and meta["model_id"] != expect_model_id:
-            raise IndexError_(Errors.E222.format(path=str(d), found=meta["model_id"], expected=expect_model_id))
-        if expect_space is not None and meta["space"] != expect_space:
-            raise IndexError_(Errors.E232.format(path=str(d), found=meta["space"], expected=expect_space))
-        check_build_id(expect_kb_build_id, "expect_kb_build_id")
-        found_build = meta.get("kb_build_id")
-        if expect_kb_build_id is not None and found_build != expect_kb_build_id:
-            found = f"KB build {found_build!r}" if found_build is not None else "a KB build it did not record"
-            raise IndexError_(Errors.E250.format(path=str(d), found=found, expected=expect_kb_build_id))
+        check_expected(d, meta, expect_model_id, expect_space, expect_kb_build_id)
         if int(corpus_chunk_size) < 1:
             raise InputError(Errors.E010.format(what="corpus_chunk_size", value=corpus_chunk_size, reason="must be >= 1"))
         if device is not None:
@@ -347,11 +333,7 @@ class DenseIndex:
 
     # -- queries ---------------------------------------------------------------------------
     def _check_queries(self, queries: Any) -> np.ndarray:
-        q = np.asarray(queries)
-        if q.ndim != 2 or q.shape[1] != self.dim or q.shape[0] == 0 or not np.issubdtype(q.dtype, np.number):
-            hint = " (for one query pass q[None, :])" if q.ndim == 1 else ""
-            raise InputError(Errors.E223.format(shape=q.shape, dtype=q.dtype, dim=self.dim, reason=hint))
-        return np.ascontiguousarray(check_rows(q, 0, self.metric, what="query"))
+        return check_queries(queries, self.dim, self.metric)
 
     def _score_rows(self, q: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Scores of queries ``q`` (Q, D) against rows ``x`` (R, D): (Q, R) float32."""
@@ -567,16 +549,7 @@ class DenseIndex:
             raise InputError(Errors.E233.format(k=k))
         q = self._check_queries(queries)
         nq = q.shape[0]
-        cands = list(candidate_ids)
-        if cands and not isinstance(cands[0], str):
-            if len(cands) != nq:
-                raise InputError(
-                    Errors.E010.format(what="candidate_ids", value=f"<{len(cands)} lists>",
-                                       reason=f"expected one list of ids, or one list per query ({nq})")
-                )
-            per_query = [list(c) for c in cands]
-        else:
-            per_query = [cands] * nq
+        per_query = candidates_per_query(candidate_ids, nq)
         results: list[tuple[np.ndarray, list[str]]] = []
         cache: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # this call's only
         for i in range(nq):
@@ -605,11 +578,66 @@ class DenseIndex:
             if k is not None:
                 order = order[:k]
             results.append((best[order], [self._key(int(ents[o])) for o in order]))
-        width = k if k is not None else max((len(r[1]) for r in results), default=0)
-        out = np.full((nq, width), -np.inf, dtype=np.float32)
-        for i, (s, _) in enumerate(results):
-            out[i, : len(s)] = s
-        return out, [r[1] for r in results]
+        return padded(results, k)
+
+
+def swap_in(tmp: Path, out: Path) -> None:
+    """Put the finished build directory ``tmp`` at ``out``, replacing what was there (a reader
+    sees the old index or the new one, never a mix)."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
+
+
+def check_expected(d: Path, meta: dict[str, Any], expect_model_id: str | None, expect_space: str | None,
+                   expect_kb_build_id: str | None) -> None:
+    """The model (E222), space (E232) and KB build (E250) an index's meta.json records, against
+    what the caller expects (``None``: anything)."""
+    if expect_model_id is not None and meta["model_id"] != expect_model_id:
+        raise IndexError_(Errors.E222.format(path=str(d), found=meta["model_id"], expected=expect_model_id))
+    if expect_space is not None and meta["space"] != expect_space:
+        raise IndexError_(Errors.E232.format(path=str(d), found=meta["space"], expected=expect_space))
+    check_build_id(expect_kb_build_id, "expect_kb_build_id")
+    found_build = meta.get("kb_build_id")
+    if expect_kb_build_id is not None and found_build != expect_kb_build_id:
+        found = f"KB build {found_build!r}" if found_build is not None else "a KB build it did not record"
+        raise IndexError_(Errors.E250.format(path=str(d), found=found, expected=expect_kb_build_id))
+
+
+def check_queries(queries: Any, dim: int, metric: str) -> np.ndarray:
+    """``(Q, dim)`` queries as contiguous float32 (L2-normalised for cosine), else E223/E224."""
+    q = np.asarray(queries)
+    if q.ndim != 2 or q.shape[1] != dim or q.shape[0] == 0 or not np.issubdtype(q.dtype, np.number):
+        hint = " (for one query pass q[None, :])" if q.ndim == 1 else ""
+        raise InputError(Errors.E223.format(shape=q.shape, dtype=q.dtype, dim=dim, reason=hint))
+    return np.ascontiguousarray(check_rows(q, 0, metric, what="query"))
+
+
+def candidates_per_query(candidate_ids: Any, nq: int) -> list[list[str]]:
+    """``search_subset``'s candidates as one list per query (one list given: the same for all)."""
+    cands = list(candidate_ids)
+    if cands and not isinstance(cands[0], str):
+        if len(cands) != nq:
+            raise InputError(
+                Errors.E010.format(what="candidate_ids", value=f"<{len(cands)} lists>",
+                                   reason=f"expected one list of ids, or one list per query ({nq})")
+            )
+        return [list(c) for c in cands]
+    return [cands] * nq
+
+
+def padded(results: list[tuple[np.ndarray, list[str]]], k: int | None) -> tuple[np.ndarray, list[list[str]]]:
+    """Per-query ``(scores, ids)`` as one ``(Q, K)`` float32 array padded with ``-inf`` (K = ``k``
+    or the longest list) and the id lists."""
+    width = k if k is not None else max((len(r[1]) for r in results), default=0)
+    out = np.full((len(results), width), -np.inf, dtype=np.float32)
+    for i, (s, _) in enumerate(results):
+        out[i, : len(s)] = s
+    return out, [r[1] for r in results]
 
 
 def search_knobs() -> set[str]:
