@@ -101,6 +101,24 @@ def test_people_boxes_and_masks_and_the_rules(annotator):
     union = rle_to_mask(loaded["kit"].meta["mask_rle"])
     assert np.array_equal(union, rle_to_mask(recs["kit"]["region"]["mask"]))
 
+    # Label Studio tasks: the pre-annotated mask decodes with Label Studio's own decoder to the
+    # run's mask, the box is in percent, and the three results of a region share its id
+    ls_brush = pytest.importorskip("label_studio_sdk.converter.brush", reason="label-studio-sdk (requirements-nodeps.txt)")
+    tasks = {t["data"]["item_id"]: t for t in json.loads((out / "labelstudio.json").read_text())}
+    assert set(tasks) == {"obama", "biden", "kit", "city"}  # accepted with a mask; the rejected had none
+    kit = tasks["kit"]["predictions"][0]["result"]
+    assert [r["type"] for r in kit] == ["rectanglelabels", "brushlabels", "textarea"] and len({r["id"] for r in kit}) == 1
+    h, w = recs["kit"]["image_size"]
+    decoded = ls_brush.decode_rle(kit[1]["value"]["rle"]).reshape(h, w, 4)[:, :, 3] > 0
+    assert np.array_equal(decoded, rle_to_mask(recs["kit"]["region"]["mask"]))
+    x1, y1, x2, y2 = recs["kit"]["region"]["box"]
+    assert kit[0]["value"]["x"] == pytest.approx(100 * x1 / w) and kit[0]["value"]["width"] == pytest.approx(100 * (x2 - x1) / w)
+    assert kit[2]["value"]["text"] == ["Q357607"] and tasks["kit"]["data"]["image"].endswith("kit_with_rose.jpg")
+    import xml.etree.ElementTree as ET
+
+    names = {el.get("name") for el in ET.fromstring((out / "labelstudio.xml").read_text()).iter() if el.get("name")}
+    assert {r["from_name"] for r in kit} <= names
+
     # resume: nothing is redone, nothing written twice; a changed item is redone
     again = run_annotation(ann, items, out, progress=False, sheets=False)
     assert again["reused"] == 6 and again["done_now"] == 1  # the error is retried

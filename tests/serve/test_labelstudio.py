@@ -33,7 +33,7 @@ def ls_decode(rle, h, w):
 @pytest.mark.parametrize("shape,density", [((1, 1), 1.0), ((7, 5), 0.5), ((64, 48), 0.0), ((120, 97), 0.3),
                                            ((300, 400), 0.02)])
 def test_brush_rle_decodes_with_label_studio_sdk(shape, density):
-    from pixlink.serve.labelstudio import brush_rle
+    from pixlink.labelstudio import brush_rle
 
     rng = np.random.default_rng(sum(shape))
     mask = rng.random(shape) < density
@@ -45,7 +45,7 @@ def test_brush_rle_decodes_with_label_studio_sdk(shape, density):
 
 def test_brush_rle_matches_the_sdk_encoder_on_a_mask():
     brush = need_module("label_studio_sdk.converter.brush")
-    from pixlink.serve.labelstudio import brush_rle
+    from pixlink.labelstudio import brush_rle
 
     mask = np.zeros((40, 60), bool)
     mask[10:30, 5:50] = True

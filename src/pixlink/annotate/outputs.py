@@ -6,6 +6,10 @@
   ``question`` and ``data_split``. pycocotools and pixlink's MaskOVEN loader read it.
 * ``sample.jsonl`` — the manual-evaluation sample of PL-VEL: one item per entity, drawn per split
   in proportion to the split's size, ``n`` items (2,000 by default), seeded.
+* ``labelstudio.json`` + ``labelstudio.xml`` — Label Studio tasks to import for review: per
+  item the image, entity and question as task data, and a pre-annotation (a prediction) of a box,
+  a brush mask (Label Studio's brush RLE) and the entity id in a per-region text field, scored by
+  the region's score; with the labelling config they fit (``LABEL_STUDIO_CONFIG``).
 * ``contact_NNN.png`` — contact sheets for reviewers: each item's image with its mask, the
   entity, and the rule or flags that decided it.
 """
@@ -21,6 +25,7 @@ import numpy as np
 
 from ..errors import PixlinkError
 from ..geometry import mask_to_box, mask_to_rle, rle_to_mask
+from ..labelstudio import brush_rle, percent_box
 
 
 def latest_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -90,6 +95,78 @@ def maskoven_json(records: Sequence[dict[str, Any]], image_root: str | Path | No
     return {"info": {"description": "pixlink reverse annotation (MaskOVEN-Wiki format)"},
             "images": list(images.values()), "categories": [{"id": k, "name": v} for k, v in cats.items()],
             "annotations": anns}
+
+
+LABEL_STUDIO_CONFIG = """<View>
+  <Image name="image" value="$image" zoom="true"/>
+  <Header value="$entity_label ($entity)"/>
+  <Text name="question" value="$question"/>
+  <RectangleLabels name="box" toName="image"><Label value="entity"/></RectangleLabels>
+  <BrushLabels name="mask" toName="image"><Label value="entity"/></BrushLabels>
+  <TextArea name="qid" toName="image" perRegion="true" editable="true" placeholder="entity id"/>
+  <Choices name="review" toName="image" choice="single"><Choice value="correct"/><Choice value="wrong mask"/><Choice value="wrong entity"/><Choice value="not visible"/></Choices>
+</View>
+"""
+"""The labelling config the tasks of :func:`labelstudio_tasks` fit (the service's Label Studio
+backend reads the same tag names: ``box``, ``mask``, ``qid``)."""
+
+
+def labelstudio_tasks(records: Sequence[dict[str, Any]], image_url: str | None = None,
+                      image_root: str | Path | None = None, model_version: str = "pixlink-annotate",
+                      with_rejected: bool = True) -> list[dict[str, Any]]:
+    """Label Studio tasks with pre-annotations, one per item that has a region.
+
+    Args:
+        records: the run's latest records.
+        image_url: prefix of the images' URLs as Label Studio will fetch them (e.g.
+            ``/data/local-files/?d=`` for its local-files storage, or ``https://host/images/``),
+            joined with the image's path relative to ``image_root``; None keeps the item's path.
+        image_root: the directory paths are made relative to (with ``image_url``).
+        with_rejected: also the rejected items that kept a region (their task data say the rule
+            that rejected them), so reviewers can rescue them.
+
+    Returns:
+        ``[{"data": {image, entity, entity_label, question, item_id, status, rule, flags},
+        "predictions": [{"model_version", "score", "result": [rectanglelabels, brushlabels,
+        textarea]}]}]``; the three results share one region ``id``; boxes are percent of the
+        image (Label Studio's coordinates), masks Label Studio's brush RLE of the full image.
+    """
+    root = Path(image_root).resolve() if image_root is not None else None
+    tasks = []
+    for r in records:
+        region = r.get("region") or {}
+        if not region.get("mask") or r["status"] not in (("accepted", "rejected") if with_rejected else ("accepted",)):
+            continue
+        item = r["item"]
+        path = item["image"]
+        if image_url is not None:
+            rel = path
+            if root is not None:
+                try:
+                    rel = Path(path).resolve().relative_to(root).as_posix()
+                except ValueError:
+                    rel = path
+            path = image_url + rel
+        h, w = (int(v) for v in r["image_size"])
+        mask = rle_to_mask(region["mask"])
+        box = region.get("box") or mask_to_box(mask)
+        rid = hashlib.blake2b(str(item["id"]).encode(), digest_size=5).hexdigest()
+        base = {"id": rid, "to_name": "image", "original_width": w, "original_height": h, "image_rotation": 0}
+        score = float(region.get("score") or 0.0)
+        result = [
+            {**base, "from_name": "box", "type": "rectanglelabels",
+             "value": {**percent_box(box, w, h), "rectanglelabels": ["entity"]}},
+            {**base, "from_name": "mask", "type": "brushlabels",
+             "value": {"format": "rle", "rle": brush_rle(mask), "brushlabels": ["entity"]}},
+            {**base, "from_name": "qid", "type": "textarea", "value": {"text": [item["entity"]]}},
+        ]
+        tasks.append({
+            "data": {"image": path, "entity": item["entity"], "entity_label": r.get("entity_label") or item["entity"],
+                     "question": item.get("question") or "", "item_id": str(item["id"]), "status": r["status"],
+                     "rule": r.get("rule") or "", "flags": ", ".join(r.get("flags") or [])},
+            "predictions": [{"model_version": model_version, "score": score, "result": result}],
+        })
+    return tasks
 
 
 def manual_sample(records: Sequence[dict[str, Any]], n: int = 2000, seed: int = 0) -> list[dict[str, Any]]:

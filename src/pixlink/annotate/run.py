@@ -17,11 +17,12 @@ from typing import Any, Sequence
 
 import orjson
 
+from .. import __version__
 from ..errors import Errors, InputError, PixlinkError
 from ..io import iter_jsonl
 from ..log import get_logger
 from .items import AnnotationItem
-from .outputs import contact_sheets, latest_records, manual_sample, maskoven_json
+from .outputs import LABEL_STUDIO_CONFIG, contact_sheets, labelstudio_tasks, latest_records, manual_sample, maskoven_json
 
 log = get_logger("pixlink.annotate")
 
@@ -33,7 +34,8 @@ def run_settings(annotator: Any) -> dict[str, Any]:
 
 def run_annotation(annotator: Any, items: Sequence[AnnotationItem], out_dir: str | Path, *, restart: bool = False,
                    progress: bool = True, image_root: str | Path | None = None, sample_n: int = 2000,
-                   sheets: bool = True, input_errors: Sequence[Any] = ()) -> dict[str, Any]:
+                   sheets: bool = True, input_errors: Sequence[Any] = (),
+                   labelstudio_url: str | None = None) -> dict[str, Any]:
     """Annotate ``items`` into ``out_dir`` (see the module docstring); returns the summary."""
     from ..progress import progress as make_progress
 
@@ -81,6 +83,10 @@ def run_annotation(annotator: Any, items: Sequence[AnnotationItem], out_dir: str
         for r in sample:
             fh.write(orjson.dumps({"id": r["id"], "item": r["item"], "entity_label": r.get("entity_label"),
                                    "region": r.get("region"), "flags": r.get("flags")}) + b"\n")
+    ls_tasks = labelstudio_tasks(records, image_url=labelstudio_url, image_root=image_root,
+                                 model_version=f"pixlink-annotate {__version__}")
+    (out / "labelstudio.json").write_bytes(orjson.dumps(ls_tasks))
+    (out / "labelstudio.xml").write_text(LABEL_STUDIO_CONFIG)
     sheet_paths = contact_sheets(records, out) if sheets else []
     vp_rows = write_vpwiki(records, out) if annotator.config.mode == "vpwiki" else None
     status = Counter(r["status"] for r in records)
@@ -91,9 +97,11 @@ def run_annotation(annotator: Any, items: Sequence[AnnotationItem], out_dir: str
         "items": len(items), "input_errors": len(input_errors), "done_now": len(todo), "reused": reused,
         "status": dict(status), "rules": dict(rules), "flags": dict(flags), "error_codes": dict(codes),
         "annotations": len(coco["annotations"]), "entities": len(coco["categories"]),
+        "labelstudio_tasks": len(ls_tasks),
         "sample": len(sample), "seconds": round(seconds, 2),
         "items_per_second": round(len(todo) / seconds, 3) if seconds > 0 and todo else None,
         "outputs": {"report": str(report), "maskoven": str(out / "maskoven.json"), "sample": str(out / "sample.jsonl"),
+                    "labelstudio": str(out / "labelstudio.json"), "labelstudio_config": str(out / "labelstudio.xml"),
                     "contact_sheets": [str(p) for p in sheet_paths],
                     **({"vpwiki": str(out / "vpwiki.jsonl"), "vpwiki_rows": vp_rows} if vp_rows is not None else {})},
         "input_error_list": [e.to_dict() for e in input_errors][:50],

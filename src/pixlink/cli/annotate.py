@@ -26,6 +26,9 @@ def annotate_command(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N items."),
     sample: int = typer.Option(2000, "--sample", min=0, help="Size of the manual-evaluation sample."),
     sheets: bool = typer.Option(True, "--sheets/--no-sheets", help="Write contact sheets for reviewers."),
+    ls_url: Optional[str] = typer.Option(None, "--labelstudio-url",
+                                         help="Prefix of image URLs in labelstudio.json, joined with the path "
+                                              "relative to --images (e.g. '/data/local-files/?d=')."),
     restart: bool = typer.Option(False, "--restart", help="Drop the report in --out and start again."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
@@ -51,7 +54,8 @@ def annotate_command(
     prof = Profile(profile, device=requested_device(device) if device else None)
     annotator = ReverseAnnotator(KB.open(kb), prof, cfg)
     summary = run_annotation(annotator, got, out, restart=restart, progress=not as_json, image_root=image_root,
-                             sample_n=sample, sheets=sheets, input_errors=errors)
+                             sample_n=sample, sheets=sheets, input_errors=errors,
+                             labelstudio_url=ls_url)
     if as_json:
         print_json(summary)
         report_notes(annotator.notes, as_json)

@@ -11,7 +11,7 @@ Point Label Studio's *Model* setting (Settings -> Model -> Connect model) at
 * ``GET  /labelstudio/metrics`` -> ``{}``
 
 Answers are Label Studio predictions: per region a ``rectanglelabels`` box and a ``brushlabels``
-mask in **Label Studio's own brush RLE** (:func:`brush_rle`, not COCO's), with percent
+mask in **Label Studio's own brush RLE** (:func:`pixlink.labelstudio.brush_rle`, not COCO's), with percent
 coordinates, plus the entity id in a per-region ``TextArea`` (or ``Choices``) that shares the
 region's ``id``. Interactive ("smart") mode: a keypoint or rectangle the annotator draws arrives
 in ``params.context.result``; each keypoint is a click (``is_positive`` -> label 1/0), a
@@ -36,6 +36,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from ..errors import Errors, InputError, PixlinkError
+from ..labelstudio import brush_rle, percent_box
 from ..log import get_logger
 from .engine import Engine
 from .routes import engine_of, require_key, require_ready, runner_of
@@ -44,73 +45,6 @@ from .store import StoredImage
 log = get_logger("pixlink.serve.labelstudio")
 
 MODEL_CLASS = "PixlinkEntityLinker"
-
-# ---------------------------------------------------------------------------------------------
-# Label Studio's brush RLE
-# ---------------------------------------------------------------------------------------------
-RLE_SIZES = (3, 4, 8, 16)
-"""Bit widths of run lengths (Label Studio's encoder uses the same four)."""
-WORD_SIZE = 8
-
-
-class _Bits:
-    """An append-only bit string packed into bytes at the end."""
-
-    def __init__(self) -> None:
-        self.values: list[int] = []
-        self.widths: list[int] = []
-
-    def put(self, value: int, width: int) -> None:
-        self.values.append(int(value))
-        self.widths.append(width)
-
-    def to_bytes(self) -> list[int]:
-        total = sum(self.widths)
-        bits = np.zeros(total + (-total) % 8, dtype=np.uint8)
-        pos = 0
-        for v, w in zip(self.values, self.widths):
-            if w:
-                bits[pos:pos + w] = (v >> np.arange(w - 1, -1, -1)) & 1
-            pos += w
-        return np.packbits(bits).tolist()
-
-
-def brush_rle(mask: np.ndarray) -> list[int]:
-    """Label Studio's brush RLE of an ``(H, W)`` mask (non-zero = inside).
-
-    The format of ``label_studio_sdk.converter.brush``: the mask as 0/255 RGBA (4 bytes a
-    pixel, flattened), then bit-packed — a 32-bit value count, a 5-bit word size (minus 1), four
-    4-bit run-length widths (minus 1), then runs: a flag bit (1 = a repeated value, 0 = literal
-    values), 2 bits choosing the width, the run length minus 1 in that width, and the value(s).
-    Returns the bytes as a list of ints (what a ``brushlabels`` result's ``value.rle`` holds).
-    Decode with ``label_studio_sdk.converter.brush.decode_rle(rle).reshape(H, W, 4)[:, :, 3]``.
-    """
-    m = np.asarray(mask)
-    if m.ndim != 2 or m.size == 0:
-        raise InputError(Errors.E010.format(what="mask", value=m.shape, reason="expected a non-empty (H, W) array"))
-    flat = np.where(m.ravel() != 0, 255, 0).astype(np.uint8)
-    # runs over pixels; every pixel is 4 equal bytes, so a run of n pixels is 4n values
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    starts = np.concatenate(([0], change))
-    lengths = np.diff(np.concatenate((starts, [flat.size]))) * 4
-    bits = _Bits()
-    bits.put(flat.size * 4, 32)
-    bits.put(WORD_SIZE - 1, 5)
-    for s in RLE_SIZES:
-        bits.put(s - 1, 4)
-    longest = 1 << RLE_SIZES[-1]
-    for start, n in zip(starts.tolist(), lengths.tolist()):
-        value = int(flat[start])
-        while n > 0:
-            run = min(n, longest)
-            idx = next(i for i, s in enumerate(RLE_SIZES) if run <= 1 << s)
-            bits.put(1, 1)
-            bits.put(idx, 2)
-            bits.put(run - 1, RLE_SIZES[idx])
-            bits.put(value, WORD_SIZE)
-            n -= run
-    return bits.to_bytes()
-
 
 # ---------------------------------------------------------------------------------------------
 # the labelling config
@@ -225,12 +159,6 @@ def fetch_task_image(engine: Engine, url: str) -> StoredImage:
 # ---------------------------------------------------------------------------------------------
 # predictions
 # ---------------------------------------------------------------------------------------------
-def _percent_box(box: Any, w: int, h: int) -> dict[str, float]:
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return {"x": 100.0 * x1 / w, "y": 100.0 * y1 / h, "width": 100.0 * (x2 - x1) / w, "height": 100.0 * (y2 - y1) / h,
-            "rotation": 0}
-
-
 def region_results(tools: Tools, link: Any, size: tuple[int, int], label_hint: Optional[str] = None
                    ) -> list[dict[str, Any]]:
     """The results of one linked region: box, brush mask and entity id, sharing one ``id``."""
@@ -243,7 +171,7 @@ def region_results(tools: Tools, link: Any, size: tuple[int, int], label_hint: O
     out: list[dict[str, Any]] = []
     if tools.rect is not None and region is not None:
         name, labels = tools.rect
-        val: dict[str, Any] = _percent_box(region.bbox, w, h)
+        val: dict[str, Any] = percent_box(region.bbox, w, h)
         lab = _label(labels, label_hint)
         val["rectanglelabels"] = [lab] if lab else []
         out.append({**base, "from_name": name, "type": "rectanglelabels", "value": val, "score": score})
