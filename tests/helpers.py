@@ -19,6 +19,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PIXLINK_DATA", REPO.parent / "shared" / "data"))
 
+# The people of ../shared/data/photos that the linking, job, service and CLI tests put in their KBs:
+# id -> (label, description, reference photo or None). Rose Leslie has no reference photo.
+PHOTO_PEOPLE = {
+    "Q76": ("Barack Obama", "44th president of the United States", "obama.jpg"),
+    "Q6279": ("Joe Biden", "46th president of the United States", "biden.jpg"),
+    "Q357607": ("Kit Harington", "English actor", "johnsnow_test1.jpg"),
+    "Q1646482": ("Lin-Manuel Miranda", "American composer, lyricist and actor", "lin-manuel-miranda.png"),
+    "Q461132": ("Rose Leslie", "Scottish actress", None),
+}
+
 
 def strict() -> bool:
     """True in CI (``PIXLINK_REQUIRE_PACKAGED=1``): what the offline install provides must run."""

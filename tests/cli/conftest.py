@@ -11,16 +11,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from helpers import shared
+from helpers import PHOTO_PEOPLE, shared
 from pixlink.cli.main import app
 
-PEOPLE = {  # id -> (label, description, reference photo in ../shared/data/photos or None)
-    "Q76": ("Barack Obama", "44th president of the United States", "obama.jpg"),
-    "Q6279": ("Joe Biden", "46th president of the United States", "biden.jpg"),
-    "Q357607": ("Kit Harington", "English actor", "johnsnow_test1.jpg"),
-    "Q1646482": ("Lin-Manuel Miranda", "American composer, lyricist and actor", "lin-manuel-miranda.png"),
-    "Q461132": ("Rose Leslie", "Scottish actress", None),
-}
+PEOPLE = PHOTO_PEOPLE  # id -> (label, description, reference photo in ../shared/data/photos or None)
 
 
 def invoke(*args: str):

@@ -10,13 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-PEOPLE = {
-    "Q76": ("Barack Obama", "44th president of the United States", "obama.jpg"),
-    "Q6279": ("Joe Biden", "46th president of the United States", "biden.jpg"),
-    "Q357607": ("Kit Harington", "English actor", "johnsnow_test1.jpg"),
-    "Q1646482": ("Lin-Manuel Miranda", "American composer, lyricist and actor", "lin-manuel-miranda.png"),
-    "Q461132": ("Rose Leslie", "Scottish actress", None),
-}
+from helpers import PHOTO_PEOPLE
+
+PEOPLE = PHOTO_PEOPLE
 
 # good items: boxes around heads (XYXY, original pixels), a caption, a text-only mention
 GOOD = [

@@ -13,19 +13,14 @@ import os
 
 import pytest
 
+from helpers import PHOTO_PEOPLE
 from pixlink.kb import build_kb
 from pixlink.link import Linker, LinkerConfig
 from pixlink.link.embed import embed_kb
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 
-PEOPLE = {
-    "Q76": ("Barack Obama", "44th president of the United States", "obama.jpg"),
-    "Q6279": ("Joe Biden", "46th president of the United States", "biden.jpg"),
-    "Q357607": ("Kit Harington", "English actor", "johnsnow_test1.jpg"),
-    "Q1646482": ("Lin-Manuel Miranda", "American composer, lyricist and actor", "lin-manuel-miranda.png"),
-    "Q461132": ("Rose Leslie", "Scottish actress", None),
-}
+PEOPLE = PHOTO_PEOPLE
 
 # Boxes drawn around the heads (XYXY, original pixels).
 OBAMA_AND_BIDEN = {"Q6279": [715, 420, 945, 665], "Q76": [1110, 360, 1380, 645]}

@@ -14,15 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import need_module
+from helpers import PHOTO_PEOPLE, need_module
 
-PEOPLE = {
-    "Q76": ("Barack Obama", "44th president of the United States", "obama.jpg"),
-    "Q6279": ("Joe Biden", "46th president of the United States", "biden.jpg"),
-    "Q357607": ("Kit Harington", "English actor", "johnsnow_test1.jpg"),
-    "Q1646482": ("Lin-Manuel Miranda", "American composer, lyricist and actor", "lin-manuel-miranda.png"),
-    "Q461132": ("Rose Leslie", "Scottish actress", None),
-}
+PEOPLE = PHOTO_PEOPLE
 # obama_and_biden.jpg (2000 x 1428): a click on Obama's face (x, y) and boxes on the two heads (XYXY)
 SPOTS = SimpleNamespace(obama_face=(1245, 500), obama_box=[1110, 360, 1380, 645], biden_box=[715, 420, 945, 665])
 

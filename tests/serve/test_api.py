@@ -47,9 +47,8 @@ def test_health_ready_docs(client):
     assert body["backends"]["faces"] == "dlib" and body["limits"]["max_prompts"] == 16
     paths = client.get("/openapi.json").json()["paths"]
     for p in ("/v1/images", "/v1/link", "/v1/link/batch", "/v1/gmner", "/v1/kb/search", "/v1/kb/entities/{eid}",
-              "/v1/kb/entities/{eid}/image", "/health", "/ready", "/metrics", "/labelstudio/predict"):
+              "/v1/kb/entities/{eid}/image", "/v1/annotate", "/health", "/ready", "/metrics", "/labelstudio/predict"):
         assert p in paths, p
-    assert "/v1/annotate" not in paths  # absent until reverse annotation lands, not a stub
     assert client.get("/docs").status_code == 200
 
 
@@ -157,6 +156,27 @@ def test_gmner_route(client, obama_biden):
             assert len(e["region"]["box"]) == 4
     assert texts, res
     assert_error(client.post("/v1/gmner", json={"text": ""}), 422, "E724")
+
+
+def test_annotate_route_finds_the_entity_or_says_why_not(client, obama_biden):
+    import json
+    from pathlib import Path
+
+    from pixlink.geometry import box_iou
+
+    hand = json.loads((Path(__file__).parents[1] / "annotate" / "fixtures" / "person_boxes.json").read_text())
+    iid = upload(client, obama_biden)["id"]
+    r = client.post("/v1/annotate", json={"image_id": iid, "entity": "Q6279", "question": "who is on the left?"})
+    assert r.status_code == 200, r.text
+    ans = r.json()
+    assert ans["status"] == "accepted" and ans["entity"] == {"id": "Q6279", "label": "Joe Biden"}, ans
+    assert box_iou(ans["region"]["box"], hand["obama_and_biden.jpg"]["Q6279"]) > 0.5, ans["region"]["box"]
+    mask = rle_to_mask(ans["region"]["mask"])
+    assert mask.shape == (1428, 2000) and mask.sum() > 0
+    assert ans["image_id"] == iid and "upload:" not in json.dumps(ans["notes"])
+    assert_error(client.post("/v1/annotate", json={"image_id": iid, "entity": "Q0000"}), 404, "E712")
+    assert_error(client.post("/v1/annotate", json={"image_id": iid, "entity": "Q76", "mode": "other"}), 422, "E724")
+    assert_error(client.post("/v1/annotate", json={"entity": "Q76"}), 422, "E724")
 
 
 def test_gmner_off(make_app):

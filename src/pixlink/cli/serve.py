@@ -30,6 +30,8 @@ def serve_command(
     config: Optional[Path] = typer.Option(None, "--config", help="LinkerConfig JSON."),
     fusion: Optional[Path] = typer.Option(None, "--fusion", help="Fusion parameters JSON (`pixlink link calibrate`)."),
     gmner: bool = typer.Option(True, "--gmner/--no-gmner", help="Load the GMNER pipeline (POST /v1/gmner)."),
+    annotate: bool = typer.Option(True, "--annotate/--no-annotate",
+                                  help="Reverse annotation (POST /v1/annotate: image + entity -> region)."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="Largest upload (MB)."),
     max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Largest image (width x height)."),
     max_prompts: int = typer.Option(16, "--max-prompts", min=1, help="Prompts (or Label Studio tasks) per request."),
@@ -78,7 +80,7 @@ def serve_command(
     KB.open(kb).close()  # E100-E102 now, not in each worker
     settings = ServeSettings(
         kb=str(kb.resolve()), profile=profile, device=device, config=cfg,
-        fusion=str(fusion.resolve()) if fusion else None, gmner=gmner, threads=threads,
+        fusion=str(fusion.resolve()) if fusion else None, gmner=gmner, annotate=annotate, threads=threads,
         max_pending=max_pending or 4 * threads, timeout=timeout, max_upload_bytes=int(max_upload_mb * 2**20),
         max_pixels=max_pixels, max_prompts=max_prompts, images=images, cache_images=cache_images, cors_origins=list(cors_origin or []),
         precompute=precompute, precompute_boxes=precompute_boxes,

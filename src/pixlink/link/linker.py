@@ -185,6 +185,20 @@ class Linker:
             notes=q.notes, signals=dict(q.signals),
         )
 
+    def _box_faces(self, image: Any, boxes: Sequence[Sequence[float]]) -> tuple[Any, list[np.ndarray | None]]:
+        """The KB's face index (None without face vectors or a face backend) and, per XYXY box,
+        the descriptor of the face the face signal's rule chooses in it (None: no face)."""
+        img = load_image(image)
+        sig = next((s for s in self.signals if isinstance(s, FaceSignal)), None) or FaceSignal()
+        q = Query(image=img)
+        backend = self.backend(R.FACES, q)
+        index = self.index(sig, q) if backend is not None else None
+        if index is None:
+            return None, [None for _ in boxes]
+        vecs = [face_vector(backend, img, as_region({"box": [float(v) for v in box]}, img.shape[:2]).bbox, sig.options)
+                for box in boxes]
+        return index, vecs
+
     def face_scores(self, image: Any, boxes: Sequence[Sequence[float]], entity_id: str) -> list[float | None]:
         """Face similarity of each box to entity ``entity_id``'s reference faces in the KB.
 
@@ -198,17 +212,9 @@ class Linker:
             entity's closest face vector, or None when the box holds no face, the KB has no
             face vectors, or the entity has no face photo.
         """
-        img = load_image(image)
-        sig = next((s for s in self.signals if isinstance(s, FaceSignal)), None) or FaceSignal()
-        q = Query(image=img)
-        backend = self.backend(R.FACES, q)
-        index = self.index(sig, q) if backend is not None else None
-        if index is None:
-            return [None for _ in boxes]
+        index, vecs = self._box_faces(image, boxes)
         out: list[float | None] = []
-        for box in boxes:
-            region = as_region({"box": [float(v) for v in box]}, img.shape[:2])
-            vec = face_vector(backend, img, region.bbox, sig.options)
+        for vec in vecs:
             if vec is None:
                 out.append(None)
                 continue
@@ -225,17 +231,9 @@ class Linker:
             image: path, PIL image or ``(H, W, 3)`` uint8 array.
             boxes: XYXY boxes in original pixels.
         """
-        img = load_image(image)
-        sig = next((s for s in self.signals if isinstance(s, FaceSignal)), None) or FaceSignal()
-        q = Query(image=img)
-        backend = self.backend(R.FACES, q)
-        index = self.index(sig, q) if backend is not None else None
-        if index is None:
-            return [None for _ in boxes]
+        index, vecs = self._box_faces(image, boxes)
         out: list[tuple[str, float] | None] = []
-        for box in boxes:
-            region = as_region({"box": [float(v) for v in box]}, img.shape[:2])
-            vec = face_vector(backend, img, region.bbox, sig.options)
+        for vec in vecs:
             if vec is None:
                 out.append(None)
                 continue

@@ -19,7 +19,6 @@ filters by the fused score; a NIL answer is left out unless ``keep_nil`` (then `
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import numpy as np
 import PIL.Image

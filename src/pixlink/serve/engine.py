@@ -43,6 +43,7 @@ class Engine:
         self.store = ImageStore(settings.images, settings.image_bytes)
         self.linker: Any = None
         self.gmner: Any = None
+        self.annotators: dict[str, Any] = {}
         self.kb: Any = None
         self.kb_info: dict[str, Any] = {}
         self.image_cache: Any = None
@@ -110,6 +111,12 @@ class Engine:
             from ..ner.gmner.pipeline import GMNERPipeline
 
             self.gmner = GMNERPipeline(linker.profile, linker.kb, linker)
+        if s.annotate:
+            from ..annotate import AnnotateConfig, ReverseAnnotator
+
+            # both modes share the linker (its models, caches and face vectors)
+            self.annotators = {mode: ReverseAnnotator(linker.kb, linker.profile, AnnotateConfig(mode=mode), linker=linker)
+                               for mode in ("maskoven", "vpwiki")}
 
     @staticmethod
     def _use_click_segmenter(linker: Any, options: dict[str, int]) -> None:
@@ -189,6 +196,18 @@ class Engine:
         if self.gmner is None:
             raise InputError(Errors.E739.format(what="POST /v1/gmner", reason="the server was started with --no-gmner"))
         return self.gmner.run(img.pixels if img is not None else None, text=text)
+
+    def annotate(self, img: StoredImage, entity: str, question: str | None = None, mode: str = "maskoven",
+                 mention: str | None = None, caption: str | None = None) -> Any:
+        """Reverse annotation of one uploaded image: the region of KB entity ``entity``
+        (:class:`pixlink.annotate.AnnotationResult`; E712 for an entity not in the KB)."""
+        from ..annotate import AnnotationItem
+
+        if not self.annotators:
+            raise InputError(Errors.E739.format(what="POST /v1/annotate", reason="the server was started with --no-annotate"))
+        item = AnnotationItem(id=img.id, image=f"upload:{img.id}", entity=entity, question=question, mention=mention,
+                              caption=caption)
+        return self.annotators[mode].annotate(item, image=img.pixels)
 
     # -- the KB ---------------------------------------------------------------------------------------
     def entity(self, eid: str) -> Any:

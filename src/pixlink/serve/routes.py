@@ -19,7 +19,7 @@ from ..errors import Errors, InputError, PixlinkError
 from ..types import Link
 from .engine import Engine
 from .limits import Runner, TooLarge, check_api_key
-from .schemas import BatchRequest, GMNERRequest, ImageRef, LinkRequest
+from .schemas import AnnotateRequest, BatchRequest, GMNERRequest, ImageRef, LinkRequest
 from .store import StoredImage
 
 UPLOAD_BODY = {
@@ -268,6 +268,38 @@ async def gmner_route(body: GMNERRequest, request: Request) -> dict[str, Any]:
     def work() -> dict[str, Any]:
         img = resolve_image(engine, body, required=False)
         return gmner_json(engine.gmner_run(img, body.text), img, engine)
+
+    return await runner.run(work)
+
+
+# ---------------------------------------------------------------------------------------------
+# reverse annotation
+# ---------------------------------------------------------------------------------------------
+def annotate_json(res: Any, img: StoredImage, engine: Engine) -> dict[str, Any]:
+    rec = res.to_record()
+    region = rec.get("region")
+    if region is not None:
+        region = {"box": [round(float(v), 2) for v in region["box"]], "mask": region["mask"],
+                  "source": region["source"], "score": region["score"]}
+    return {"image_id": img.id, "kb": engine.kb_info, "entity": {"id": res.item.entity, "label": rec["entity_label"]},
+            "status": rec["status"], "rule": rec["rule"], "flags": rec["flags"], "region": region,
+            "text_prompt": rec["text_prompt"], "labels": rec["labels"], "figures": rec["figures"],
+            "verify": rec["verify"], "notes": rec["notes"], "backends": rec["backends"], "timings": rec["timings"],
+            **({"vpwiki": rec["vpwiki"]} if "vpwiki" in rec else {})}
+
+
+@api.post("/annotate", summary="Reverse annotation: image + KB entity (+ question) -> the entity's region, or why not")
+async def annotate_route(body: AnnotateRequest, request: Request) -> dict[str, Any]:
+    engine, runner = engine_of(request), runner_of(request)
+    require_ready(engine, runner.retry_after)
+    for what in ("question", "mention", "caption"):
+        check_text(getattr(body, what), engine, what)
+
+    def work() -> dict[str, Any]:
+        img = resolve_image(engine, body)
+        res = engine.annotate(img, body.entity, question=body.question, mode=body.mode, mention=body.mention,
+                              caption=body.caption)
+        return annotate_json(res, img, engine)
 
     return await runner.run(work)
 

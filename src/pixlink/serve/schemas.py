@@ -67,3 +67,15 @@ class GMNERRequest(ImageRef):
     """``POST /v1/gmner``: a post's text and (optionally) its image."""
 
     text: str = Field(..., min_length=1)
+
+
+class AnnotateRequest(ImageRef):
+    """``POST /v1/annotate``: find where KB entity ``entity`` is in the image (reverse annotation,
+    :class:`pixlink.annotate.ReverseAnnotator`)."""
+
+    entity: str = Field(..., min_length=1, max_length=200, description="the KB entity id")
+    question: Optional[str] = Field(None, description="an OVEN-style question about the image")
+    mode: str = Field("maskoven", pattern="^(maskoven|vpwiki)$",
+                      description="maskoven (PL-VEL: the entity's mask) or vpwiki (VP-MEL: a box for a mention)")
+    mention: Optional[str] = Field(None, description="the mention's words in the caption (vpwiki)")
+    caption: Optional[str] = Field(None, description="the text that came with the image (vpwiki)")

@@ -36,6 +36,8 @@ class ServeSettings:
         fusion: path of fusion parameters (``pixlink link calibrate``), or None.
         gmner: build the GMNER pipeline at start-up (``POST /v1/gmner``); False leaves the
             route answering E739.
+        annotate: build the reverse annotators (``POST /v1/annotate``, sharing the linker);
+            False leaves the route answering E739.
         threads: engine threads of a worker: how many linker calls run at once. The linker is
             shared by them.
         max_pending: requests admitted at once (running + waiting for a thread); one more is
@@ -87,6 +89,7 @@ class ServeSettings:
     config: dict[str, Any] | None = None
     fusion: str | None = None
     gmner: bool = True
+    annotate: bool = True
     threads: int = 2
     max_pending: int = 8
     retry_after: int = 2
@@ -189,4 +192,4 @@ class ServeSettings:
         """The limits a client may know (``GET /ready``): no paths, no secrets."""
         return {"max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels,
                 "max_prompts": self.max_prompts, "max_k": self.max_k, "max_text_chars": self.max_text_chars,
-                "timeout": self.timeout, "gmner": self.gmner, "api_key": self.api_key is not None}
+                "timeout": self.timeout, "gmner": self.gmner, "annotate": self.annotate, "api_key": self.api_key is not None}
