@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -34,6 +34,8 @@ class Query:
         vectors: signal -> ``(D,)`` float32 unit query vector (dense signals).
         recalled: signal -> {entity id -> raw score} of the candidates it recalled.
         face_found: a face was found in the region (the face signal sets it).
+        scratch: signal -> its own per-call state (e.g. the ``local`` signal's query features
+            and verified matches, computed in ``prepare``/``recall`` and read in ``score``).
     """
 
     image: np.ndarray | None = None
@@ -48,6 +50,7 @@ class Query:
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     recalled: dict[str, dict[str, float]] = field(default_factory=dict)
     face_found: bool = False
+    scratch: dict[str, Any] = field(default_factory=dict)
 
     def note(self, message: str) -> None:
         """Add a note once."""

@@ -228,6 +228,7 @@ PREFERENCES: dict[str, dict[str, tuple[str, ...]]] = {
         R.DESCRIBE: (),
         R.OCR: ("rapidocr",),
         R.GENERATE: ("gemma3_270m", "template"),
+        R.LOCAL_FEATURES: ("sift", "orb"),
     },
     "hub": {
         R.IMAGE_TEXT: ("clip", "siglip"),
@@ -241,6 +242,7 @@ PREFERENCES: dict[str, dict[str, tuple[str, ...]]] = {
         R.DESCRIBE: ("hub_vlm",),
         R.OCR: ("rapidocr",),
         R.GENERATE: ("hub_lm",),
+        R.LOCAL_FEATURES: ("sift", "orb"),
     },
 }
 
