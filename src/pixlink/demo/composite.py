@@ -553,13 +553,55 @@ def _queries(refs: list[Reference], split: str, n: int, config: CompositeConfig)
         yield i, r
 
 
+def _write_queries(base: Path, split: str, draws: Iterator[tuple[int, Reference]], seed: int, bar: Any,
+                   total: int) -> Path:
+    """Render ``draws`` (index, entity) of ``split`` into ``base/queries/<split>/`` and write
+    ``base/mentions_<split>.jsonl`` (kept when it exists: files already made are reused)."""
+    import orjson
+
+    from ..geometry import mask_to_rle
+
+    path = base / f"mentions_{split}.jsonl"
+    if path.exists():
+        return path
+    qdir = base / "queries" / split
+    qdir.mkdir(parents=True, exist_ok=True)
+    task = bar.add_task(f"composite: {split} queries", total=total, rate="")
+    lines = []
+    for i, ref in draws:
+        for attempt in range(20):
+            got = render_query(ref, int(_unit("query", seed, split, i, attempt) * 2**31))
+            if got is not None:
+                break
+        else:
+            log.warning("composite: %s %d (%s) left out: too little of it stays visible", split, i, ref.entity_id)
+            continue
+        jpg, mask, quad, info = got
+        qid = f"{split}_{i:05d}"
+        img_path = qdir / f"{qid}.jpg"
+        tmp = img_path.with_name(f".{img_path.name}.part")
+        tmp.write_bytes(jpg.tobytes())
+        os.replace(tmp, img_path)
+        ys, xs = np.nonzero(mask)
+        box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+        lines.append({
+            "id": qid, "image": os.path.relpath(img_path, base), "box": box,
+            "gold": None if ref.nil else ref.entity_id, "split": split,
+            "meta": {"entity": ref.entity_id, "kind": ref.kind, "nil": ref.nil, "reference": ref.images[0],
+                     "quad": np.round(quad, 2).tolist(), "gt_mask": mask_to_rle(mask), "params": info,
+                     "composite": True},
+        })
+        bar.advance(task)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_bytes(b"".join(orjson.dumps(rec) + b"\n" for rec in lines))
+    os.replace(tmp, path)
+    return path
+
+
 def generate(config: CompositeConfig = CompositeConfig(), root: str | Path | None = None, *, fetch: bool = True,
              progress: bool = False) -> CompositeSet:
     """Render the references and the queries of both splits (once: files already made are kept)
     and write ``mentions_<split>.jsonl``. See the module docstring."""
-    import orjson
-
-    from ..geometry import mask_to_rle
     from ..progress import progress as make_progress
 
     base = _root(root, config)
@@ -567,44 +609,43 @@ def generate(config: CompositeConfig = CompositeConfig(), root: str | Path | Non
     files: dict[str, Path] = {}
     with make_progress(disable=not progress) as bar:
         for split, n in (("calibration", config.n_calibration), ("test", config.n_test)):
-            path = base / f"mentions_{split}.jsonl"
-            files[split] = path
-            if path.exists():
-                continue
-            qdir = base / "queries" / split
-            qdir.mkdir(parents=True, exist_ok=True)
-            task = bar.add_task(f"composite: {split} queries", total=n, rate="")
-            lines = []
-            for i, ref in _queries(refs, split, n, config):
-                for attempt in range(20):
-                    got = render_query(ref, int(_unit("query", config.seed, split, i, attempt) * 2**31))
-                    if got is not None:
-                        break
-                else:
-                    log.warning("composite: %s %d (%s) left out: too little of it stays visible", split, i, ref.entity_id)
-                    continue
-                jpg, mask, quad, info = got
-                qid = f"{split}_{i:05d}"
-                img_path = qdir / f"{qid}.jpg"
-                tmp = img_path.with_name(f".{img_path.name}.part")
-                tmp.write_bytes(jpg.tobytes())
-                os.replace(tmp, img_path)
-                ys, xs = np.nonzero(mask)
-                box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
-                lines.append({
-                    "id": qid, "image": os.path.relpath(img_path, base), "box": box,
-                    "gold": None if ref.nil else ref.entity_id, "split": split,
-                    "meta": {"entity": ref.entity_id, "kind": ref.kind, "nil": ref.nil, "reference": ref.images[0],
-                             "quad": np.round(quad, 2).tolist(), "gt_mask": mask_to_rle(mask), "params": info,
-                             "composite": True},
-                })
-                bar.advance(task)
-            tmp = path.with_name(f".{path.name}.part")
-            tmp.write_bytes(b"".join(orjson.dumps(rec) + b"\n" for rec in lines))
-            os.replace(tmp, path)
+            files[split] = _write_queries(base, split, _queries(refs, split, n, config), config.seed, bar, n)
     cs = CompositeSet(root=base, config=config, references=refs, duplicates=dups, mention_files=files)
     (base / "set.json").write_text(json.dumps(cs.to_dict(), indent=1) + "\n")
     return cs
+
+
+def small_set(root: str | Path, n_logos: int = 40, n_queries: int = 12, n_nil: int = 3, seed: int = 0) -> CompositeSet:
+    """A small set of logos only (no download: the icon package is installed), for tests and
+    quick checks: ``n_logos`` icons drawn with ``seed`` (the last ``n_nil`` of them kept out of
+    the KB), one ``test`` query for each of the first ``n_queries - n_nil`` KB logos and one for
+    each NIL logo. Files go under ``root`` (reused when there)."""
+    import simple_icons_pack as si
+
+    from ..progress import progress as make_progress
+
+    for name, v, lo in (("n_logos", n_logos, 2), ("n_queries", n_queries, 1), ("n_nil", n_nil, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise InputError(Errors.E010.format(what=f"composite {name}", value=v, reason=f"an integer >= {lo}"))
+    if n_nil >= n_logos or n_queries > n_logos:
+        raise InputError(Errors.E010.format(what="composite small_set", value=(n_logos, n_queries, n_nil),
+                                            reason="n_nil < n_logos and n_queries <= n_logos"))
+    config = CompositeConfig(n_test=n_queries, n_calibration=0, nil_fraction=0.0, seed=seed)
+    base = Path(root) / f"small-v{RECIPE_VERSION}-{seed}-{n_logos}-{n_queries}-{n_nil}"
+    base.mkdir(parents=True, exist_ok=True)
+    base = base.resolve()
+    slugs = sorted(n for n in dir(si) if n.startswith("SI_"))
+    rng = np.random.default_rng(seed)
+    icons = [getattr(si, slugs[j]) for j in rng.choice(len(slugs), size=n_logos, replace=False)]
+    refs = []
+    for j, icon in enumerate(icons):
+        imgs = _logo_images(icon, base / "logos", config.logo_side, 1)
+        refs.append(Reference(f"logo_{icon.slug}", icon.title, "logo", imgs, "test", j >= n_logos - n_nil,
+                              "simple-icons-pack", {"hex": icon.hex}))
+    chosen = refs[: n_queries - n_nil] + refs[n_logos - n_nil:]
+    with make_progress(disable=True) as bar:
+        files = {"test": _write_queries(base, "test", enumerate(chosen), seed, bar, len(chosen))}
+    return CompositeSet(root=base, config=config, references=refs, duplicates={}, mention_files=files)
 
 
 def build_kb(cs: CompositeSet, kb_dir: str | Path, *, overwrite: bool = True) -> Path:
@@ -616,5 +657,5 @@ def build_kb(cs: CompositeSet, kb_dir: str | Path, *, overwrite: bool = True) ->
 
 
 __all__ = ["BACKGROUNDS", "CompositeConfig", "CompositeSet", "RECIPE_VERSION", "Reference", "build_kb", "generate",
-           "references", "render_query"]
+           "references", "render_query", "small_set"]
 

@@ -55,6 +55,7 @@ class Verification:
     colour: float = float("nan")
     reason: str = ""
     inlier_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    extra: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -263,3 +264,39 @@ def colour_agreement(q_col: np.ndarray, r_col: np.ndarray, max_gain_ratio: float
     res = np.sqrt(((q - r * g) ** 2).sum(1))
     ref = np.sqrt((q ** 2).sum(1))
     return float(np.clip(1.0 - np.median(res / np.maximum(ref, 1e-9)) * 2.0, 0.0, 1.0))
+
+
+def photometric_agreement(view: np.ndarray, thumb: np.ndarray, H: np.ndarray, ref_hw: tuple[int, int],
+                          max_gain_ratio: float = 2.5, min_pixels: int = 12) -> float:
+    """Do the query's pixels under the reference's *support* (the object's own pixels, from its
+    thumbnail's alpha, eroded by one pixel) have the reference's colours under some light?
+
+    The thumbnail ``(th, tw, 4)`` (RGB + support) is mapped into the query ``view`` ``(h, w, 3)``
+    by ``H`` (KB-image pixels -> view pixels; ``ref_hw`` the KB image's ``(H, W)``); the view is
+    sampled at each support pixel's centre, and :func:`colour_agreement` compares the two sets
+    of colours. Unlike a keypoint's disc, which mixes the object with whatever is around it (a
+    logo's white margin in the KB, a wall in the photo), these are the object's pixels only.
+    NaN when fewer than ``min_pixels`` support pixels land inside the view."""
+    import cv2
+
+    th, tw = thumb.shape[:2]
+    alpha = thumb[..., 3] >= 128
+    inner = cv2.erode(alpha.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    if inner.sum() >= min_pixels:
+        alpha = inner
+    ys, xs = np.nonzero(alpha)
+    if len(xs) < min_pixels:
+        return float("nan")
+    rh, rw = ref_hw
+    pts = np.c_[(xs + 0.5) * rw / tw, (ys + 0.5) * rh / th]
+    proj = project(H, pts)
+    if proj is None:
+        return float("nan")
+    h, w = view.shape[:2]
+    inside = (proj[:, 0] >= 0) & (proj[:, 1] >= 0) & (proj[:, 0] <= w - 1) & (proj[:, 1] <= h - 1)
+    if inside.sum() < min_pixels:
+        return float("nan")
+    px = np.round(proj[inside]).astype(np.int64)
+    q = view[px[:, 1], px[:, 0]]
+    r = thumb[ys[inside], xs[inside], :3]
+    return colour_agreement(q, r, max_gain_ratio)

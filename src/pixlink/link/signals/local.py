@@ -54,12 +54,18 @@ class LocalOptions:
     """Knobs of the ``local`` signal (``LinkerConfig.signal_options["local"]``).
 
     Attributes:
-        max_features: query-side features (strongest, spread over a grid).
+        max_features: query-side features (strongest, spread over a grid), per polarity.
+        polarity: ``"both"``: features of the view and of its negative (a dark logo on white in
+            the KB, printed light on a dark wall in the photo: SIFT and ORB descriptors are not
+            invariant to a reversal of contrast); ``"positive"``: the view only (half the cost).
         view_margin: the region's box is grown by this fraction of its size on each side.
         neighbours: stored descriptors looked up per query descriptor.
         vote_max_dist, vote_sigma: a neighbour at distance ``d <= vote_max_dist`` votes
             ``exp(-(d / vote_sigma)^2)`` (None: by descriptor kind, RootSIFT or Hamming).
-        burst: a descriptor voting for ``m`` images gives each ``1 / sqrt(m)``.
+        burst: a descriptor voting for ``m`` images gives each ``1 / sqrt(m)`` (plain votes).
+        spatial: rank the KB images for verification by the votes that agree on a pose
+            (Lowe's Hough transform, :meth:`~pixlink.index.local.LocalFeatureStore.spatial_votes`)
+            rather than by plain votes.
         nprobe: IVF lists visited (None: the store's default).
         verify_top: best-voted KB images verified per query.
         verify_extra: other signals' candidates (with votes) verified in :meth:`score`.
@@ -81,11 +87,13 @@ class LocalOptions:
     """
 
     max_features: int = 1000
+    polarity: str = "both"
     view_margin: float = 0.05
     neighbours: int = 10
     vote_max_dist: float | None = None
     vote_sigma: float | None = None
     burst: bool = True
+    spatial: bool = True
     nprobe: int | None = None
     verify_top: int = 30
     verify_extra: int = 20
@@ -123,6 +131,8 @@ class LocalOptions:
                 check_range(f"local {name}", v, 1e-6, 256.0)
         if self.nprobe is not None:
             check_range("local nprobe", self.nprobe, 1, 65536)
+        if self.polarity not in ("both", "positive"):
+            raise InputError(Errors.E010.format(what="local polarity", value=self.polarity, reason="'both' or 'positive'"))
 
     def scale(self, name: str, kind: str) -> float:
         """A distance knob (``vote_max_dist``...) for descriptors of ``kind``."""
@@ -175,7 +185,9 @@ class LocalQuery:
         features: the view's :class:`~pixlink.models.roles.LocalFeatures` (view pixels).
         offset: ``(x0, y0)`` of the view in the image (view pixel + offset = image pixel).
         view_hw: ``(h, w)`` of the view.
-        votes: ``(I,)`` votes per KB image (None until recall).
+        view: the view itself ``(h, w, 3)`` uint8 (for the photometric check), when kept.
+        region_box: the region's own box (without the margin) in view pixels.
+        votes: ``(I,)`` ranking votes per KB image (None until recall; :func:`rank_images`).
         verified: KB image row -> its :class:`~pixlink.index.local.Verification`.
     """
 
@@ -185,12 +197,39 @@ class LocalQuery:
     view_hw: tuple[int, int]
     votes: np.ndarray | None = None
     verified: dict[int, Any] = field(default_factory=dict)
+    view: np.ndarray | None = None
+    region_box: tuple[float, float, float, float] | None = None
 
     @property
     def keypoints(self) -> np.ndarray:
         """``(Q, 4)`` float32 ``[x, y, size, angle]`` of the view's features."""
         f = self.features
         return np.c_[f.xy, f.size, f.angle].astype(np.float32)
+
+
+def query_features(backend: Any, view: np.ndarray, max_features: int, polarity: str) -> Any:
+    """The view's :class:`~pixlink.models.roles.LocalFeatures`; with ``polarity="both"`` those of
+    its negative are added (their disc colours are the view's own)."""
+    f = backend.extract(view, max_features=max_features)
+    if polarity != "both":
+        return f
+    g = backend.extract(255 - view, max_features=max_features)
+    return R.LocalFeatures(
+        xy=np.concatenate([f.xy, g.xy]), size=np.concatenate([f.size, g.size]),
+        angle=np.concatenate([f.angle, g.angle]), response=np.concatenate([f.response, g.response]),
+        descriptors=np.concatenate([f.descriptors, g.descriptors]), colour=np.concatenate([f.colour, 255 - g.colour]),
+        kind=f.kind, image_size=f.image_size)
+
+
+def rank_images(store: Any, lq: "LocalQuery", o: "LocalOptions") -> np.ndarray:
+    """``(I,)`` float32: how strongly each KB image is worth verifying (spatial or plain votes)."""
+    f, kind = lq.features, store.kind
+    if len(f) == 0:
+        return np.zeros(store.n_images, np.float32)
+    md, sg = o.scale("vote_max_dist", kind), o.scale("vote_sigma", kind)
+    if o.spatial:
+        return store.spatial_votes(lq.keypoints, f.descriptors, k=o.neighbours, max_dist=md, sigma=sg, nprobe=o.nprobe)[0]
+    return store.vote(f.descriptors, k=o.neighbours, max_dist=md, sigma=sg, nprobe=o.nprobe, burst=o.burst)
 
 
 def effective_inliers(v: Any, use_colour: bool) -> float:
@@ -204,7 +243,7 @@ def effective_inliers(v: Any, use_colour: bool) -> float:
 def verify_image(store: Any, lq: LocalQuery, i: int, o: LocalOptions) -> Any:
     """Verify KB image row ``i`` against the query view (cached in ``lq.verified``)."""
     from ...index.local import Verification, match_features, verify_homography
-    from ...index.local.verify import colour_agreement, corners, project
+    from ...index.local.verify import colour_agreement, corners, photometric_agreement, project
 
     hit = lq.verified.get(i)
     if hit is not None:
@@ -227,9 +266,34 @@ def verify_image(store: Any, lq: LocalQuery, i: int, o: LocalOptions) -> Any:
         v.inliers = int(min(len(uq), len(np.unique(ri[inl]))))
         v.quad = project(H, corners(row.height, row.width))
         v.inlier_xy = f.xy[uq]
-        v.colour = colour_agreement(f.colour[qi[inl]], r_col[ri[inl]])
+        v.colour = (photometric_agreement(lq.view, store.thumb(i), H, (row.height, row.width)) if lq.view is not None
+                    else colour_agreement(f.colour[qi[inl]], r_col[ri[inl]]))
+        v.extra = verification_features(v, lq, r_kp, ri[inl], row)
     lq.verified[i] = v
     return v
+
+
+def verification_features(v: Any, lq: "LocalQuery", r_kp: np.ndarray, r_inl: np.ndarray, row: Any) -> dict[str, float]:
+    """What else a verified match says besides its inlier count:
+
+    * ``ref_coverage``: the share of the KB image's keypoints that land inside the view and are
+      inliers (a star shared by two flags explains little of either);
+    * ``box_iou``: IoU of the reference's mapped outline (its box) with the region's box (the
+      view without its margin): a box drawn around an object is that object's box;
+    * ``inlier_ratio``: inliers over tentative matches.
+    """
+    from ...geometry import box_iou
+    from ...index.local.verify import project
+
+    h, w = lq.view_hw
+    proj = project(v.homography, r_kp[:, :2])
+    inside = 0 if proj is None else int(((proj[:, 0] >= 0) & (proj[:, 1] >= 0) & (proj[:, 0] < w) & (proj[:, 1] < h)).sum())
+    cov = len(np.unique(r_inl)) / max(inside, 1)
+    q = v.quad
+    region = list(lq.region_box) if lq.region_box is not None else [0.0, 0.0, float(w), float(h)]
+    iou = box_iou([float(q[:, 0].min()), float(q[:, 1].min()), float(q[:, 0].max()), float(q[:, 1].max())], region)
+    return {"ref_coverage": float(min(cov, 1.0)), "box_iou": float(iou),
+            "inlier_ratio": float(v.inliers / max(v.matches, 1))}
 
 
 def best_by_entity(store: Any, verifications: Sequence[Any], use_colour: bool) -> dict[str, Any]:
@@ -296,8 +360,9 @@ class LocalSignal(Signal):
         if store is None:
             return
         view, off = self.view(q)
-        feats = backend.extract(view, max_features=self.options.max_features)
-        q.scratch[self.name] = LocalQuery(store=store, features=feats, offset=off, view_hw=view.shape[:2])
+        feats = query_features(backend, view, self.options.max_features, self.options.polarity)
+        q.scratch[self.name] = LocalQuery(store=store, features=feats, offset=off, view_hw=view.shape[:2], view=view,
+                                          region_box=region_in_view(q.region.bbox, off, view.shape[:2]))
         q.signals[self.name] = q.roles.get(self.role) or str(getattr(backend, "name", ""))
         if len(feats) < self.options.min_inliers:
             q.note(f"local: {len(feats)} keypoints in the region; too few to match")
@@ -312,12 +377,7 @@ class LocalSignal(Signal):
 
     def _votes(self, lq: LocalQuery) -> np.ndarray:
         if lq.votes is None:
-            o, st = self.options, lq.store
-            if len(lq.features) == 0:
-                lq.votes = np.zeros(st.n_images, np.float32)
-            else:
-                lq.votes = st.vote(lq.features.descriptors, k=o.neighbours, max_dist=o.scale("vote_max_dist", st.kind),
-                                   sigma=o.scale("vote_sigma", st.kind), nprobe=o.nprobe, burst=o.burst)
+            lq.votes = rank_images(lq.store, lq, self.options)
         return lq.votes
 
     def _recall(self, lq: LocalQuery) -> dict[str, float]:
@@ -414,6 +474,17 @@ def box_view(image: np.ndarray, box: Any, margin: float) -> tuple[np.ndarray, tu
     if c - a < 2 or d - b < 2:
         a, b, c, d = 0, 0, W, H
     return np.ascontiguousarray(image[b:d, a:c]), (float(a), float(b))
+
+
+def region_in_view(box: Any, offset: tuple[float, float], view_hw: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The XYXY ``box`` (original pixels) in the pixels of a view cut at ``offset``, clipped to it."""
+    h, w = view_hw
+    if box is None:
+        return 0.0, 0.0, float(w), float(h)
+    x1, y1, x2, y2 = (float(v) for v in box)
+    x0, y0 = offset
+    return (float(np.clip(x1 - x0, 0, w)), float(np.clip(y1 - y0, 0, h)), float(np.clip(x2 - x0, 0, w)),
+            float(np.clip(y2 - y0, 0, h)))
 
 
 def reference_image(ref: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -570,12 +641,11 @@ def find_instances(linker: Any, image: Any, box: Any = None, k: int = 10, with_m
     img = load_image(image)
     backend, store, o = _detector_parts(linker)
     view, off = box_view(img, box, 0.0 if box is None else o.view_margin)
-    feats = backend.extract(view, max_features=max_features)
-    lq = LocalQuery(store=store, features=feats, offset=off, view_hw=view.shape[:2])
+    feats = query_features(backend, view, max_features, o.polarity)
+    lq = LocalQuery(store=store, features=feats, offset=off, view_hw=view.shape[:2], view=view)
     if len(feats) < o.min_inliers:
         return []
-    votes = store.vote(feats.descriptors, k=o.neighbours, max_dist=o.scale("vote_max_dist", store.kind),
-                       sigma=o.scale("vote_sigma", store.kind), nprobe=o.nprobe, burst=o.burst)
+    votes = rank_images(store, lq, o)
     order = np.argsort(-votes, kind="stable")[: max(o.verify_top, 2 * k)]
     vs = [verify_image(store, lq, int(i), o) for i in order if votes[i] > 0]
     best = best_by_entity(store, vs, o.colour)
@@ -596,8 +666,8 @@ def locate(linker: Any, image: Any, entity_id: str, box: Any = None, with_mask: 
     if not rows:
         raise InputError(Errors.E420.format(entity=entity_id, path=str(store.path)))
     view, off = box_view(img, box, 0.0 if box is None else o.view_margin)
-    feats = backend.extract(view, max_features=max_features)
-    lq = LocalQuery(store=store, features=feats, offset=off, view_hw=view.shape[:2])
+    feats = query_features(backend, view, max_features, o.polarity)
+    lq = LocalQuery(store=store, features=feats, offset=off, view_hw=view.shape[:2], view=view)
     if len(feats) < o.min_inliers:
         return None
     best = best_by_entity(store, [verify_image(store, lq, i, o) for i in rows], o.colour).get(entity_id)
