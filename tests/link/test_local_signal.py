@@ -58,8 +58,9 @@ def test_kb_side_is_built_and_resumes(composite):
     assert report["vectors"] > 20 * report["images"]
     assert not report["errors"]
     again = embed_kb(kb_dir, Profile("offline"), ["local"], progress=False)["local"]
-    # the store is rebuilt from the staging folder; nothing is extracted again
+    # the store is up to date: nothing is extracted again
     assert again["images"] == report["images"] and again["vectors"] == report["vectors"]
+    assert again["extracted"] == 0 and again.get("up_to_date")
 
 
 def test_local_signal_finds_the_pasted_logo(links):

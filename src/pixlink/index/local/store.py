@@ -165,6 +165,10 @@ class LocalFeatureStore:
         """The entities that have at least one image in the store."""
         return list(self._by_entity)
 
+    def items(self) -> set[tuple[str, str]]:
+        """``(entity_id, image ref)`` of every stored image."""
+        return set(zip(self._table["entity_id"].tolist(), self._table["ref"].tolist()))
+
     def images_of(self, entity_id: str) -> list[int]:
         """Image rows of ``entity_id`` (empty when it has none here)."""
         return list(self._by_entity.get(entity_id, ()))

@@ -430,9 +430,16 @@ class LocalSignal(Signal):
             entry["skipped"] = "no entity has an image"
             return entry
         out = local_dir(kb_dir, model_id)
+        params = {"kb_max_features": o.kb_max_features, "backend": backend.name}
+        current = _up_to_date(out, model_id, getattr(kb, "build_id", None), params, o.thumb_side, items)
+        if current is not None:
+            entry.update({"vectors": current.n_features, "images": current.n_images, "entities": len(current.entities()),
+                          "errors": [], "index": str(out), "resumed": 0, "extracted": 0, "up_to_date": True,
+                          "seconds": round(time.perf_counter() - t0, 2), "faiss": current.meta["index"]})
+            return entry
         writer = LocalStoreWriter(out, model_id=model_id, kind=backend.kind, dim=backend.dim,
                                   kb_build_id=getattr(kb, "build_id", None),
-                                  params={"kb_max_features": o.kb_max_features, "backend": backend.name},
+                                  params=params,
                                   part_size=o.part_size, thumb_side=o.thumb_side)
         done = writer.done()
         todo = [(e, r) for e, r in items if (e, r) not in done]
@@ -458,6 +465,38 @@ class LocalSignal(Signal):
                       "extract_s": round(extract_s, 2), "seconds": round(time.perf_counter() - t0, 2),
                       "faiss": store.meta["index"]})
         return entry
+
+
+def _up_to_date(out: Path, model_id: str, kb_build_id: str | None, params: dict[str, Any], thumb_side: int,
+                items: Sequence[tuple[str, str]]) -> Any | None:
+    """The store at ``out`` when it was built by this model, from this KB build, with these
+    settings, over exactly these ``(entity, image)`` items (then ``kb embed`` has nothing to do)."""
+    import json
+
+    from ...index.local import LocalFeatureStore
+
+    meta = out / "meta.json"
+    if not meta.is_file():
+        return None
+    try:
+        m = json.loads(meta.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if m.get("model_id") != model_id or m.get("kb_build_id") != kb_build_id or m.get("params") != params \
+            or m.get("thumb_side") != thumb_side:
+        return None
+    try:
+        store = LocalFeatureStore.open(out, expect_model_id=model_id, expect_kb_build_id=kb_build_id)
+    except IndexError_ as exc:
+        log.warning("local features: the store at %s is rebuilt (%s)", out, exc)
+        return None
+    stored = store.items()
+    errors_path = out / "errors.json"
+    try:
+        failed = {(e["entity_id"], e["ref"]) for e in json.loads(errors_path.read_text("utf-8"))} if errors_path.is_file() else set()
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+    return store if stored | failed == set(items) else None
 
 
 # --------------------------------------------------------------------------------------------
