@@ -166,6 +166,10 @@ def main() -> None:
     ap.add_argument("--detector", type=int, default=200, help="test mentions the detector is measured on")
     ap.add_argument("--phase", choices=("all", "link-local", "link-previous"), default="all",
                     help="link-*: only link SPLIT with those signals (run phases in parallel), then 'all'")
+    ap.add_argument("--local-only", action="store_true",
+                    help="figures of the local signal alone (when the other signals' KB vectors are not built)")
+    ap.add_argument("--rate-sample", type=int, default=150,
+                    help="KB images whose extraction is timed for the KB-side build rate")
     ap.add_argument("--split", choices=("calibration", "test"), default="test")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "local.json"))
     args = ap.parse_args()
@@ -203,20 +207,49 @@ def main() -> None:
                  args.k)
         return
     t0 = time.perf_counter()
-    rep = embed_kb(kb_dir, prof, ["v2v", "v2t", "dense_text", "local"], progress=False)
+    rep = embed_kb(kb_dir, prof, ["local"] if args.local_only else ["v2v", "v2t", "dense_text", "local"], progress=False)
     loc = rep["local"]
     result["kb_side"] = {k: loc.get(k) for k in ("images", "vectors", "entities", "extract_s", "seconds", "faiss",
                                                  "resumed", "extracted")}
     store_dir = Path(loc["index"])
     result["kb_side"]["store_mb"] = round(sum(p.stat().st_size for p in store_dir.iterdir()) / 2**20, 1)
     result["kb_side"]["embed_all_s"] = round(time.perf_counter() - t0, 1)
+    meta = json.loads((store_dir / "meta.json").read_text())
+    result["kb_side"]["build_meta"] = {k: meta.get(k) for k in ("n_images", "n_features", "index", "concat_s", "created")}
+    # KB-side build rate: the per-image work of build_kb_side (read, support, features,
+    # thumbnail), timed on a sample, and the FAISS build recorded in the store's meta
+    from pixlink.link.signals.local import LocalOptions, reference_image, thumbnail
+
+    be, o = prof.get("local_features"), LocalOptions()
+    refs = [r.images[0] for r in cs.references if not r.nil][:: max(1, len(cs.references) // args.rate_sample)]
+    t1, c1 = time.perf_counter(), time.process_time()
+    for ref in refs[: args.rate_sample]:
+        rgb, sup = reference_image(ref)
+        be.extract(rgb, max_features=o.kb_max_features)
+        thumbnail(rgb, sup, o.thumb_side)
+    n_s = min(len(refs), args.rate_sample)
+    wall, cpu = time.perf_counter() - t1, time.process_time() - c1
+    idx = meta.get("index", {})
+    per_vec = (idx.get("build_s", 0) + idx.get("train_s", 0) * 0) / max(meta["n_features"], 1)
+    result["kb_side"]["rate"] = {
+        "sample_images": n_s, "images_per_s_wall": round(n_s / wall, 2), "images_per_cpu_s": round(n_s / max(cpu, 1e-9), 2),
+        "faiss_train_s": idx.get("train_s"), "faiss_add_s_per_1k_vectors": round(1000 * per_vec, 3),
+        "features_per_image": round(meta["n_features"] / max(meta["n_images"], 1), 1),
+        "projected_10k_images": {
+            "extract_minutes_wall_here": round(10_000 / (n_s / wall) / 60, 1),
+            "extract_minutes_per_cpu": round(10_000 / (n_s / max(cpu, 1e-9)) / 60, 1),
+            "faiss_s": round((idx.get("train_s") or 0) + per_vec * 10_000 * meta["n_features"] / max(meta["n_images"], 1), 1),
+            "store_mb": round(result["kb_side"]["store_mb"] * 10_000 / max(meta["n_images"], 1), 1)}}
     log("kb side", result["kb_side"])
 
     linker = Linker.from_kb(kb_dir, "offline", local_cfg)
-    prev = Linker.from_kb(kb_dir, "offline", prev_cfg)
+    prev = None if args.local_only else Linker.from_kb(kb_dir, "offline", prev_cfg)
     runs = {}
     for split in ("calibration", "test"):
         a = link_all(linker, ms_of[split], work / f"links_{split}_local.jsonl", args.k)
+        if args.local_only:
+            runs[split] = a
+            continue
         b = link_all(prev, ms_of[split], work / f"links_{split}_previous.jsonl", args.k)
         runs[split] = merged(a, b)
     cal_links = runs["calibration"]
@@ -252,11 +285,11 @@ def main() -> None:
                 [(m, l) for m, l in cal_links]]
         only_local = only_local.calibrate_nil([t[1] for t in tops], [t[2] == m.gold for t, (m, _) in zip(tops, cal_links)],
                                               [m.gold is None for m, _ in cal_links])
-    figs = {
+    figs = {} if args.local_only else {
         "previous_offline": by_kind(t_links, lambda L: rescored(L, shipped, drop=("local",))),
         "fused_all_refitted": by_kind(t_links, lambda L: rescored(L, fitted)),
     }
-    if local_cal is not None:
+    if local_cal is not None and not args.local_only:
         # what ships: the shipped offline fusion plus the fitted ``local`` entry
         from dataclasses import replace as _replace
 
