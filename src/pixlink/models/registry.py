@@ -221,7 +221,7 @@ PREFERENCES: dict[str, dict[str, tuple[str, ...]]] = {
         R.IMAGE_EMBED: ("efficientnet_lite",),
         R.TEXT_EMBED: ("minilm", "mpnet"),
         R.FACES: ("dlib",),
-        R.SEGMENT: ("litemedsam", "grabcut"),
+        R.SEGMENT: ("grabcut", "litemedsam"),  # natural-image masks: docs/instance-matching.md
         R.SEGMENT_ALL: ("classical_proposals",),
         R.DETECT: ("coco_fallback", "proposals_fallback"),
         R.NER: ("pixlink_ner", "spacy_sm"),
