@@ -113,6 +113,17 @@ class Errors(metaclass=_ErrorsWithCodes):
     E250 = ("The dense index at {path!r} was made from {found}, but the knowledge base is build {expected!r}: "
             "the vectors were made for another build of the KB and may name entities it no longer has. "
             "Run `pixlink kb embed KBDIR` to embed this build.")
+    # E260-E269: local-feature store (pixlink.index.local)
+    E260 = ("No local-feature store at {path!r}: {reason}. Build it with `pixlink kb embed KBDIR --signals local` "
+            "(same profile).")
+    E261 = "The local-feature store at {path!r} is damaged or incomplete: {reason}. Rebuild it (`pixlink kb embed KBDIR --signals local`)."
+    E262 = ("The local-feature store at {path!r} holds features of {found!r}, but {expected!r} was asked for: "
+            "features of two extractors are never compared.")
+    E263 = ("The local-feature store at {path!r} was made from {found}, but the knowledge base is build {expected!r}. "
+            "Run `pixlink kb embed KBDIR --signals local` to index this build.")
+    E264 = "Local-feature store: {what} {value!r} is not valid: expected {reason}."
+    E265 = ("No image gave local features for the store at {path!r} ({images} images read, {errors} could not be): "
+            "nothing to index.")
 
     # E270-E279: the Milvus vector backend (pixlink.index.milvus)
     E270 = "Milvus cannot be used here: {reason}. Install it: pip install 'pixlink[milvus]'."
@@ -178,6 +189,8 @@ class Errors(metaclass=_ErrorsWithCodes):
     E406 = "Linker spec is not valid: {reason}"
     E407 = "Calibration needs labelled mentions: {reason}"
     E410 = "Fusion parameters are not usable: {reason}"
+    # E420-E439: instance matching (pixlink.link.signals.local)
+    E420 = "Entity {entity!r} has no image with local features in {path!r}: it cannot be located."
 
     # --- E5xx: NER / GMNER --------------------------------------------------------------
     # (owned by pixlink.ner)

@@ -12,7 +12,13 @@ signal          vectors written
 ``v2v``         every local image of every entity with the ``image_embed`` model
 ``v2t``         entity text with the text side of the ``image_text`` model
 ``dense_text``  entity text (``label: description``) with the ``text_embed`` model
+``local``       keypoints + descriptors of every local entity image, one FAISS index
+                over all of them (its own store: :meth:`LocalSignal.build_kb_side`)
 ==============  ====================================================================
+
+A signal whose KB side is not one vector per item defines ``build_kb_side(kb, backend, *,
+kb_dir, progress)``, which builds (resumably) and returns its report entry; it is called instead
+of the embedding cache.
 
 Items that cannot be embedded (an image that does not exist or does not decode, an image
 with no face) are reported per signal; the rest are indexed. Vectors are cached by (model,
@@ -62,6 +68,10 @@ def embed_kb(
         except ModelUnavailableError as exc:
             log.warning("kb embed: %s skipped: %s", name, exc)
             report[name] = {"space": sig.space, "skipped": str(exc)}
+            continue
+        build_kb_side = getattr(sig, "build_kb_side", None)
+        if build_kb_side is not None:
+            report[name] = build_kb_side(kb, backend, kb_dir=kb_dir, progress=progress)
             continue
         model_id = sig.model_id(backend)
         items = sig.kb_items(kb)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -36,6 +36,8 @@ class Query:
         face_found: a face was found in the region (the face signal sets it).
         image_key: the image's content key (:func:`pixlink.regions.image_key`), set when the
             linker keeps per-image work (an image cache).
+        scratch: signal -> its own per-call state (e.g. the ``local`` signal's query features
+            and verified matches, computed in ``prepare``/``recall`` and read in ``score``).
     """
 
     image: np.ndarray | None = None
@@ -51,6 +53,7 @@ class Query:
     recalled: dict[str, dict[str, float]] = field(default_factory=dict)
     face_found: bool = False
     image_key: str | None = None
+    scratch: dict[str, Any] = field(default_factory=dict)
 
     def note(self, message: str) -> None:
         """Add a note once."""

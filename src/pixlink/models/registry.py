@@ -221,13 +221,14 @@ PREFERENCES: dict[str, dict[str, tuple[str, ...]]] = {
         R.IMAGE_EMBED: ("efficientnet_lite",),
         R.TEXT_EMBED: ("minilm", "mpnet"),
         R.FACES: ("dlib",),
-        R.SEGMENT: ("litemedsam", "grabcut"),
+        R.SEGMENT: ("grabcut", "litemedsam"),  # natural-image masks: docs/instance-matching.md
         R.SEGMENT_ALL: ("classical_proposals",),
         R.DETECT: ("coco_fallback", "proposals_fallback"),
         R.NER: ("pixlink_ner", "spacy_sm"),
         R.DESCRIBE: (),
         R.OCR: ("rapidocr",),
         R.GENERATE: ("gemma3_270m", "template"),
+        R.LOCAL_FEATURES: ("sift", "orb"),
     },
     "hub": {
         R.IMAGE_TEXT: ("clip", "siglip"),
@@ -241,6 +242,7 @@ PREFERENCES: dict[str, dict[str, tuple[str, ...]]] = {
         R.DESCRIBE: ("hub_vlm",),
         R.OCR: ("rapidocr",),
         R.GENERATE: ("hub_lm",),
+        R.LOCAL_FEATURES: ("sift", "orb"),
     },
 }
 

@@ -28,8 +28,10 @@ NER = "ner"  # named entities of a text
 DESCRIBE = "describe"  # VLM: question about an image with a marked region -> text
 OCR = "ocr"  # text in an image
 GENERATE = "generate"  # text generator for expansions / short descriptions
+LOCAL_FEATURES = "local_features"  # keypoints + local descriptors (SIFT/RootSIFT, ORB) for instance matching
 
-ROLES = (IMAGE_TEXT, IMAGE_EMBED, TEXT_EMBED, FACES, SEGMENT, SEGMENT_ALL, DETECT, NER, DESCRIBE, OCR, GENERATE)
+ROLES = (IMAGE_TEXT, IMAGE_EMBED, TEXT_EMBED, FACES, SEGMENT, SEGMENT_ALL, DETECT, NER, DESCRIBE, OCR, GENERATE,
+         LOCAL_FEATURES)
 
 IMAGE_BATCH = (16, 64)
 """Default batch size of the image encoders: ``(on the CPU, on an accelerator)``
@@ -231,4 +233,51 @@ class TextGenerator(Protocol):
     model_id: str
 
     def generate(self, prompt: str, max_new_tokens: int = 48, temperature: float = 0.0) -> str:
+        ...
+
+
+@dataclass
+class LocalFeatures:
+    """Keypoints and local descriptors of one image (role ``local_features``).
+
+    Attributes:
+        xy: ``(N, 2)`` float32 keypoint centres ``(x, y)`` in the pixels of the image given.
+        size: ``(N,)`` float32 keypoint diameters in those pixels.
+        angle: ``(N,)`` float32 orientations in degrees (``-1`` when the detector gives none).
+        response: ``(N,)`` float32 detector strengths (larger = stronger).
+        descriptors: ``(N, D)`` uint8: SIFT's 128 bins (RootSIFT is made from them at search
+            time), or ORB's 256 bits packed in 32 bytes (``kind == "binary"``).
+        colour: ``(N, 3)`` uint8 mean RGB of the keypoint's disc (photometric verification).
+        kind: ``"float"`` (compared by L2 / cosine after RootSIFT) or ``"binary"`` (Hamming).
+        image_size: ``(H, W)`` of the image given.
+    """
+
+    xy: np.ndarray
+    size: np.ndarray
+    angle: np.ndarray
+    response: np.ndarray
+    descriptors: np.ndarray
+    colour: np.ndarray
+    kind: str
+    image_size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return int(self.xy.shape[0])
+
+
+@runtime_checkable
+class LocalFeatureExtractor(Protocol):
+    """Keypoints + descriptors; ``model_id`` names the descriptor and the settings that change
+    it (a KB's descriptors are only compared with queries of the same ``model_id``)."""
+
+    name: str
+    model_id: str
+    kind: str  # "float" or "binary"
+    dim: int  # bytes per descriptor row
+
+    def extract(self, image: np.ndarray, mask: np.ndarray | None = None, max_features: int | None = None
+                ) -> LocalFeatures:
+        """Features of an ``(H, W, 3)`` uint8 RGB image (only inside ``mask`` ``(H, W)`` bool
+        when given), at most ``max_features`` of them chosen strongest-first and spread over
+        the image."""
         ...

@@ -10,6 +10,8 @@ signal             role             KB space        evidence
 ``dense_text``     ``text_embed``   entity_text     the caption vs entity text (:mod:`.text`)
 ``type``           —                —               a face, and a non-person entity (:mod:`.type`)
 ``mention_type``   —                —               the mention's type vs the entity's classes
+``local``          ``local_features`` (local store) the region vs entities' own images, by local
+                                                    features + geometric verification (:mod:`.local`)
 =================  ===============  ==============  ============================================
 
 Adding a signal is adding one module here: subclass :class:`~.base.Signal` (or
@@ -57,6 +59,6 @@ def dense_signals() -> tuple[str, ...]:
 
 
 # registration order is the order signals run in (cheap lexical before the image models)
-from . import face, image, lexical, text, type  # noqa: E402,F401
+from . import face, image, lexical, local, text, type  # noqa: E402,F401
 
 __all__ = ["register_signal", "signal_names", "signal_class", "make_signal", "dense_signals"]
