@@ -43,6 +43,17 @@ def test_grabcut_face_box_centre_in_corners_out(grabcut, two_people):
         assert not any(m[y, x] for x, y in ((x1 + 6, y1 + 6), (x2 - 6, y1 + 6), (x1 + 6, y2 - 6), (x2 - 6, y2 - 6)))
 
 
+def test_grabcut_box_over_the_whole_image(grabcut, two_people):
+    """A whole-image box (a grounder's answer for a scene) left GrabCut no background to fit
+    its colour models: it raised E353 and lost the item. The frame is probable background now."""
+    H, W = two_people.shape[:2]
+    (p,) = grabcut.predict(grabcut.embed_image(two_people), box=[0, 0, W, H])
+    assert p.mask.shape == (H, W) and 0.05 < p.mask.mean() < 0.98
+    # a person (the largest foreground component is kept) is foreground, not the frame's colours
+    assert p.mask[120, 315] or p.mask[110, 845]
+    assert not p.mask[:3, :].any()  # the sky above them is not (the bottom edge is their bodies)
+
+
 def test_grabcut_clicks(grabcut, two_people):
     h = grabcut.embed_image(two_people)
     (p,) = grabcut.predict(h, points=np.array([[310.0, 120.0]]), point_labels=np.array([1]))

@@ -8,6 +8,11 @@
   are matched against the entity's own (dlib offline), and the best match's person box
   (the detector's person box holding the face, else the face grown to an upper body) is cut.
   This needs no text at all.
+* :class:`InstanceAnnotator` — for a thing with its own image in the KB (a logo, a flag, an
+  artwork): the reference detector (:func:`pixlink.link.signals.local.locate`: local features,
+  geometric verification) maps the entity's reference into the image; its box is cut by the
+  ``segment`` role (the warped reference's support when no segmenter runs). Needs the KB's
+  local-feature store (``pixlink kb embed KBDIR --signals local``).
 
 A proposal says which annotator and reference made it, its score and its region.
 """
@@ -155,13 +160,73 @@ class FaceAnnotator:
         return [float(v) for v in upper_body_box(np.asarray(face_box), img.shape[:2])], "face->upper_body"
 
 
+class InstanceAnnotator:
+    """A thing found by its own KB image (see the module docstring).
+
+    Args:
+        linker: the :class:`~pixlink.link.Linker` over the KB (its profile's ``local_features``
+            backend, the KB's store, the ``local`` options and calibration).
+        segmenters: the session that cuts the found box (None: the warped reference is the mask).
+
+    The proposal's score is the ``local`` signal's calibrated probability of its raw score (the
+    verified match's effective inliers), from the linker's fusion.
+    """
+
+    name = "instance"
+
+    def __init__(self, linker: Any, segmenters: SegmenterSession | None = None) -> None:
+        self.linker = linker
+        self.segmenters = segmenters
+        self._no_store: str | None = None
+
+    def propose(self, ctx: ItemContext) -> list[Proposal]:
+        from ..errors import IndexError_, InputError, ModelUnavailableError
+        from ..link.signals.local import locate
+
+        if ctx.is_person or self._no_store is not None:
+            if self._no_store is not None:
+                ctx.notes.append(self._no_store)
+            return []
+        try:
+            match = locate(self.linker, ctx.image, ctx.entity_id, with_mask=True)
+        except (IndexError_, ModelUnavailableError) as exc:  # no store / no extractor: once per annotator
+            self._no_store = f"instance: not run ({exc.code}: {exc})"
+            ctx.notes.append(self._no_store)
+            return []
+        except InputError as exc:
+            if exc.code != "E420":
+                raise
+            ctx.notes.append(f"instance: {ctx.entity_id} has no image with local features in the KB")
+            return []
+        backend = self.linker.profile.get(R.LOCAL_FEATURES)
+        ctx.used.setdefault(R.LOCAL_FEATURES, backend.name)
+        if match is None:
+            ctx.notes.append(f"instance: no verified match of {ctx.entity_id}'s own image")
+            return []
+        cal = self.linker.fusion.cal("local", backend.name)
+        score = float(cal.prob(match.score)) if cal is not None else 0.0
+        h, w = ctx.image.shape[:2]
+        region = Region(image_size=(h, w), mask=match.mask, source=f"instance:{backend.name}", score=score)
+        source = f"local:{backend.name}"
+        seg = role_or_note(self.linker.profile, R.SEGMENT, ctx.notes, ctx.used)
+        if seg is not None and "box" in seg.prompt_kinds and match.box[2] > match.box[0] and match.box[3] > match.box[1]:
+            if self.segmenters is None:
+                self.segmenters = SegmenterSession([seg], cache_size=4)
+            boxed = Region.from_box(match.box, image_size=(h, w), clip=True, source=source, score=score)
+            cut = self.segmenters.segment(ctx.image, boxed, key=image_key(ctx.image)).region
+            if cut.mask is not None and cut.mask.any():
+                region = cut
+                source += f"+{seg.name}"
+        return [Proposal(self.name, None, region, score, source, [list(match.box)], [score])]
+
+
 def make_annotators(names: Sequence[str], profile: Any, linker: Any, grounding: GroundingConfig,
                     notes: list[str]) -> list[Any]:
     """The annotators asked for that can run (an unknown name is E713; one that cannot run
     here is left out with a note)."""
     from ..errors import Errors, InputError
 
-    known = ("text", "face")
+    known = ("text", "face", "instance")
     from ..errors import ModelUnavailableError
 
     out: list[Any] = []
@@ -183,4 +248,9 @@ def make_annotators(names: Sequence[str], profile: Any, linker: Any, grounding: 
                 notes.append("annotator face: needs a linker over the KB; left out")
                 continue
             out.append(FaceAnnotator(profile, linker, face_match_min=grounding.face_match_min, segmenters=segmenters))
+        elif n == "instance":
+            if linker is None:
+                notes.append("annotator instance: needs a linker over the KB; left out")
+                continue
+            out.append(InstanceAnnotator(linker, segmenters=segmenters))
     return out

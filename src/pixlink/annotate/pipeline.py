@@ -215,7 +215,7 @@ class ReverseAnnotator:
         for ann in self.annotators:
             proposals.extend(p for p in ann.propose(ctx) if p.score >= self.config.min_score)
         timings["annotate"] = time.perf_counter() - t1
-        order = {"face": 0, "text": 1}
+        order = {"face": 0, "instance": 1, "text": 2}
         proposals.sort(key=lambda p: (order.get(p.annotator, 5), -p.score))
         res.proposals = [p.summary() for p in proposals]
         res.labels = [p.label() for p in sorted(proposals, key=lambda p: -p.score)]

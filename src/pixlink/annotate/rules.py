@@ -46,7 +46,7 @@ class AnnotateConfig:
         mode: ``maskoven`` (PL-VEL) or ``vpwiki`` (VP-MEL).
         references: which text references are grounded (label, intension, extension, question,
             mention).
-        annotators: which annotators run (``text``, ``face``).
+        annotators: which annotators run (``face``, ``instance``, ``text``).
         agree_iou: masks agree at this IoU (agreement flag, correction rule, VPWiki's 0.5 rule).
         min_score: proposals below this score are not used.
         location_min_score: a location entity whose best proposal is below this gets the whole image.
@@ -63,7 +63,7 @@ class AnnotateConfig:
 
     mode: str = "maskoven"
     references: tuple[str, ...] = ("label", "intension", "extension")
-    annotators: tuple[str, ...] = ("face", "text")
+    annotators: tuple[str, ...] = ("face", "instance", "text")
     agree_iou: float = 0.5
     min_score: float = 0.2
     location_min_score: float = 0.4

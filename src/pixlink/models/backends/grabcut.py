@@ -142,6 +142,14 @@ class GrabCutSegmenter:
         outside = np.ones((h, w), bool)
         outside[y1:y2, x1:x2] = False
         gc[outside] = cv2.GC_BGD
+        if not ((gc == cv2.GC_BGD) | (gc == cv2.GC_PR_BGD)).any():
+            # a box over the whole image leaves GrabCut no background to learn from (it cannot
+            # fit its two colour models): the image's outer frame becomes *probable* background
+            f = max(1, int(round(0.02 * min(h, w))))
+            frame = np.zeros((h, w), bool)
+            frame[:f, :] = frame[-f:, :] = True
+            frame[:, :f] = frame[:, -f:] = True
+            gc[frame & (gc == cv2.GC_PR_FGD)] = cv2.GC_PR_BGD
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         cv2.setRNGSeed(0)
         bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
