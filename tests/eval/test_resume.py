@@ -116,7 +116,7 @@ def test_a_rebuilt_kb_or_another_linker_configuration_redoes_every_item(tmp_path
 def test_eval_link_counts_every_input_line(tmp_path, fakes, monkeypatch):
     import pixlink.link as link_mod
 
-    monkeypatch.setattr(link_mod.Linker, "from_kb", classmethod(lambda cls, kb, profile="auto", config=None, fusion=None: fakes.TableLinker(TABLE)))
+    monkeypatch.setattr(link_mod.Linker, "from_kb", classmethod(lambda cls, kb, profile="auto", config=None, fusion=None, device=None: fakes.TableLinker(TABLE)))
     f = _write(tmp_path, ROWS)
     with open(f, "a") as fh:
         fh.write('{"id": "bad1", "image": "a.png", "gold": 76}\n')  # gold must be a string: E010

@@ -135,7 +135,9 @@ def link_command(
         print_json(results)
         report_notes(results.get("notes") or [], as_json)
         return
-    _summary(results, ["n", *[f"hits@{x}" for x in ks], "mrr", "nil_accuracy", "n_missing_image", "n_errors"])
+    from ..eval.report import mrr_key
+
+    _summary(results, ["n", *[f"hits@{x}" for x in ks], mrr_key(results), "nil_accuracy", "n_missing_image", "n_errors"])
     console.print(f"wrote {', '.join(paths.values())}", highlight=False)
 
 
@@ -149,6 +151,8 @@ def gmner_command(
     kb: Optional[Path] = typer.Option(None, "--kb", help="KB directory for the pipeline's expansions and links."),
     profile: str = typer.Option("auto", "--profile", help="Model profile: offline, hub or auto."),
     iou: float = typer.Option(0.5, "--iou", min=0.0, max=1.0, help="IoU above which a region is right."),
+    iou_inclusive: bool = typer.Option(False, "--iou-inclusive",
+                                       help="Count IoU equal to --iou as right (RiVEG's >= rule; default the GMNER paper's >)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (resumes when it holds the same run)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N tweets."),
@@ -172,10 +176,10 @@ def gmner_command(
         raise ModelUnavailableError(Errors.E607.format(reason=f"cannot import pixlink.ner.gmner ({exc})")) from exc
     pipe = GMNERPipeline.from_kb(kb, profile=profile, config=GMNERConfig(label_scheme="OTHER", segment=masks is not None))
     run_info = {"data": str(conll.resolve()), "images": str(images.resolve()), "kb": str(kb.resolve()) if kb else None,
-                "profile": profile, "masks": masks is not None}
+                "profile": profile, "masks": masks is not None, **({"iou_inclusive": True} if iou_inclusive else {})}
     out = out or Path("eval-runs") / _slug("gmner", conll.stem, profile)
     results = run_gmner(posts, pipe, out, run_info, labels=DATASET_TYPES["gmner"], batch_size=batch_size,
-                        restart=restart, show_progress=not as_json, iou_threshold=iou)
+                        restart=restart, show_progress=not as_json, iou_threshold=iou, inclusive=iou_inclusive)
     results.update({"data": str(conll), "system": f"pixlink ({profile})",
                     "load_report": data.report.to_dict() | {"errors": data.report.to_dict()["errors"][:20]}})
     paths = save(results, out, title=f"GMNER on {conll.name}")
@@ -187,6 +191,7 @@ def gmner_command(
         if v in results:
             r = results[v]
             console.print(f"{v.upper():6s} P={r['precision']:.4f} R={r['recall']:.4f} F1={r['f1']:.4f}", highlight=False)
+    console.print(f"regions judged by {results['iou_rule']}", highlight=False)
     _summary(results, ["n", "n_missing_image", "n_errors"])
     console.print(f"wrote {', '.join(paths.values())}", highlight=False)
 
