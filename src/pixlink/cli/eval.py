@@ -16,7 +16,7 @@ import typer
 from .common import (check_input_dir, check_input_file, check_output_dir, console, handle_errors, load_config,
                      print_json, report_notes)
 
-eval_app = typer.Typer(help="Evaluate on benchmarks: eval ner | link | gmner | check.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate on benchmarks: eval ner | link | gmner | score | check.", no_args_is_help=True)
 
 
 def _slug(*parts: Any) -> str:
@@ -194,6 +194,60 @@ def gmner_command(
     console.print(f"regions judged by {results['iou_rule']}", highlight=False)
     _summary(results, ["n", "n_missing_image", "n_errors"])
     console.print(f"wrote {', '.join(paths.values())}", highlight=False)
+
+
+@eval_app.command("score")
+@handle_errors
+def score_command(
+    predictions: Path = typer.Argument(..., help="Another system's predictions: CoNLL (ner), RiVEG entity lines "
+                                                 "(gmner) or mentions JSONL with prediction/candidates (link)."),
+    gold: Optional[Path] = typer.Option(None, "--gold", help="The gold file (CoNLL; RiVEG lines or GMNER CoNLL; a "
+                                                            "mention dataset). Not needed with --gold-format inline."),
+    task: str = typer.Option(..., "--task", help="ner, gmner or link."),
+    gold_format: str = typer.Option("auto", "--gold-format",
+                                    help="ner: conll; gmner: riveg or gmner (CoNLL + xml); link: a mention format or "
+                                         "inline (the predictions' own 'gold'). auto: from the file."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Label set: twitter2015, twitter2017, gmner "
+                                                                  "(default: from the gold's folder)."),
+    xml: Optional[Path] = typer.Option(None, "--xml", help="VOC xml folder of a GMNER CoNLL gold (default: xml/ beside it)."),
+    iou: float = typer.Option(0.5, "--iou", min=0.0, max=1.0, help="GMNER: IoU above which a region is right."),
+    iou_inclusive: bool = typer.Option(False, "--iou-inclusive",
+                                       help="GMNER: count IoU equal to --iou as right (RiVEG's >= rule; default the "
+                                            "GMNER paper's >)."),
+    k: Optional[int] = typer.Option(None, "--k", min=1, help="link: the candidate lists' cut (default: the longest list)."),
+    ties: str = typer.Option("pessimistic", "--ties", help="link: score ties: pessimistic, optimistic, average, order."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write results.json, results.md and the plot here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
+) -> None:
+    """Score a predictions file another system wrote, on pixlink's metrics (same tables as eval ner|gmner|link)."""
+    from ..eval.runner import save
+    from ..eval.score import score_predictions
+
+    check_input_file(predictions, "PREDICTIONS")
+    check_input_file(gold, "--gold")
+    check_input_dir(xml, "--xml")
+    check_output_dir(out, "--out")
+    results = score_predictions(predictions, gold, task, gold_format=gold_format, dataset=dataset, xml_dir=xml,
+                                iou_threshold=iou, inclusive=iou_inclusive, ties=ties, k=k)
+    paths = save(results, out, title=f"{task} predictions of {predictions.name}") if out else {}
+    if as_json:
+        print_json(results)
+        report_notes(results.get("notes") or [], as_json)
+        return
+    if task == "ner":
+        _summary(results, ["n", "precision", "recall", "f1"])
+    elif task == "gmner":
+        for v in ("gmner", "mner", "eeg"):
+            r = results[v]
+            console.print(f"{v.upper():6s} P={r['precision']:.4f} R={r['recall']:.4f} F1={r['f1']:.4f}", highlight=False)
+        _summary(results, ["n"])
+    else:
+        from ..eval.report import mrr_key
+
+        ks = [key for key in results if key.startswith("hits@")]
+        _summary(results, ["n", *ks, mrr_key(results), "accuracy", "nil_accuracy"])
+    if paths:
+        console.print(f"wrote {', '.join(paths.values())}", highlight=False)
 
 
 @eval_app.command("check")
