@@ -99,9 +99,15 @@ def link_command(
     config: Optional[Path] = typer.Option(None, "--config", help="LinkerConfig JSON."),
     fusion: Optional[Path] = typer.Option(None, "--fusion", help="Fusion parameters JSON (`pixlink link calibrate`)."),
     device: Optional[str] = typer.Option(None, "--device", help="Torch device: auto, cpu, cuda, cuda:N (default: PIXLINK_DEVICE, else auto)."),
+    reranker: Optional[Path] = typer.Option(None, "--reranker", help="A trained head (`pixlink train`) re-ranking the "
+                                                                    "best fused candidates."),
+    vnel: Optional[str] = typer.Option(None, "--vnel-task", help="VNEL's task: v2vel (image<->image), v2tel "
+                                                                 "(image<->text), v2vtel (both); names the signals."),
+    order: Optional[str] = typer.Option(None, "--order", help="Recall then re-rank, RECALL:RERANK signals, e.g. "
+                                                              "v2t:v2v or v2v:v2t (VNEL's two orders)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ) -> None:
-    """Hits@1/3/5/10/20, MRR and NIL accuracy of the linker on a dataset (per split too)."""
+    """Hits@1/3/5/10/20, MRR@k and NIL accuracy of the linker on a dataset (per split too)."""
     from ..errors import Errors, ModelUnavailableError
     from ..eval.datasets import load_mentions_dataset
     from ..eval.metrics import DEFAULT_KS
@@ -114,7 +120,11 @@ def link_command(
         from ..link import Fusion, Linker, LinkerConfig
     except ImportError as exc:
         raise ModelUnavailableError(Errors.E606.format(reason=f"cannot import pixlink.link ({exc})")) from exc
-    cfg = load_config(config, LinkerConfig) if config else LinkerConfig()
+    overrides = _vnel_overrides(vnel, order)
+    if reranker is not None:
+        check_input_dir(reranker, "--reranker")
+        overrides["reranker"] = str(reranker)
+    cfg = load_config(config, LinkerConfig, overrides=overrides) if config else LinkerConfig(**overrides)
     fusion_params = Fusion.load(fusion) if fusion else None
     data = load_mentions_dataset(mentions, fmt=fmt, image_root=image_root)
     items = data.items[:limit] if limit else data.items
@@ -123,7 +133,8 @@ def link_command(
     linker = Linker.from_kb(kb, profile=profile, config=cfg, fusion=fusion_params,
                             device=requested_device(device) if device else None)
     run_info = {"data": str(mentions.resolve()), "format": data.report.dataset, "kb": str(kb.resolve()),
-                "profile": profile}
+                "profile": profile, **({"reranker": str(reranker.resolve())} if reranker else {}),
+                **({"vnel_task": vnel} if vnel else {}), **({"order": order} if order else {})}
     out = out or Path("eval-runs") / _slug("link", data.report.dataset, mentions.stem, kb.name, profile)
     ks = tuple(x for x in DEFAULT_KS if x <= k)
     results = run_link(items, linker, out, run_info, k=k, batch_size=batch_size, restart=restart,
@@ -139,6 +150,33 @@ def link_command(
 
     _summary(results, ["n", *[f"hits@{x}" for x in ks], mrr_key(results), "nil_accuracy", "n_missing_image", "n_errors"])
     console.print(f"wrote {', '.join(paths.values())}", highlight=False)
+
+
+VNEL_TASKS = {"v2vel": ("v2v",), "v2tel": ("v2t",), "v2vtel": ("v2v", "v2t")}
+"""VNEL's tasks as the linker's signals (Sun et al., 2022): V2VEL links by the entities' images,
+V2TEL by their text in a joint image-text space, V2VTEL by both."""
+
+
+def _vnel_overrides(task: Optional[str], order: Optional[str]) -> dict[str, Any]:
+    """LinkerConfig settings of ``--vnel-task`` and ``--order RECALL:RERANK``."""
+    from ..errors import Errors, InputError
+
+    out: dict[str, Any] = {}
+    if task is not None:
+        if task not in VNEL_TASKS:
+            raise InputError(Errors.E010.format(what="--vnel-task", value=task, reason=f"one of {sorted(VNEL_TASKS)}"))
+        out["signals"] = VNEL_TASKS[task]
+    if order is not None:
+        recall, sep, rer = order.partition(":")
+        if not sep or not recall or not rer or recall == rer:
+            raise InputError(Errors.E010.format(what="--order", value=order, reason="RECALL:RERANK, two signals"))
+        out.update(mode="rerank", recall_signal=recall, rerank_signal=rer)
+        if task is not None and not {recall, rer} <= set(VNEL_TASKS[task]) | {"face"}:
+            raise InputError(Errors.E010.format(what="--order", value=order,
+                                                reason=f"the signals of {task} are {VNEL_TASKS[task]}"))
+        if "signals" in out:
+            out["signals"] = tuple(dict.fromkeys((*out["signals"], recall, rer)))
+    return out
 
 
 @eval_app.command("gmner")

@@ -53,7 +53,9 @@ Where pixlink departs, and why:
 from __future__ import annotations
 
 import math
+import re
 import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence
 
@@ -81,7 +83,8 @@ class IIERConfig:
     """Widths and switches of :class:`IIER` (saved in a checkpoint's ``config.json``).
 
     Attributes:
-        d_text: width of the text encoder's global feature and tokens (CLIP text 512; MiniLM 384).
+        d_text: width of the text encoder's global feature (CLIP ``text_embeds`` 512; MiniLM 384).
+        d_tokens: width of its token features when it differs from ``d_text`` (None: the same).
         d_cls_layers: width of each chosen image layer's CLS token (CLIP: 4 x 768).
         d_patch: width of the patch tokens (CLIP ViT-B/32: 768; EfficientNet-Lite head: 1280).
         d_image_global: IIER's bottleneck of the concatenated CLS tokens (512).
@@ -92,6 +95,7 @@ class IIERConfig:
     """
 
     d_text: int = 512
+    d_tokens: int | None = None
     d_cls_layers: tuple[int, ...] = (768, 768, 768, 768)
     d_patch: int = 768
     d_image_global: int = 512
@@ -116,6 +120,10 @@ class IIERConfig:
     @property
     def uses_image(self) -> bool:
         return any(u in self.units for u in ("vfi", "cmfi"))
+
+    @property
+    def tokens_width(self) -> int:
+        return int(self.d_tokens or self.d_text)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -155,11 +163,12 @@ class VisualHead(nn.Module):
 class TFI(nn.Module):
     """Textual feature interaction (MIMIC's TGLU); see the module docstring."""
 
-    def __init__(self, d_text: int, d_c: int, mask_padding: bool = True):
+    def __init__(self, d_text: int, d_c: int, mask_padding: bool = True, d_tokens: int | None = None):
         super().__init__()
-        self.fc_query = nn.Linear(d_text, d_c)
-        self.fc_key = nn.Linear(d_text, d_c)
-        self.fc_value = nn.Linear(d_text, d_c)
+        d_tok = d_tokens or d_text
+        self.fc_query = nn.Linear(d_tok, d_c)
+        self.fc_key = nn.Linear(d_tok, d_c)
+        self.fc_value = nn.Linear(d_tok, d_c)
         self.fc_cls = nn.Linear(d_text, d_c)
         self.norm = nn.LayerNorm(d_c)
         self.d_c = d_c
@@ -254,8 +263,8 @@ class IIER(nn.Module):
         self.cfg = cfg or IIERConfig()
         c = self.cfg
         self.text_cls_norm = nn.LayerNorm(c.d_text)
-        self.text_tokens_norm = nn.LayerNorm(c.d_text)
-        self.tfi = TFI(c.d_text, c.d_c, c.mask_padding) if "tfi" in c.units else None
+        self.text_tokens_norm = nn.LayerNorm(c.tokens_width)
+        self.tfi = TFI(c.d_text, c.d_c, c.mask_padding, c.tokens_width) if "tfi" in c.units else None
         if c.uses_image:
             self.visual = VisualHead(c)
             self.image_cls_norm = nn.LayerNorm(c.d_v)
@@ -478,5 +487,134 @@ def image_features(backend: Any, images: Sequence[np.ndarray], layers: Sequence[
     return cls, np.asarray(feats.patch_tokens, dtype=np.float32)
 
 
+# ------------------------------------------------------------------------------------------------
+# Detective-VLM text (IIER's implicit information)
+# ------------------------------------------------------------------------------------------------
+
+DETECTIVE_MODES = ("describe", "offline", "auto")
+"""``describe``: the describe role's VLM answers IIER's question; ``offline``: the OCR role's
+text in the box and the face-match name stand in (labelled so); ``auto``: describe when the
+profile has a VLM, else offline."""
+
+FACE_NAME_MIN = 0.92
+"""The face-match name stands in only when the region's face matches a KB face this well
+(dlib cosine; same person 0.94-1.00, different 0.78-0.89 on the shared photos)."""
+
+_ANSWER_NAME = re.compile(r"entity name\W+(?:is\W+)?[\"']?([^\"'.,;\n]+)", re.I)
+_ANSWER_TYPE = re.compile(r"entity type\W+(?:is\W+)?(?:an?\W+)?[\"']?([^\"'.,;\n]+)", re.I)
+
+_DETECTIVE_CACHE: "OrderedDict[tuple, tuple[str, str]]" = OrderedDict()
+_DETECTIVE_LOCK = threading.Lock()
+DETECTIVE_CACHE_SIZE = 4096
+"""Answers kept per process (keyed by image content, box and sentence)."""
+
+
+def parse_detective(answer: str) -> str:
+    """IIER's ``"{Entity Name} {Entity Type}"`` from a VLM answer ("The entity type is a
+    person, and the entity name is Lin Dan." -> ``"Lin Dan person"``); an answer in no such
+    form is kept as it is (first line, at most 24 words)."""
+    a = (answer or "").strip()
+    name = _ANSWER_NAME.search(a)
+    typ = _ANSWER_TYPE.search(a)
+    if name or typ:
+        parts = [m.group(1).strip() for m in (name, typ) if m]
+        return " ".join(p for p in parts if p)
+    first = a.splitlines()[0] if a else ""
+    return " ".join(first.split()[:24])
+
+
+def detective_text(inp: Any, profile: Any, mode: str = "auto", linker: Any = None) -> tuple[str, str]:
+    """IIER's Detective-VLM text for a mention (``MentionInput``: image, region, text):
+    ``(text, source)``, cached per image content, box and sentence.
+
+    * ``describe``: the profile's ``describe`` backend answers :func:`detective_question`
+      about the region in a red box; :func:`parse_detective` keeps ``"{name} {type}"``.
+      ``source = "describe:<backend>"``.
+    * ``offline`` (no VLM ships in a package): the ``ocr`` role's text lines inside the box and,
+      when ``linker`` has a KB with face vectors and the region's face matches one at
+      :data:`FACE_NAME_MIN`, ``"{label} person"``; ``source = "offline stand-in: ocr+face"``
+      (or the part that ran). A text-only mention gives ``("", "none")``.
+    """
+    if mode not in DETECTIVE_MODES:
+        raise InputError(Errors.E770.format(option="detective", value=mode, reason=f"one of {DETECTIVE_MODES}"))
+    if getattr(inp, "image", None) is None:
+        return "", "none"
+    from ..errors import ModelUnavailableError
+    from ..models import roles as R
+    from ..regions import image_key
+
+    box = None if inp.region is None else tuple(round(float(v), 2) for v in inp.region.bbox)
+    key = (image_key(inp.image), box, inp.text or "", mode)
+    with _DETECTIVE_LOCK:
+        if key in _DETECTIVE_CACHE:
+            _DETECTIVE_CACHE.move_to_end(key)
+            return _DETECTIVE_CACHE[key]
+    out: tuple[str, str] | None = None
+    if mode in ("describe", "auto"):
+        try:
+            vlm = profile.get(R.DESCRIBE)
+        except ModelUnavailableError:
+            if mode == "describe":
+                raise
+            vlm = None
+        if vlm is not None:
+            from ..models.backends.hub_vlm import detective_question
+
+            ans = vlm.describe(inp.image, None if box is None else np.asarray(box), detective_question(inp.text))
+            out = (parse_detective(ans), f"describe:{getattr(vlm, 'name', 'vlm')}")
+    if out is None:
+        parts, used = [], []
+        try:
+            ocr = profile.get(R.OCR)
+        except ModelUnavailableError:
+            ocr = None
+        if ocr is not None:
+            from ..regions import crop
+
+            view = crop(inp.image, inp.region, 0.0) if inp.region is not None else inp.image
+            words = " ".join(line.text for line in ocr.read(view) if line.text.strip())
+            used.append("ocr")
+            if words:
+                parts.append(words)
+        name = _face_name(inp, linker)
+        if name is not None:
+            used.append("face")
+            parts.append(f"{name} person")
+        out = (" ".join(parts), "offline stand-in: " + ("+".join(used) or "nothing ran"))
+    with _DETECTIVE_LOCK:
+        _DETECTIVE_CACHE[key] = out
+        while len(_DETECTIVE_CACHE) > DETECTIVE_CACHE_SIZE:
+            _DETECTIVE_CACHE.popitem(last=False)
+    return out
+
+
+def _face_name(inp: Any, linker: Any) -> str | None:
+    """The label of the KB entity whose face best matches the region's, at :data:`FACE_NAME_MIN`."""
+    if linker is None or inp.region is None:
+        return None
+    from ..errors import ModelUnavailableError
+    from ..models import roles as R
+    from .query import Query
+    from .signals.face import FaceSignal, face_vector
+
+    try:
+        backend = linker.profile.get(R.FACES)
+    except ModelUnavailableError:
+        return None
+    sig = next((s for s in linker.signals if isinstance(s, FaceSignal)), None) or FaceSignal()
+    index = linker.index(sig, Query(image=inp.image, region=inp.region))
+    if index is None:
+        return None
+    vec = face_vector(backend, inp.image, inp.region.bbox, sig.options)
+    if vec is None:
+        return None
+    scores, ids = index.search(vec[None, :], k=1)
+    if not ids[0] or float(scores[0][0]) < FACE_NAME_MIN:
+        return None
+    ent = linker.kb.get(ids[0][0])
+    return ent.label if ent is not None else None
+
+
 __all__ = ["IIER", "IIERConfig", "TFI", "VFI", "CMFI", "Dual", "VisualHead", "iier_loss", "mention_text",
-           "entity_text", "TextTokenEncoder", "TextFeatures", "image_features", "UNITS", "CLIP_IIER_LAYERS"]
+           "entity_text", "TextTokenEncoder", "TextFeatures", "image_features", "UNITS", "CLIP_IIER_LAYERS",
+           "detective_text", "parse_detective", "DETECTIVE_MODES"]

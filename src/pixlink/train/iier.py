@@ -1,0 +1,491 @@
+"""Train IIER's interaction units (``pixlink train iier``), as VP-MEL specifies them.
+
+Setup (the paper's released code, :mod:`pixlink.link.iier` has the equations):
+
+* inputs: the mention text ``words [SEP] sentence`` (+ the Detective-VLM's ``"{Entity Name}
+  {Entity Type}"`` answer, appended), the entity text ``name [SEP] attributes``, 40 tokens; the
+  mention image as the visual prompt view (``red_box``: the region drawn in red on the whole
+  image; ablation ``image``: no visual prompt), the entity's first image; visual features from
+  the CLS tokens of a shallow and three deep layers (CLIP: hidden states 4, 10, 11, 12) and the
+  last layer's patches;
+* ``d_v = d_c = 96``; loss ``L_O + lam (L_V + L_T + L_C)`` over in-batch negatives (the other
+  mentions' gold entities), ``lam = 1``, no temperature; AdamW lr 1e-5, batch 128, 20 epochs;
+  five seeds reported as mean +- sd (``seeds=(0, 1, 2, 3, 4)``).
+
+Departures (said in the checkpoint too): the encoders are frozen and their features cached (see
+:mod:`pixlink.link.iier`); dev and test rank the gold among the top ``candidates`` entities a
+frozen encoder retrieves from the whole KB (scoring every KB entity with the units is the
+paper's GPU setting, far beyond a CPU), so MRR is ``mrr@<candidates>`` and the figures are
+bounded by the retrieval's Hits@candidates, which the results report (``retrieval``).
+
+Ablations as options: ``units=("tfi",)`` (the text path: no image features at all),
+``view="image"`` (no visual prompt), ``detective=None`` (no VLM text), ``layers`` (layer choice).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import Errors, InputError
+from ..log import get_logger
+from ..types import Mention
+from . import data as D
+from . import features as FT
+from .biencoder import _check_out, _frozen_scores, _kb_entities, _Side
+from .loop import (KS, Clock, CommonOptions, calibration, load_state, make_optimizer, mean_sd, rank_of_gold,
+                   ranking_figures, save_state, seed_all, select_value, torch_setup, write_json)
+
+log = get_logger("pixlink.train.iier")
+
+EFFICIENTNET_LAYERS = (4, 11, 15, 16)
+"""The offline image encoder's (EfficientNet-Lite0) "shallow + deep" choice: block 4 and the last
+three blocks (its 17 stages in place of CLIP's 12 layers)."""
+
+
+@dataclass
+class IIEROptions(CommonOptions):
+    """Options of :func:`train_iier` (and those of :class:`~pixlink.train.loop.CommonOptions`;
+    defaults as the paper: 20 epochs, lr 1e-5, batch 128).
+
+    Attributes:
+        units: the interaction units (``("tfi",)``: the text path, no image features).
+        text_role: the role whose text encoder gives the token features: ``text_embed``
+            (MiniLM/mpnet offline) or ``image_text`` (CLIP's text tower, as the paper).
+        image_role: the image encoder's role: ``image_embed`` (EfficientNet-Lite offline; CLIP's
+            vision tower on the hub) or ``image_text``.
+        layers: the image layers whose CLS tokens are concatenated (default: CLIP 4, 10, 11,
+            12; EfficientNet-Lite :data:`EFFICIENTNET_LAYERS`).
+        max_length: text tokens (40).
+        view: the mention's visual prompt: ``red_box`` (the paper), ``image`` (ablation: no
+            visual prompt), ``crop``.
+        detective: the Detective-VLM text: ``describe`` / ``offline`` / ``auto`` or None (ablation:
+            no VLM text).
+        lam, temperature: the loss (paper: 1, 1).
+        mask_padding: see :mod:`pixlink.link.iier`.
+        d_v, d_c, d_image_global: widths (paper: 96, 96, 512).
+        candidates: dev/test rank the gold among this many entities retrieved from the whole KB.
+        candidate_space: the frozen space that retrieves them (``t2t``, ``v2v``, ``v2t``).
+        hard_negatives: mined wrong entities added to a batch's candidates (paper: 0).
+        max_kb_entities: refuse a larger KB.
+    """
+
+    units: tuple[str, ...] = ("tfi", "vfi", "cmfi")
+    text_role: str = "text_embed"
+    image_role: str = "image_embed"
+    layers: tuple[int, ...] | None = None
+    max_length: int = 40
+    view: str = "red_box"
+    crop_margin: float = 0.1
+    detective: str | None = None
+    lam: float = 1.0
+    temperature: float = 1.0
+    mask_padding: bool = True
+    d_v: int = 96
+    d_c: int = 96
+    d_image_global: int = 512
+    candidates: int = 50
+    candidate_space: str = "t2t"
+    hard_negatives: int = 0
+    max_kb_entities: int = 200_000
+
+    def check(self) -> None:
+        from ..link.iier import DETECTIVE_MODES, UNITS
+        from ..link.rerank import SPACES, VIEWS
+
+        super().check()
+        self.units = tuple(self.units)
+        if not self.units or any(u not in UNITS for u in self.units):
+            raise InputError(Errors.E770.format(option="units", value=list(self.units), reason=f"from {UNITS}"))
+        if self.text_role not in ("text_embed", "image_text") or self.image_role not in ("image_embed", "image_text"):
+            raise InputError(Errors.E770.format(option="text_role/image_role", value=(self.text_role, self.image_role),
+                                                reason="text_embed|image_text and image_embed|image_text"))
+        if self.view not in VIEWS:
+            raise InputError(Errors.E770.format(option="view", value=self.view, reason=f"one of {VIEWS}"))
+        if self.detective is not None and self.detective not in DETECTIVE_MODES:
+            raise InputError(Errors.E770.format(option="detective", value=self.detective,
+                                                reason=f"one of {DETECTIVE_MODES} or none"))
+        if self.candidate_space not in SPACES:
+            raise InputError(Errors.E770.format(option="candidate_space", value=self.candidate_space,
+                                                reason=f"one of {SPACES}"))
+        for name in ("candidates", "max_length", "d_v", "d_c", "d_image_global"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(Errors.E770.format(option=name, value=v, reason="an integer >= 1"))
+        if self.lam < 0 or not self.temperature > 0 or self.hard_negatives < 0:
+            raise InputError(Errors.E770.format(option="lam/temperature/hard_negatives",
+                                                value=(self.lam, self.temperature, self.hard_negatives),
+                                                reason="lam >= 0, temperature > 0, hard_negatives >= 0"))
+
+    @property
+    def uses_image(self) -> bool:
+        return any(u in self.units for u in ("vfi", "cmfi"))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["units"] = list(self.units)
+        d["layers"] = list(self.layers) if self.layers is not None else None
+        return d
+
+
+def default_layers(backend: Any) -> tuple[int, ...]:
+    """IIER's layer choice for an image encoder: CLIP ViT-B/32's (4, 10, 11, 12), scaled to
+    the encoder's depth, or EfficientNet-Lite's :data:`EFFICIENTNET_LAYERS`."""
+    from ..link.iier import CLIP_IIER_LAYERS
+
+    if getattr(backend, "name", "") == "efficientnet_lite":
+        return EFFICIENTNET_LAYERS
+    n = int(getattr(backend, "num_layers", 12))
+    if n == 12:
+        return CLIP_IIER_LAYERS
+    return tuple(sorted({max(1, round(x * n / 12)) for x in CLIP_IIER_LAYERS}))
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _detective(mentions: list[Mention], mode: str | None, prof: Any, kb_dir: Any, cache_dir: Path) -> dict[str, str]:
+    """Detective-VLM answers per mention id (cached in ``cache_dir/detective-<mode>.jsonl``)."""
+    if not mode:
+        return {}
+    from ..link.iier import detective_text
+    from ..link.linker import Linker
+    from .features import mention_input, mention_payload
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"detective-{mode}.jsonl"
+    known: dict[str, dict[str, str]] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                known[rec["payload"]] = rec
+    linker = Linker.from_kb(kb_dir, prof) if mode in ("offline", "auto") else None
+    out = {}
+    sources: dict[str, int] = {}
+    with open(path, "a", encoding="utf-8") as fh:
+        for m in mentions:
+            payload = mention_payload(m)
+            rec = known.get(payload)
+            if rec is None:
+                text, src = detective_text(mention_input(payload), prof, mode=mode, linker=linker)
+                rec = {"payload": payload, "text": text, "source": src}
+                fh.write(json.dumps(rec) + "\n")
+                known[payload] = rec
+            out[m.id] = rec["text"]
+            sources[rec["source"]] = sources.get(rec["source"], 0) + 1
+    log.info("detective text (%s): %s", mode, sources)
+    return out
+
+
+@dataclass
+class _IIERData:
+    """Features of one part (mentions) or of the entities, as arrays."""
+
+    cls: np.ndarray
+    tok: np.ndarray
+    mask: np.ndarray
+    img_cls: np.ndarray | None = None
+    img_tok: np.ndarray | None = None
+
+    def take(self, idx: Any) -> dict[str, Any]:
+        import torch
+
+        idx = np.asarray(idx)
+        d = {"text_cls": torch.from_numpy(self.cls[idx]), "text_tokens": torch.from_numpy(self.tok[idx]),
+             "text_mask": torch.from_numpy(self.mask[idx])}
+        if self.img_cls is not None:
+            d["image_cls"] = torch.from_numpy(self.img_cls[idx])
+            d["image_tokens"] = torch.from_numpy(self.img_tok[idx])
+        return d
+
+
+def _load_iier(text_pk: Any, tl: Any, img: tuple[Any, Any] | None, n: int) -> _IIERData:
+    rows = text_pk.rows(np.arange(n))
+    c, t, m = tl.split(rows)
+    d = _IIERData(np.ascontiguousarray(c), np.ascontiguousarray(t), np.ascontiguousarray(m))
+    if img is not None:
+        pk, lay = img
+        _present, ic, it = lay.split(pk.rows(np.arange(n)))
+        d.img_cls, d.img_tok = np.ascontiguousarray(ic), np.ascontiguousarray(it)
+    return d
+
+
+def score_candidates(model: Any, men: _IIERData, ent: _IIERData, cands: np.ndarray, chunk: int = 8) -> np.ndarray:
+    """``(N, K)`` IIER scores of each mention's ``K`` candidate entity rows (-1 = none: NaN)."""
+    import torch
+
+    out = np.full(cands.shape, np.nan, dtype=np.float32)
+    with torch.inference_mode():
+        for s in range(0, len(cands), chunk):
+            idx = np.arange(s, min(len(cands), s + chunk))
+            c = cands[idx]
+            uniq = np.unique(c[c >= 0])
+            if not len(uniq):
+                continue
+            col = {int(e): i for i, e in enumerate(uniq)}
+            sc = model(men.take(idx), ent.take(uniq))[0].numpy()
+            for r in range(len(idx)):
+                for j, e in enumerate(c[r]):
+                    if e >= 0:
+                        out[idx[r], j] = sc[r, col[int(e)]]
+    return out
+
+
+def evaluate_candidates(model: Any, men: _IIERData, ent: _IIERData, cands: np.ndarray, gold: np.ndarray,
+                        keep_scores: int = 0) -> tuple[dict[str, float], dict[str, Any]]:
+    """Figures of IIER re-ranking each mention's candidates (gold absent = not ranked)."""
+    sc = score_candidates(model, men, ent, cands)
+    K = cands.shape[1]
+    gcol = np.array([(list(c).index(g) if g in c else -1) for c, g in zip(cands, gold)])
+    sc = np.where(np.isnan(sc), -np.inf, sc)
+    ranks = rank_of_gold(sc, gcol)
+    pos, neg = [], []
+    if keep_scores:
+        for r, gc in enumerate(gcol):
+            if gc >= 0:
+                pos.append(float(sc[r, gc]))
+            row = sc[r].copy()
+            if gc >= 0:
+                row[gc] = -np.inf
+            neg.extend(float(x) for x in np.sort(row)[::-1][:keep_scores] if np.isfinite(x))
+    return ranking_figures(ranks, tuple(k for k in KS if k <= K), cut=K), {"pos": pos, "neg": neg}
+
+
+def train_iier(
+    train: Sequence[Mention], dev: Sequence[Mention], kb_dir: str | Path, out: str | Path,
+    options: IIEROptions | None = None, *, profile: Any = "offline", test: Sequence[Mention] | None = None,
+    cache_dir: str | Path | None = None, progress: bool = True, resume: bool = False, overwrite: bool = False,
+    data_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train IIER (see the module docstring); returns the results (also ``out/results.json``)."""
+    from ..kb import KB
+    from ..link.iier import IIERConfig, TextTokenEncoder, entity_text, mention_text
+    from ..link.rerank import SPACE_ROLES
+    from ..models import Profile
+    from ..progress import progress as make_progress
+
+    opts = options or IIEROptions()
+    opts.check()
+    out = Path(out)
+    _check_out(out, resume, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    clock = Clock()
+    device = torch_setup(opts)
+    prof = profile if isinstance(profile, Profile) else (Profile(profile, device=opts.device) if opts.device
+                                                         else Profile(profile))
+    cache = Path(cache_dir) if cache_dir is not None else FT.default_cache_dir()
+    kb = KB.open(kb_dir)
+    entities = _kb_entities(kb, opts.max_kb_entities)
+    row = {e.id: i for i, e in enumerate(entities)}
+    tr, why_tr = D.usable(train, kb)
+    dv, why_dv = D.usable(dev, kb)
+    tr = D.subsample(tr, opts.max_train)
+    dv = D.subsample(dv, opts.max_dev)
+    if not tr or not dv:
+        raise InputError(Errors.E771.format(what="train/dev", reason=f"{len(tr)} train and {len(dv)} dev mentions have "
+                                                                     f"their gold in the KB (left out: {why_tr}, {why_dv})"))
+    te, why_te = D.usable(test, kb) if test is not None else ([], {})
+    parts = {"train": tr, "dev": dv, **({"test": te} if te else {})}
+    gold = {k: np.array([row[m.gold] for m in v], dtype=np.int64) for k, v in parts.items()}
+    sizes: dict[str, int] = {}
+
+    # 1. candidates of dev/test (and mined negatives of train) from a frozen space over the whole KB
+    clock.start("features")
+    cspace = opts.candidate_space
+    cb = prof.get(SPACE_ROLES[cspace])
+    ek = FT.space_vectors(cspace, cb, "entity", entities, cache_dir=cache, progress=progress)
+    ent_vec = _Side({cspace: FT.unpack_vectors(ek.rows(np.arange(len(entities))))})
+    cands: dict[str, np.ndarray] = {}
+    retrieval: dict[str, dict[str, float]] = {}
+    for k, ms in parts.items():
+        pm = FT.space_vectors(cspace, cb, "mention", ms, key_prefix=f"{D.data_hash(ms)}:", view="crop",
+                              cache_dir=cache, progress=progress)
+        mv = _Side({cspace: FT.unpack_vectors(pm.rows(np.arange(len(ms))))})
+        K = opts.candidates if k != "train" else max(opts.hard_negatives + 1, 1)
+        top = np.zeros((len(ms), K), dtype=np.int64)
+        ranks = np.full(len(ms), np.inf)
+        for s in range(0, len(ms), 512):
+            idx = np.arange(s, min(len(ms), s + 512))
+            sc = _frozen_scores(mv, ent_vec, idx)
+            top[idx] = np.argsort(-sc, axis=1)[:, :K]
+            ranks[idx] = rank_of_gold(sc, gold[k][idx])
+        cands[k] = top
+        if k != "train":
+            retrieval[k] = ranking_figures(ranks)
+    needed = sorted(set(gold["train"].tolist()) | set(cands["train"].reshape(-1).tolist())
+                    | {int(e) for k in ("dev", "test") if k in cands for e in cands[k].reshape(-1)})
+    sub = {e: i for i, e in enumerate(needed)}
+    ents = [entities[i] for i in needed]
+    remap = np.vectorize(lambda e: sub.get(int(e), -1), otypes=[np.int64])
+    gold_s = {k: remap(v) for k, v in gold.items()}
+    cand_s = {k: remap(v) for k, v in cands.items()}
+
+    # 2. IIER's features
+    tb = prof.get(opts.text_role)
+    enc = TextTokenEncoder.from_backend(tb, opts.max_length)
+    extra = _detective([m for v in parts.values() for m in v], opts.detective, prof, kb_dir, cache)
+    feats: dict[str, _IIERData] = {}
+    img_backend = prof.get(opts.image_role) if opts.uses_image else None
+    layers = tuple(opts.layers) if opts.layers is not None else (default_layers(img_backend) if img_backend else ())
+    for k, ms in parts.items():
+        texts = [mention_text(m.surface, m.text, extra.get(m.id)) for m in ms]
+        pk, tl = FT.iier_text(enc, "mention", ms, texts, key_prefix=f"{D.data_hash(ms)}:", cache_dir=cache,
+                              progress=progress)
+        sizes[f"{k}:text"] = pk.nbytes_on_disk()
+        img = None
+        if img_backend is not None:
+            img = FT.iier_image(img_backend, "mention", ms, layers, view=opts.view, margin=opts.crop_margin,
+                                key_prefix=f"{D.data_hash(ms)}:", cache_dir=cache, progress=progress)
+            sizes[f"{k}:image"] = img[0].nbytes_on_disk()
+        feats[k] = _load_iier(pk, tl, img, len(ms))
+    pk, tl = FT.iier_text(enc, "entity", ents, [entity_text(e.label, e.description) for e in ents], cache_dir=cache,
+                          progress=progress)
+    sizes["entity:text"] = pk.nbytes_on_disk()
+    img = None
+    if img_backend is not None:
+        img = FT.iier_image(img_backend, "entity", ents, layers, cache_dir=cache, progress=progress)
+        sizes["entity:image"] = img[0].nbytes_on_disk()
+    ent_feats = _load_iier(pk, tl, img, len(ents))
+    feat_seconds = clock.stop("features")
+
+    cfg = IIERConfig(d_text=int(ent_feats.cls.shape[1]),
+                     d_tokens=int(ent_feats.tok.shape[2]) if ent_feats.tok.shape[2] != ent_feats.cls.shape[1] else None,
+                     d_cls_layers=tuple(int(x) for x in _layer_widths(img_backend, layers)) if img_backend else (1,),
+                     d_patch=int(ent_feats.img_tok.shape[2]) if img_backend else 1, d_image_global=opts.d_image_global,
+                     d_v=opts.d_v, d_c=opts.d_c, units=opts.units, mask_padding=opts.mask_padding)
+    info = {
+        "kind": "iier", "head": cfg.to_dict(), "frozen_encoders": True, "view": opts.view,
+        "crop_margin": opts.crop_margin, "detective": opts.detective,
+        "features": {"text": {"role": opts.text_role, "source": enc.source, "kind": enc.kind,
+                              "max_length": enc.max_length, "model_id": str(tb.model_id)},
+                     **({"image": {"role": opts.image_role, "model_id": str(img_backend.model_id),
+                                   "layers": list(layers)}} if img_backend is not None else {})},
+        "options": opts.to_dict(), "profile": getattr(prof, "name", str(profile)), "device": device,
+        "data": {
+            "train": {**(data_info or {}).get("train", {}), "hash": D.data_hash(tr), "n": len(tr), "left_out": why_tr},
+            "dev": {**(data_info or {}).get("dev", {}), "hash": D.data_hash(dv), "n": len(dv), "left_out": why_dv},
+            "kb": {"path": str(Path(kb_dir).resolve()), "build_id": kb.build_id, "n_entities": len(entities)},
+        },
+        "candidates": {"k": opts.candidates, "space": cspace, "retrieval": retrieval},
+    }
+    if te:
+        info["data"]["test"] = {**(data_info or {}).get("test", {}), "hash": D.data_hash(te), "n": len(te), "left_out": why_te}
+    runs = []
+    for seed in opts.seeds:
+        runs.append(_train_seed(seed, opts, cfg, info, feats, ent_feats, gold_s, cand_s, out / f"seed-{seed}", resume,
+                                progress, clock, make_progress))
+    best = max(runs, key=lambda r: select_value(r["dev"], opts.select))
+    for name in ("model.safetensors", "config.json"):
+        shutil.copyfile(out / f"seed-{best['seed']}" / name, out / name)
+    sps = [r["samples_per_second"] for r in runs if r["samples_per_second"]]
+    results = {
+        "kind": "iier", "units": list(opts.units), "out": str(out), "best_seed": best["seed"],
+        "retrieval": retrieval, "seeds": runs, "dev": mean_sd([r["dev"] for r in runs]),
+        **({"test": mean_sd([r["test"] for r in runs])} if te else {}),
+        "data": info["data"], "options": opts.to_dict(), "candidates": info["candidates"],
+        "features": {"seconds": round(feat_seconds, 3), "bytes_on_disk": sizes,
+                     "items": len(ents) + sum(len(v) for v in parts.values()), "cache_dir": str(cache)},
+        "train_samples_per_second": round(float(np.mean(sps)), 2) if sps else None,
+        "seconds": clock.t, "device": device,
+    }
+    write_json(out / "results.json", results)
+    kb.close()
+    return results
+
+
+def _layer_widths(backend: Any, layers: Sequence[int]) -> list[int]:
+    from ..link.iier import image_features
+
+    c = [image_features(backend, [np.zeros((32, 32, 3), np.uint8)], [layer])[0].shape[1] for layer in layers]
+    return c
+
+
+def _train_seed(seed: int, opts: IIEROptions, cfg: Any, info: dict[str, Any], feats: dict[str, _IIERData],
+                ent: _IIERData, gold: dict[str, np.ndarray], cands: dict[str, np.ndarray], sdir: Path, resume: bool,
+                progress: bool, clock: Clock, make_progress: Any) -> dict[str, Any]:
+    import torch
+
+    from ..link.iier import IIER, iier_loss
+    from ..link.rerank import load_checkpoint, save_checkpoint
+
+    seed_all(seed)
+    model = IIER(cfg)
+    optim = make_optimizer(model, opts.lr, opts.weight_decay)
+    sdir.mkdir(parents=True, exist_ok=True)
+    start, history = 1, []
+    best_val, best_epoch = -np.inf, 0
+    if resume:
+        st = load_state(sdir / "state", model, optim)
+        if st is not None:
+            start = int(st["epoch"]) + 1
+            history = list(st.get("history") or [])
+            best_val, best_epoch = float(st.get("best_val", best_val)), int(st.get("best_epoch", 0))
+    n = len(gold["train"])
+    rng = np.random.default_rng(seed)
+    train_seconds, seen, stale = 0.0, 0, 0
+    with make_progress(disable=not progress) as bar:
+        task = bar.add_task(f"iier seed {seed}", total=opts.epochs, rate="", completed=start - 1)
+        for epoch in range(start, opts.epochs + 1):
+            model.train()
+            order = rng.permutation(n)
+            losses = []
+            t0 = time.perf_counter()
+            for b in range(0, n, opts.batch_size):
+                idx = order[b:b + opts.batch_size]
+                g = gold["train"][idx]
+                extra = cands["train"][idx][:, : opts.hard_negatives].reshape(-1) if opts.hard_negatives else np.array([], np.int64)
+                cand = np.unique(np.concatenate([g, extra]))
+                cand = cand[cand >= 0]
+                col = {int(e): i for i, e in enumerate(cand)}
+                target = torch.tensor([col[int(x)] for x in g])
+                score, units = model(feats["train"].take(idx), ent.take(cand))
+                loss, _parts = iier_loss(score, units, target, lam=opts.lam, temperature=opts.temperature)
+                optim.zero_grad()
+                loss.backward()
+                optim.step()
+                losses.append(float(loss.detach()))
+            dt = time.perf_counter() - t0
+            train_seconds += dt
+            seen += n
+            model.eval()
+            clock.start("dev")
+            fig, _ = evaluate_candidates(model, feats["dev"], ent, cands["dev"], gold["dev"])
+            clock.stop("dev")
+            rec = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": round(dt, 3),
+                   "samples_per_second": round(n / dt, 2) if dt > 0 else None, "dev": fig}
+            history.append(rec)
+            with open(sdir / "epochs.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            val = select_value(fig, opts.select)
+            log.info("iier seed %d epoch %d: loss %.4f dev %s %.4f", seed, epoch, rec["loss"], opts.select, val)
+            if val > best_val:
+                best_val, best_epoch, stale = val, epoch, 0
+                save_checkpoint(sdir, model, {**info, "seed": seed, "best": {"epoch": epoch, "dev": fig}, "epochs": history})
+            else:
+                stale += 1
+            save_state(sdir / "state", model, optim, epoch, {"history": history, "best_val": best_val,
+                                                              "best_epoch": best_epoch})
+            bar.update(task, advance=1, description=f"iier seed {seed} (dev {opts.select} {val:.4f})")
+            if opts.patience and stale >= opts.patience:
+                break
+    if not (sdir / "model.safetensors").exists():
+        raise InputError(Errors.E775.format(path=str(sdir), reason="no epoch was trained (epochs already done?)"))
+    ckpt, best_model = load_checkpoint(sdir)
+    dev_fig, dev_sc = evaluate_candidates(best_model, feats["dev"], ent, cands["dev"], gold["dev"], keep_scores=3)
+    cal = calibration(dev_sc["pos"], dev_sc["neg"])
+    test_fig = evaluate_candidates(best_model, feats["test"], ent, cands["test"], gold["test"])[0] if "test" in feats else None
+    save_checkpoint(sdir, best_model, {**{k: v for k, v in ckpt.items() if k not in ("format", "pixlink_version")},
+                                       "calibration": cal, "epochs": history, **({"test": test_fig} if test_fig else {})})
+    return {"seed": seed, "best_epoch": best_epoch, "dev": dev_fig, **({"test": test_fig} if test_fig else {}),
+            "calibration": cal, "epochs": history,
+            "samples_per_second": round(seen / train_seconds, 2) if train_seconds > 0 else None}
+
+
+__all__ = ["IIEROptions", "train_iier", "evaluate_candidates", "score_candidates", "default_layers", "EFFICIENTNET_LAYERS"]
