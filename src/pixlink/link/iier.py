@@ -377,6 +377,7 @@ class TextTokenEncoder:
     max_length: int = 40
     device: str | None = None
     cache_dir: str | None = None
+    name: str | None = None
     _model: Any = field(default=None, repr=False)
     _tokenizer: Any = field(default=None, repr=False)
     _lock: Any = field(default_factory=threading.Lock, repr=False)
@@ -392,17 +393,19 @@ class TextTokenEncoder:
         """The token encoder of a ``text_embed`` backend (a directory of a sentence-transformers
         model) or of an ``image_text`` CLIP backend (its model id)."""
         if getattr(backend, "model_dir", None) is not None:
-            return cls(str(backend.model_dir), "sentence_transformers", max_length, device=getattr(backend, "device", None))
+            return cls(str(backend.model_dir), "sentence_transformers", max_length,
+                       device=str(getattr(backend, "device", "cpu")), name=str(backend.model_id))
         if getattr(backend, "family", None) == "clip":
             return cls(str(backend.model_id), "clip", max_length, device=str(getattr(backend, "device", "cpu")),
-                       cache_dir=str(getattr(backend, "cache_dir", "")) or None)
+                       cache_dir=str(getattr(backend, "cache_dir", "")) or None, name=str(backend.model_id))
         raise InputError(Errors.E774.format(
             name="text tokens", reason=f"backend {getattr(backend, 'name', backend)!r} gives no token features "
                                        "(IIER's text side needs a sentence-transformers text_embed backend or CLIP)"))
 
     @property
     def model_id(self) -> str:
-        return f"{self.source}|tokens|L{self.max_length}"
+        """The encoder's model id (not the directory it was read from) with the token layout."""
+        return f"{self.name or self.source}|tokens|L{self.max_length}"
 
     def _load(self) -> None:
         if self._model is not None:
@@ -454,8 +457,9 @@ class TextTokenEncoder:
                     chunk = texts[s:s + batch_size]
                     if self.kind == "sentence_transformers":
                         m = self._model
-                        feats = m.tokenize(chunk)
-                        feats = {k: v.to(m.device) for k, v in feats.items()}
+                        prep = getattr(m, "preprocess", None) or m.tokenize  # tokenize: sentence-transformers < 6
+                        feats = prep(chunk)
+                        feats = {k: (v.to(m.device) if torch.is_tensor(v) else v) for k, v in feats.items()}
                         out = m(feats)
                         cls_v, tok, mask = out["sentence_embedding"], out["token_embeddings"], out["attention_mask"]
                     else:

@@ -546,13 +546,17 @@ class Reranker:
         return score[0].numpy()
 
     def _iier_text(self) -> Any:
+        """The token encoder of the profile's text backend (the model the head was trained on)."""
         from .iier import TextTokenEncoder
 
+        spec = self.features["text"]
+        backend = self._backend(spec["role"])
+        if spec.get("model_id") and str(backend.model_id) != spec["model_id"]:
+            raise InputError(Errors.E773.format(path=self.path, what=f"text features of {spec['model_id']}",
+                                                reason=f"the profile runs {backend.model_id}"))
         with self._lock:
             if self._text_tokens is None:
-                spec = self.features["text"]
-                self._text_tokens = TextTokenEncoder(spec["source"], spec.get("kind", "sentence_transformers"),
-                                                     int(spec.get("max_length", 40)))
+                self._text_tokens = TextTokenEncoder.from_backend(backend, int(spec.get("max_length", 40)))
             return self._text_tokens
 
     def _score_iier(self, inp: MentionInput, entities: list[Entity], q: Any, linker: Any) -> np.ndarray:

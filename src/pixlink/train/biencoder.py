@@ -325,6 +325,7 @@ def _train_seed(seed: int, opts: BiEncoderOptions, head_cfg: Any, info: dict[str
     sdir.mkdir(parents=True, exist_ok=True)
     epochs_path = sdir / "epochs.jsonl"
     start = 1
+    rng = np.random.default_rng(seed)
     history: list[dict[str, Any]] = []
     head.eval()
     untrained, _ = evaluate(head, men["dev"], ent, gold["dev"])
@@ -336,11 +337,12 @@ def _train_seed(seed: int, opts: BiEncoderOptions, head_cfg: Any, info: dict[str
             start = int(st["epoch"]) + 1
             history = list(st.get("history") or [])
             best_val, best_epoch = float(st.get("best_val", best_val)), int(st.get("best_epoch", 0))
+            if st.get("rng") is not None:
+                rng.bit_generator.state = st["rng"]  # the shuffles go on as in an uninterrupted run
             log.info("seed %d: resuming after epoch %d", seed, start - 1)
     if best_epoch == 0 and not (sdir / "model.safetensors").exists():
         save_checkpoint(sdir, head, {**info, "seed": seed, "best": {"epoch": 0, "dev": untrained}, "epochs": history})
     n = len(gold["train"])
-    rng = np.random.default_rng(seed)
     train_seconds = 0.0
     seen = 0
     stale = 0
@@ -386,7 +388,7 @@ def _train_seed(seed: int, opts: BiEncoderOptions, head_cfg: Any, info: dict[str
                 save_checkpoint(sdir, head, {**info, "seed": seed, "best": {"epoch": epoch, "dev": fig}, "epochs": history})
             else:
                 stale += 1
-            save_state(sdir / "state", head, optim, epoch, {"history": history, "best_val": best_val,
+            save_state(sdir / "state", head, optim, epoch, {"history": history, "best_val": best_val, "rng": rng.bit_generator.state,
                                                              "best_epoch": best_epoch})
             bar.update(task, advance=1, description=f"biencoder seed {seed} (dev {opts.select} {val:.4f})")
             if opts.patience and stale >= opts.patience:

@@ -142,16 +142,22 @@ class Packed:
         return sum(p.stat().st_size for p in set(self.shard_paths) if p.exists())
 
 
+FLUSH_BYTES = 64 << 20
+"""Unwritten features kept in memory before a shard is written (float32 bytes)."""
+
+
 def cached(items: Sequence[tuple[str, str]], encode: Callable[[list[str]], np.ndarray], model_id: str,
            cache_dir: str | Path | None = None, batch_size: int = 32, progress: bool = True,
-           dtype: str = DTYPE) -> Packed:
+           dtype: str = DTYPE, width: int | None = None) -> Packed:
     """Encode ``(key, payload)`` items with ``encode`` through the on-disk cache; the rows of
-    the items ``encode`` could not take are in ``Packed.missing`` (and read as zeros)."""
+    the items ``encode`` could not take are in ``Packed.missing`` (and read as zeros).
+    ``width`` (the row width, when known) bounds the memory of unwritten rows (:data:`FLUSH_BYTES`)."""
     from ..index.embed import embed_items
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    flush = max(batch_size, FLUSH_BYTES // (4 * width)) if width else 8192
     store = embed_items(list(items), encode, cache_dir=root, model_id=model_id, batch_size=batch_size,
-                        progress=progress, dtype=dtype, total=len(items))
+                        progress=progress, dtype=dtype, total=len(items), flush_every=flush)
     pos = {k: i for i, k in enumerate(store.keys)}
     n = len(items)
     shard_of = np.full(n, -1, dtype=np.int64)
@@ -253,7 +259,7 @@ def iier_text(encoder: Any, side: str, items: Sequence[Any], texts: Sequence[str
         n = len(payloads)
         return np.concatenate([f.cls, f.tokens.reshape(n, -1), f.mask], axis=1)
 
-    return cached(pairs, enc, mid, cache_dir, progress=progress), layout
+    return cached(pairs, enc, mid, cache_dir, progress=progress, width=layout.width), layout
 
 
 @dataclass
@@ -309,7 +315,7 @@ def iier_image(backend: Any, side: str, items: Sequence[Any], layers: Sequence[i
         n = len(payloads)
         return np.concatenate([np.asarray(present, np.float32)[:, None], c, t.reshape(n, -1)], axis=1)
 
-    return cached(pairs, enc, mid, cache_dir, progress=progress, batch_size=16), layout
+    return cached(pairs, enc, mid, cache_dir, progress=progress, batch_size=16, width=layout.width), layout
 
 
 __all__ = ["Packed", "cached", "space_vectors", "unpack_vectors", "iier_text", "iier_image", "TextLayout",

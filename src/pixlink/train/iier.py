@@ -186,7 +186,8 @@ def _detective(mentions: list[Mention], mode: str | None, prof: Any, kb_dir: Any
 
 @dataclass
 class _IIERData:
-    """Features of one part (mentions) or of the entities, as arrays."""
+    """Features of one part (mentions) or of the entities, held as float16 (half the memory;
+    the cache's precision) and handed to the model as float32."""
 
     cls: np.ndarray
     tok: np.ndarray
@@ -198,22 +199,31 @@ class _IIERData:
         import torch
 
         idx = np.asarray(idx)
-        d = {"text_cls": torch.from_numpy(self.cls[idx]), "text_tokens": torch.from_numpy(self.tok[idx]),
-             "text_mask": torch.from_numpy(self.mask[idx])}
+
+        def t(a: np.ndarray) -> Any:
+            return torch.from_numpy(a[idx].astype(np.float32))
+
+        d = {"text_cls": t(self.cls), "text_tokens": t(self.tok), "text_mask": t(self.mask)}
         if self.img_cls is not None:
-            d["image_cls"] = torch.from_numpy(self.img_cls[idx])
-            d["image_tokens"] = torch.from_numpy(self.img_tok[idx])
+            d["image_cls"] = t(self.img_cls)
+            d["image_tokens"] = t(self.img_tok)
         return d
 
 
-def _load_iier(text_pk: Any, tl: Any, img: tuple[Any, Any] | None, n: int) -> _IIERData:
-    rows = text_pk.rows(np.arange(n))
-    c, t, m = tl.split(rows)
-    d = _IIERData(np.ascontiguousarray(c), np.ascontiguousarray(t), np.ascontiguousarray(m))
+def _load_iier(text_pk: Any, tl: Any, img: tuple[Any, Any] | None, n: int, chunk: int = 2048) -> _IIERData:
+    d = _IIERData(np.zeros((n, tl.d), np.float16), np.zeros((n, tl.length, tl.d_tokens), np.float16),
+                  np.zeros((n, tl.length), np.float16))
     if img is not None:
-        pk, lay = img
-        _present, ic, it = lay.split(pk.rows(np.arange(n)))
-        d.img_cls, d.img_tok = np.ascontiguousarray(ic), np.ascontiguousarray(it)
+        lay = img[1]
+        d.img_cls = np.zeros((n, lay.d_cls), np.float16)
+        d.img_tok = np.zeros((n, lay.patches, lay.d_patch), np.float16)
+    for s in range(0, n, chunk):
+        idx = np.arange(s, min(n, s + chunk))
+        c, t, m = tl.split(text_pk.rows(idx))
+        d.cls[idx], d.tok[idx], d.mask[idx] = c, t, m
+        if img is not None:
+            _present, ic, it = img[1].split(img[0].rows(idx))
+            d.img_cls[idx], d.img_tok[idx] = ic, it
     return d
 
 
@@ -420,6 +430,7 @@ def _train_seed(seed: int, opts: IIEROptions, cfg: Any, info: dict[str, Any], fe
     optim = make_optimizer(model, opts.lr, opts.weight_decay)
     sdir.mkdir(parents=True, exist_ok=True)
     start, history = 1, []
+    rng = np.random.default_rng(seed)
     best_val, best_epoch = -np.inf, 0
     if resume:
         st = load_state(sdir / "state", model, optim)
@@ -427,8 +438,9 @@ def _train_seed(seed: int, opts: IIEROptions, cfg: Any, info: dict[str, Any], fe
             start = int(st["epoch"]) + 1
             history = list(st.get("history") or [])
             best_val, best_epoch = float(st.get("best_val", best_val)), int(st.get("best_epoch", 0))
+            if st.get("rng") is not None:
+                rng.bit_generator.state = st["rng"]  # the shuffles go on as in an uninterrupted run
     n = len(gold["train"])
-    rng = np.random.default_rng(seed)
     train_seconds, seen, stale = 0.0, 0, 0
     with make_progress(disable=not progress) as bar:
         task = bar.add_task(f"iier seed {seed}", total=opts.epochs, rate="", completed=start - 1)
@@ -470,7 +482,7 @@ def _train_seed(seed: int, opts: IIEROptions, cfg: Any, info: dict[str, Any], fe
                 save_checkpoint(sdir, model, {**info, "seed": seed, "best": {"epoch": epoch, "dev": fig}, "epochs": history})
             else:
                 stale += 1
-            save_state(sdir / "state", model, optim, epoch, {"history": history, "best_val": best_val,
+            save_state(sdir / "state", model, optim, epoch, {"history": history, "best_val": best_val, "rng": rng.bit_generator.state,
                                                               "best_epoch": best_epoch})
             bar.update(task, advance=1, description=f"iier seed {seed} (dev {opts.select} {val:.4f})")
             if opts.patience and stale >= opts.patience:

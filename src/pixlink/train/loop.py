@@ -124,11 +124,12 @@ def make_optimizer(model: Any, lr: float, weight_decay: float) -> Any:
     """MIMIC/IIER's AdamW: no decay on biases and LayerNorm weights; betas (0.9, 0.999), eps 1e-4."""
     import torch
 
+    norm_params = {id(p) for m in model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters()}
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if name.endswith(".bias") or "norm" in name.lower() else decay).append(p)
+        (no_decay if name.endswith("bias") or id(p) in norm_params else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-4)
 
