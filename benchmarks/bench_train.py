@@ -112,7 +112,9 @@ def mel(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     out["biencoder_train_samples_per_second"] = be["train_samples_per_second"]
     out["biencoder_features"] = be["features"]
     log(f"[{name}] IIER text path, seeds {args.iier_seeds}")
-    ii = train_iier(sub["train"], sub["dev"], kb_dir, work / f"iier_{name}",
+    iier_train = subsample(sub["train"], args.iier_train, seed=0)
+    out["used"]["iier_train"] = len(iier_train)
+    ii = train_iier(iier_train, sub["dev"], kb_dir, work / f"iier_{name}",
                     IIEROptions(units=("tfi",), epochs=args.iier_epochs, seeds=tuple(args.iier_seeds),
                                 lr=args.iier_lr, batch_size=128, candidates=args.candidates),
                     test=sub["test"], cache_dir=cache, progress=False, overwrite=True)
@@ -207,7 +209,8 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--iier-epochs", type=int, default=8)
+    ap.add_argument("--iier-epochs", type=int, default=6)
+    ap.add_argument("--iier-train", type=int, default=2000, help="IIER trains on this many of the training mentions")
     ap.add_argument("--iier-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--iier-lr", type=float, default=1e-3)
     ap.add_argument("--candidates", type=int, default=50)
@@ -236,11 +239,12 @@ def main() -> None:
     if "speed" in parts or "learn" in parts or "mel" in parts:
         speed: dict[str, Any] = {}
         for name, r in (results.get("mel") or {}).items():
-            n = {k: v for k, v in r["used"].items()}
+            n = {k: v for k, v in r["used"].items() if k != "iier_train"}
             speed[f"{name}:biencoder_t2t"] = {"samples_per_second": r["biencoder_train_samples_per_second"],
                                               "mb_per_10k_mentions": per_10k(r["biencoder_features"], n)}
             speed[f"{name}:iier_text"] = {"samples_per_second": r["iier_train_samples_per_second"],
-                                          "mb_per_10k_mentions": per_10k(r["iier_features"], n)}
+                                          "mb_per_10k_mentions": per_10k(r["iier_features"],
+                                                                         {**n, "train": r["used"]["iier_train"]})}
         if "learn" in results:
             lr_ = results["learn"]
             n = dict(zip(("train", "dev", "test"), (16 * v for v in lr_["views"].values())))

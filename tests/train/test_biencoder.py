@@ -12,7 +12,7 @@ import torch
 
 from pixlink.errors import InputError
 from pixlink.link.rerank import BiEncoderConfig, BiEncoderHead, load_checkpoint
-from pixlink.train.biencoder import BiEncoderOptions, _Side, evaluate, train_biencoder
+from pixlink.train.biencoder import BiEncoderOptions, Side, evaluate, train_biencoder
 from pixlink.train.data import read_dataset
 
 
@@ -74,7 +74,7 @@ def test_training_on_real_photos_moves_hits_up(learnset, efficientnet, tmp_path)
     te = parts["test"]
     mv = FT.unpack_vectors(FT.space_vectors("v2v", b, "mention", te, key_prefix=f"{data_hash(te)}:",
                                             cache_dir=tmp_path / "cache", progress=False).rows(np.arange(len(te))))
-    fig, _ = evaluate(head, _Side({"v2v": mv}), _Side({"v2v": ev}), np.array([row[m.gold] for m in te]))
+    fig, _ = evaluate(head, Side({"v2v": mv}), Side({"v2v": ev}), np.array([row[m.gold] for m in te]))
     best = next(r for r in res["seeds"] if r["seed"] == res["best_seed"])
     assert fig == best["test"]
 

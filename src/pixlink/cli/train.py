@@ -76,6 +76,19 @@ def _report(results: dict[str, Any], as_json: bool) -> None:
                   f"{results.get('train_samples_per_second')} training samples/s", highlight=False)
 
 
+def _train(trainer: Any, opts: Any, train: str, dev: str, test: Optional[str], images: Optional[Path], kb: Path,
+           out: Path, profile: str, cache_dir: Optional[Path], resume: bool, overwrite: bool, as_json: bool) -> None:
+    """Check the options, read the data (a bad file fails before any model loads), train, report."""
+    opts.check()
+    tr, tr_info = _read(train, images)
+    dv, dv_info = _read(dev, images)
+    te, te_info = _read(test, images)
+    res = trainer(tr, dv, kb, out, opts, profile=profile, test=te, cache_dir=cache_dir, progress=not as_json,
+                  resume=resume, overwrite=overwrite,
+                  data_info={"train": tr_info, "dev": dv_info, **({"test": te_info} if te_info else {})})
+    _report(res, as_json)
+
+
 @train_app.command("split")
 @handle_errors
 def split_command(
@@ -144,14 +157,7 @@ def biencoder_command(
                                                      patience),
                                            "task": task, "temperature": temperature, "hard_negatives": hard_negatives,
                                            "hidden": hidden, "view": view})
-    opts.check()
-    tr, tr_info = _read(train, images)
-    dv, dv_info = _read(dev, images)
-    te, te_info = _read(test, images)
-    res = train_biencoder(tr, dv, kb, out, opts, profile=profile, test=te, cache_dir=cache_dir, progress=not as_json,
-                          resume=resume, overwrite=overwrite,
-                          data_info={"train": tr_info, "dev": dv_info, **({"test": te_info} if te_info else {})})
-    _report(res, as_json)
+    _train(train_biencoder, opts, train, dev, test, images, kb, out, profile, cache_dir, resume, overwrite, as_json)
 
 
 @train_app.command("iier")
@@ -207,14 +213,7 @@ def iier_command(
     if layers:
         vals["layers"] = tuple(int(x) for x in layers.split(","))
     opts = options_from(IIEROptions, vals)
-    opts.check()
-    tr, tr_info = _read(train, images)
-    dv, dv_info = _read(dev, images)
-    te, te_info = _read(test, images)
-    res = train_iier(tr, dv, kb, out, opts, profile=profile, test=te, cache_dir=cache_dir, progress=not as_json,
-                     resume=resume, overwrite=overwrite,
-                     data_info={"train": tr_info, "dev": dv_info, **({"test": te_info} if te_info else {})})
-    _report(res, as_json)
+    _train(train_iier, opts, train, dev, test, images, kb, out, profile, cache_dir, resume, overwrite, as_json)
 
 
 @train_app.command("show")

@@ -182,12 +182,15 @@ class TFI(nn.Module):
         att = q @ k.transpose(-1, -2) / math.sqrt(self.d_c)  # (E, B, Le, Lm)
         if self.mask_padding:
             att = att.masked_fill(m_mask[None, :, None, :] <= 0, float("-inf"))
-        ctx = torch.softmax(att, dim=-1) @ v  # (E, B, Le, c)
+        probs = torch.softmax(att, dim=-1)
+        # mean over the entity's positions of (A V) = (mean of A) V: the same numbers, without
+        # the (E, B, Le, c) tensor (the released code's memory cost on a CPU)
         if self.mask_padding:
-            em = e_mask[:, None, :, None].to(ctx.dtype)
-            ctx = (ctx * em).sum(2) / em.sum(2).clamp(min=1.0)  # (E, B, c)
+            em = e_mask[:, None, :, None].to(probs.dtype)
+            probs = (probs * em).sum(2) / em.sum(2).clamp(min=1.0)  # (E, B, Lm)
         else:
-            ctx = ctx.mean(dim=2)
+            probs = probs.mean(dim=2)
+        ctx = (probs.unsqueeze(2) @ v).squeeze(2)  # (E, B, c)
         ctx = self.norm(ctx)
         g2l = (self.fc_cls(e_cls).unsqueeze(1) * ctx).sum(-1).transpose(0, 1)  # (B, E)
         g2g = m_cls @ e_cls.transpose(0, 1)

@@ -25,8 +25,6 @@ checkpoint, ``epochs.jsonl``, and ``state/`` to resume).
 
 from __future__ import annotations
 
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,8 +36,7 @@ from ..log import get_logger
 from ..types import Mention
 from . import data as D
 from . import features as FT
-from .loop import (KS, Clock, CommonOptions, calibration, load_state, make_optimizer, mean_sd, rank_of_gold,
-                   ranking_figures, save_state, seed_all, select_value, torch_setup, write_json)
+from .loop import KS, CommonOptions, finish, finish_seed, prepare, rank_of_gold, ranking_figures, seed_all, train_seed
 
 log = get_logger("pixlink.train.biencoder")
 
@@ -107,7 +104,7 @@ class BiEncoderOptions(CommonOptions):
 
 
 @dataclass
-class _Side:
+class Side:
     """The frozen vectors of a set of mentions or entities: ``space -> (N, D)`` (NaN rows = absent)."""
 
     vecs: dict[str, np.ndarray]
@@ -119,7 +116,7 @@ class _Side:
 
 
 def _features(spaces: Sequence[str], backends: dict[str, Any], mentions: dict[str, list[Mention]], entities: list,
-              opts: BiEncoderOptions, cache_dir: Any, progress: bool, sizes: dict[str, int]) -> tuple[dict[str, _Side], _Side]:
+              opts: BiEncoderOptions, cache_dir: Any, progress: bool, sizes: dict[str, int]) -> tuple[dict[str, Side], Side]:
     ent: dict[str, np.ndarray] = {}
     men: dict[str, dict[str, np.ndarray]] = {k: {} for k in mentions}
     for s in spaces:
@@ -134,10 +131,10 @@ def _features(spaces: Sequence[str], backends: dict[str, Any], mentions: dict[st
             if pm.missing:
                 log.warning("%s: %d %s mentions could not be encoded for %s (first: %s)", part, len(pm.missing),
                             part, s, next(iter(pm.missing.values())))
-    return {k: _Side(v) for k, v in men.items()}, _Side(ent)
+    return {k: Side(v) for k, v in men.items()}, Side(ent)
 
 
-def _frozen_scores(men: _Side, ent: _Side, idx: np.ndarray) -> np.ndarray:
+def frozen_scores(men: Side, ent: Side, idx: np.ndarray) -> np.ndarray:
     """Mean frozen cosine over the spaces both sides have: ``(len(idx), E)``."""
     total = None
     count = None
@@ -153,7 +150,7 @@ def _frozen_scores(men: _Side, ent: _Side, idx: np.ndarray) -> np.ndarray:
     return total / np.maximum(count, 1.0)
 
 
-def mine_hard_negatives(men: _Side, ent: _Side, gold: np.ndarray, k: int, chunk: int = 512) -> np.ndarray:
+def mine_hard_negatives(men: Side, ent: Side, gold: np.ndarray, k: int, chunk: int = 512) -> np.ndarray:
     """``(N, k)`` entity rows: each mention's ``k`` best-ranked wrong entities under the frozen
     encoders (-1 where fewer exist)."""
     n = len(gold)
@@ -162,14 +159,14 @@ def mine_hard_negatives(men: _Side, ent: _Side, gold: np.ndarray, k: int, chunk:
         return out
     for s in range(0, n, chunk):
         idx = np.arange(s, min(n, s + chunk))
-        sc = _frozen_scores(men, ent, idx)
+        sc = frozen_scores(men, ent, idx)
         sc[np.arange(len(idx)), gold[idx]] = -np.inf
         top = np.argsort(-sc, axis=1)[:, :k]
         out[idx, : top.shape[1]] = top
     return out
 
 
-def evaluate(head: Any, men: _Side, ent: _Side, gold: np.ndarray, chunk: int = 256, ks: Sequence[int] = KS,
+def evaluate(head: Any, men: Side, ent: Side, gold: np.ndarray, chunk: int = 256, ks: Sequence[int] = KS,
              keep_scores: int = 0) -> tuple[dict[str, float], dict[str, Any]]:
     """Rank every mention's gold among all entities with the head; figures + raw scores of gold
     and of the ``keep_scores`` best wrong entities (for calibration)."""
@@ -204,27 +201,6 @@ def evaluate(head: Any, men: _Side, ent: _Side, gold: np.ndarray, chunk: int = 2
     return ranking_figures(ranks, ks), {"pos": pos, "neg": neg, "ranks": ranks}
 
 
-def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
-    if (out / "config.json").exists() or (out / "results.json").exists():
-        if overwrite:
-            for name in ("model.safetensors", "config.json", "results.json"):
-                if (out / name).exists():
-                    (out / name).unlink()
-            for d in out.glob("seed-*"):
-                shutil.rmtree(d)
-        elif not resume:
-            raise InputError(Errors.E776.format(path=str(out)))
-
-
-def _kb_entities(kb: Any, limit: int) -> list:
-    n = len(kb)
-    if n > limit:
-        raise InputError(Errors.E771.format(what=f"the KB {kb.path}", reason=f"{n} entities; training ranks every "
-                                                                             f"entity and takes at most {limit} "
-                                                                             "(max_kb_entities)"))
-    return list(kb.iter_entities())
-
-
 def train_biencoder(
     train: Sequence[Mention], dev: Sequence[Mention], kb_dir: str | Path, out: str | Path,
     options: BiEncoderOptions | None = None, *, profile: Any = "offline", test: Sequence[Mention] | None = None,
@@ -233,181 +209,63 @@ def train_biencoder(
 ) -> dict[str, Any]:
     """Train the bi-encoder (see the module docstring); returns the results (also written to
     ``out/results.json``)."""
-    import torch
-
-    from ..kb import KB
-    from ..link.rerank import SPACE_ROLES, BiEncoderConfig, BiEncoderHead, save_checkpoint, space_model_ids
-    from ..models import Profile
-    from ..progress import progress as make_progress
+    from ..link.rerank import SPACE_ROLES, BiEncoderConfig, BiEncoderHead, space_model_ids
 
     opts = options or BiEncoderOptions()
-    opts.check()
-    out = Path(out)
-    _check_out(out, resume, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    clock = Clock()
-    device = torch_setup(opts)
-    prof = profile if isinstance(profile, Profile) else Profile(profile, device=opts.device) if opts.device else Profile(profile)
-    kb = KB.open(kb_dir)
-    entities = _kb_entities(kb, opts.max_kb_entities)
-    row = {e.id: i for i, e in enumerate(entities)}
-    tr, why_tr = D.usable(train, kb)
-    dv, why_dv = D.usable(dev, kb)
-    tr = D.subsample(tr, opts.max_train)
-    dv = D.subsample(dv, opts.max_dev)
-    if not tr or not dv:
-        raise InputError(Errors.E771.format(what="train/dev", reason=f"{len(tr)} train and {len(dv)} dev mentions have "
-                                                                     f"their gold in the KB (left out: {why_tr}, {why_dv})"))
-    te, why_te = D.usable(test, kb) if test is not None else ([], {})
+    su = prepare(opts, train, dev, test, kb_dir, out, profile, resume, overwrite, opts.max_kb_entities)
     spaces = opts.space_list
-    backends = {s: prof.get(SPACE_ROLES[s]) for s in spaces}
-    parts = {"train": tr, "dev": dv, **({"test": te} if te else {})}
+    backends = {s: su.profile.get(SPACE_ROLES[s]) for s in spaces}
     sizes: dict[str, int] = {}
-    clock.start("features")
-    men, ent = _features(spaces, backends, parts, entities, opts, cache_dir, progress, sizes)
-    feat_seconds = clock.stop("features")
-    gold = {k: np.array([row[m.gold] for m in v], dtype=np.int64) for k, v in parts.items()}
-    clock.start("mining")
-    hard = mine_hard_negatives(men["train"], ent, gold["train"], opts.hard_negatives)
-    clock.stop("mining")
-    dims = {s: int(ent.vecs[s].shape[1]) for s in spaces}
-    head_cfg = BiEncoderConfig(dims=dims, hidden=opts.hidden, shared=opts.shared)
-    features = {s: {"role": SPACE_ROLES[s], "model_ids": space_model_ids(s, backends[s])} for s in spaces}
+    su.clock.start("features")
+    men, ent = _features(spaces, backends, su.parts, su.entities, opts, cache_dir, progress, sizes)
+    feat_seconds = su.clock.stop("features")
+    su.clock.start("mining")
+    hard = mine_hard_negatives(men["train"], ent, su.gold["train"], opts.hard_negatives)
+    su.clock.stop("mining")
+    head_cfg = BiEncoderConfig(dims={s: int(ent.vecs[s].shape[1]) for s in spaces}, hidden=opts.hidden,
+                               shared=opts.shared)
     info = {
         "kind": "biencoder", "task": opts.task if opts.spaces is None else None, "head": head_cfg.to_dict(),
-        "features": features, "view": opts.view, "crop_margin": opts.crop_margin, "frozen_encoders": True,
-        "options": opts.to_dict(), "profile": getattr(prof, "name", str(profile)), "device": device,
-        "data": {
-            "train": {**(data_info or {}).get("train", {}), "hash": D.data_hash(tr), "n": len(tr), "left_out": why_tr},
-            "dev": {**(data_info or {}).get("dev", {}), "hash": D.data_hash(dv), "n": len(dv), "left_out": why_dv},
-            "kb": {"path": str(Path(kb_dir).resolve()), "build_id": kb.build_id, "n_entities": len(entities)},
-        },
+        "features": {s: {"role": SPACE_ROLES[s], "model_ids": space_model_ids(s, backends[s])} for s in spaces},
+        "view": opts.view, "crop_margin": opts.crop_margin, "frozen_encoders": True, "options": opts.to_dict(),
+        "profile": getattr(su.profile, "name", str(profile)), "device": su.device, "data": su.data(kb_dir, data_info),
     }
-    if te:
-        info["data"]["test"] = {**(data_info or {}).get("test", {}), "hash": D.data_hash(te), "n": len(te), "left_out": why_te}
+    gold = su.gold
+
+    def step(head: Any, idx: np.ndarray) -> Any:
+        import torch
+        from torch.nn import functional as F
+
+        g = gold["train"][idx]
+        cand = np.unique(np.concatenate([g, hard[idx].reshape(-1)]))
+        cand = cand[cand >= 0]
+        col = {int(e): i for i, e in enumerate(cand)}
+        score, _ = head(men["train"].take(idx), ent.take(cand))
+        return F.cross_entropy(score / opts.temperature, torch.tensor([col[int(x)] for x in g]))
 
     runs = []
     for seed in opts.seeds:
-        runs.append(_train_seed(seed, opts, head_cfg, info, men, ent, gold, hard, out / f"seed-{seed}", resume,
-                                progress, clock, make_progress))
-    best = max(runs, key=lambda r: select_value(r["dev"], opts.select))
-    for name in ("model.safetensors", "config.json"):
-        shutil.copyfile(out / f"seed-{best['seed']}" / name, out / name)
-    n_feat_items = len(entities) + sum(len(v) for v in parts.values())
+        seed_all(seed)
+        head = BiEncoderHead(head_cfg).eval()
+        untrained = evaluate(head, men["dev"], ent, gold["dev"])[0]
+        untrained_test = evaluate(head, men["test"], ent, gold["test"])[0] if "test" in men else None
+        sdir = su.out / f"seed-{seed}"
+        run = train_seed(seed, opts, head, sdir, info, len(gold["train"]), step,
+                         lambda h: evaluate(h, men["dev"], ent, gold["dev"])[0], label="biencoder", clock=su.clock,
+                         resume=resume, progress=progress, initial=untrained)
+        fin = finish_seed(sdir, lambda h: evaluate(h, men["dev"], ent, gold["dev"], keep_scores=3),
+                          (lambda h: evaluate(h, men["test"], ent, gold["test"])[0]) if "test" in men else None)
+        runs.append({"seed": seed, **run, **fin, "untrained_dev": untrained,
+                     **({"untrained_test": untrained_test} if untrained_test else {})})
     results = {
-        "kind": "biencoder", "task": info["task"], "spaces": list(spaces), "out": str(out), "best_seed": best["seed"],
-        "untrained": {"dev": runs[0]["untrained_dev"], **({"test": runs[0]["untrained_test"]} if te else {})},
-        "seeds": runs,
-        "dev": mean_sd([r["dev"] for r in runs]),
-        **({"test": mean_sd([r["test"] for r in runs])} if te else {}),
+        "kind": "biencoder", "task": info["task"], "spaces": list(spaces),
+        "untrained": {"dev": runs[0]["untrained_dev"], **({"test": runs[0]["untrained_test"]} if "test" in men else {})},
         "data": info["data"], "options": opts.to_dict(),
-        "features": {"seconds": round(feat_seconds, 3), "bytes_on_disk": sizes, "items": n_feat_items,
+        "features": {"seconds": round(feat_seconds, 3), "bytes_on_disk": sizes,
+                     "items": len(su.entities) + sum(len(v) for v in su.parts.values()),
                      "cache_dir": str(Path(cache_dir) if cache_dir else FT.default_cache_dir())},
-        "train_samples_per_second": round(float(np.mean([r["samples_per_second"] for r in runs])), 2),
-        "seconds": clock.t, "device": device,
     }
-    write_json(out / "results.json", results)
-    kb.close()
-    return results
+    return finish(su, runs, opts.select, results)
 
 
-def _train_seed(seed: int, opts: BiEncoderOptions, head_cfg: Any, info: dict[str, Any], men: dict[str, _Side],
-                ent: _Side, gold: dict[str, np.ndarray], hard: np.ndarray, sdir: Path, resume: bool, progress: bool,
-                clock: Clock, make_progress: Any) -> dict[str, Any]:
-    import torch
-    from torch.nn import functional as F
-
-    from ..link.rerank import BiEncoderHead, save_checkpoint
-
-    seed_all(seed)
-    head = BiEncoderHead(head_cfg)
-    optim = make_optimizer(head, opts.lr, opts.weight_decay)
-    sdir.mkdir(parents=True, exist_ok=True)
-    epochs_path = sdir / "epochs.jsonl"
-    start = 1
-    rng = np.random.default_rng(seed)
-    history: list[dict[str, Any]] = []
-    head.eval()
-    untrained, _ = evaluate(head, men["dev"], ent, gold["dev"])
-    untrained_test = evaluate(head, men["test"], ent, gold["test"])[0] if "test" in men else None
-    best_val, best_epoch = select_value(untrained, opts.select), 0
-    if resume:
-        st = load_state(sdir / "state", head, optim)
-        if st is not None:
-            start = int(st["epoch"]) + 1
-            history = list(st.get("history") or [])
-            best_val, best_epoch = float(st.get("best_val", best_val)), int(st.get("best_epoch", 0))
-            if st.get("rng") is not None:
-                rng.bit_generator.state = st["rng"]  # the shuffles go on as in an uninterrupted run
-            log.info("seed %d: resuming after epoch %d", seed, start - 1)
-    if best_epoch == 0 and not (sdir / "model.safetensors").exists():
-        save_checkpoint(sdir, head, {**info, "seed": seed, "best": {"epoch": 0, "dev": untrained}, "epochs": history})
-    n = len(gold["train"])
-    train_seconds = 0.0
-    seen = 0
-    stale = 0
-    with make_progress(disable=not progress) as bar:
-        task = bar.add_task(f"biencoder seed {seed}", total=opts.epochs, rate="", completed=start - 1)
-        for epoch in range(start, opts.epochs + 1):
-            head.train()
-            order = rng.permutation(n)
-            losses = []
-            t0 = time.perf_counter()
-            for b in range(0, n, opts.batch_size):
-                idx = order[b:b + opts.batch_size]
-                g = gold["train"][idx]
-                cand = np.unique(np.concatenate([g, hard[idx].reshape(-1)]))
-                cand = cand[cand >= 0]
-                col = {int(e): i for i, e in enumerate(cand)}
-                target = torch.tensor([col[int(x)] for x in g])
-                score, _ = head(men["train"].take(idx), ent.take(cand))
-                loss = F.cross_entropy(score / opts.temperature, target)
-                optim.zero_grad()
-                loss.backward()
-                optim.step()
-                losses.append(float(loss.detach()))
-            dt = time.perf_counter() - t0
-            train_seconds += dt
-            seen += n
-            head.eval()
-            clock.start("dev")
-            fig, _ = evaluate(head, men["dev"], ent, gold["dev"])
-            clock.stop("dev")
-            rec = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": round(dt, 3),
-                   "samples_per_second": round(n / dt, 2) if dt > 0 else None, "dev": fig}
-            history.append(rec)
-            with open(epochs_path, "a", encoding="utf-8") as fh:
-                import json
-
-                fh.write(json.dumps(rec) + "\n")
-            log.info("seed %d epoch %d: loss %.4f dev hits@1 %.4f mrr %.4f", seed, epoch, rec["loss"], fig["hits@1"],
-                     fig["mrr"])
-            val = select_value(fig, opts.select)
-            if val > best_val:
-                best_val, best_epoch, stale = val, epoch, 0
-                save_checkpoint(sdir, head, {**info, "seed": seed, "best": {"epoch": epoch, "dev": fig}, "epochs": history})
-            else:
-                stale += 1
-            save_state(sdir / "state", head, optim, epoch, {"history": history, "best_val": best_val, "rng": rng.bit_generator.state,
-                                                             "best_epoch": best_epoch})
-            bar.update(task, advance=1, description=f"biencoder seed {seed} (dev {opts.select} {val:.4f})")
-            if opts.patience and stale >= opts.patience:
-                log.info("seed %d: no better dev %s for %d epochs; stopping", seed, opts.select, stale)
-                break
-    # the best epoch, calibrated on dev, evaluated on test
-    from ..link.rerank import load_checkpoint
-
-    cfg, best_head = load_checkpoint(sdir)
-    dev_fig, dev_sc = evaluate(best_head, men["dev"], ent, gold["dev"], keep_scores=3)
-    cal = calibration(dev_sc["pos"], dev_sc["neg"])
-    test_fig = evaluate(best_head, men["test"], ent, gold["test"])[0] if "test" in men else None
-    save_checkpoint(sdir, best_head, {**{k: v for k, v in cfg.items() if k not in ("format", "pixlink_version")},
-                                      "calibration": cal, "epochs": history,
-                                      **({"test": test_fig} if test_fig else {})})
-    return {"seed": seed, "best_epoch": best_epoch, "dev": dev_fig, **({"test": test_fig} if test_fig else {}),
-            "untrained_dev": untrained, **({"untrained_test": untrained_test} if untrained_test else {}),
-            "calibration": cal, "epochs": history,
-            "samples_per_second": round(seen / train_seconds, 2) if train_seconds > 0 else None}
-
-
-__all__ = ["BiEncoderOptions", "train_biencoder", "mine_hard_negatives", "evaluate"]
+__all__ = ["BiEncoderOptions", "train_biencoder", "mine_hard_negatives", "evaluate", "Side", "frozen_scores"]

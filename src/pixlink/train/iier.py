@@ -25,8 +25,6 @@ Ablations as options: ``units=("tfi",)`` (the text path: no image features at al
 from __future__ import annotations
 
 import json
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,9 +36,8 @@ from ..log import get_logger
 from ..types import Mention
 from . import data as D
 from . import features as FT
-from .biencoder import _check_out, _frozen_scores, _kb_entities, _Side
-from .loop import (KS, Clock, CommonOptions, calibration, load_state, make_optimizer, mean_sd, rank_of_gold,
-                   ranking_figures, save_state, seed_all, select_value, torch_setup, write_json)
+from .biencoder import Side, frozen_scores
+from .loop import KS, CommonOptions, finish, finish_seed, prepare, rank_of_gold, ranking_figures, seed_all, train_seed
 
 log = get_logger("pixlink.train.iier")
 
@@ -275,35 +272,13 @@ def train_iier(
     data_info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train IIER (see the module docstring); returns the results (also ``out/results.json``)."""
-    from ..kb import KB
-    from ..link.iier import IIERConfig, TextTokenEncoder, entity_text, mention_text
+    from ..link.iier import IIER, IIERConfig, TextTokenEncoder, entity_text, iier_loss, mention_text
     from ..link.rerank import SPACE_ROLES
-    from ..models import Profile
-    from ..progress import progress as make_progress
 
     opts = options or IIEROptions()
-    opts.check()
-    out = Path(out)
-    _check_out(out, resume, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    clock = Clock()
-    device = torch_setup(opts)
-    prof = profile if isinstance(profile, Profile) else (Profile(profile, device=opts.device) if opts.device
-                                                         else Profile(profile))
+    su = prepare(opts, train, dev, test, kb_dir, out, profile, resume, overwrite, opts.max_kb_entities)
+    prof, entities, parts, gold, clock = su.profile, su.entities, su.parts, su.gold, su.clock
     cache = Path(cache_dir) if cache_dir is not None else FT.default_cache_dir()
-    kb = KB.open(kb_dir)
-    entities = _kb_entities(kb, opts.max_kb_entities)
-    row = {e.id: i for i, e in enumerate(entities)}
-    tr, why_tr = D.usable(train, kb)
-    dv, why_dv = D.usable(dev, kb)
-    tr = D.subsample(tr, opts.max_train)
-    dv = D.subsample(dv, opts.max_dev)
-    if not tr or not dv:
-        raise InputError(Errors.E771.format(what="train/dev", reason=f"{len(tr)} train and {len(dv)} dev mentions have "
-                                                                     f"their gold in the KB (left out: {why_tr}, {why_dv})"))
-    te, why_te = D.usable(test, kb) if test is not None else ([], {})
-    parts = {"train": tr, "dev": dv, **({"test": te} if te else {})}
-    gold = {k: np.array([row[m.gold] for m in v], dtype=np.int64) for k, v in parts.items()}
     sizes: dict[str, int] = {}
 
     # 1. candidates of dev/test (and mined negatives of train) from a frozen space over the whole KB
@@ -311,19 +286,19 @@ def train_iier(
     cspace = opts.candidate_space
     cb = prof.get(SPACE_ROLES[cspace])
     ek = FT.space_vectors(cspace, cb, "entity", entities, cache_dir=cache, progress=progress)
-    ent_vec = _Side({cspace: FT.unpack_vectors(ek.rows(np.arange(len(entities))))})
+    ent_vec = Side({cspace: FT.unpack_vectors(ek.rows(np.arange(len(entities))))})
     cands: dict[str, np.ndarray] = {}
     retrieval: dict[str, dict[str, float]] = {}
     for k, ms in parts.items():
         pm = FT.space_vectors(cspace, cb, "mention", ms, key_prefix=f"{D.data_hash(ms)}:", view="crop",
                               cache_dir=cache, progress=progress)
-        mv = _Side({cspace: FT.unpack_vectors(pm.rows(np.arange(len(ms))))})
+        mv = Side({cspace: FT.unpack_vectors(pm.rows(np.arange(len(ms))))})
         K = opts.candidates if k != "train" else max(opts.hard_negatives + 1, 1)
         top = np.zeros((len(ms), K), dtype=np.int64)
         ranks = np.full(len(ms), np.inf)
         for s in range(0, len(ms), 512):
             idx = np.arange(s, min(len(ms), s + 512))
-            sc = _frozen_scores(mv, ent_vec, idx)
+            sc = frozen_scores(mv, ent_vec, idx)
             top[idx] = np.argsort(-sc, axis=1)[:, :K]
             ranks[idx] = rank_of_gold(sc, gold[k][idx])
         cands[k] = top
@@ -373,41 +348,45 @@ def train_iier(
     info = {
         "kind": "iier", "head": cfg.to_dict(), "frozen_encoders": True, "view": opts.view,
         "crop_margin": opts.crop_margin, "detective": opts.detective,
-        "features": {"text": {"role": opts.text_role, "source": enc.source, "kind": enc.kind,
-                              "max_length": enc.max_length, "model_id": str(tb.model_id)},
+        "features": {"text": {"role": opts.text_role, "kind": enc.kind, "max_length": enc.max_length,
+                              "model_id": str(tb.model_id)},
                      **({"image": {"role": opts.image_role, "model_id": str(img_backend.model_id),
                                    "layers": list(layers)}} if img_backend is not None else {})},
-        "options": opts.to_dict(), "profile": getattr(prof, "name", str(profile)), "device": device,
-        "data": {
-            "train": {**(data_info or {}).get("train", {}), "hash": D.data_hash(tr), "n": len(tr), "left_out": why_tr},
-            "dev": {**(data_info or {}).get("dev", {}), "hash": D.data_hash(dv), "n": len(dv), "left_out": why_dv},
-            "kb": {"path": str(Path(kb_dir).resolve()), "build_id": kb.build_id, "n_entities": len(entities)},
-        },
-        "candidates": {"k": opts.candidates, "space": cspace, "retrieval": retrieval},
+        "options": opts.to_dict(), "profile": getattr(prof, "name", str(profile)), "device": su.device,
+        "data": su.data(kb_dir, data_info), "candidates": {"k": opts.candidates, "space": cspace, "retrieval": retrieval},
     }
-    if te:
-        info["data"]["test"] = {**(data_info or {}).get("test", {}), "hash": D.data_hash(te), "n": len(te), "left_out": why_te}
+
+    def step(model: Any, idx: np.ndarray) -> Any:
+        import torch
+
+        g = gold_s["train"][idx]
+        extra = cand_s["train"][idx][:, : opts.hard_negatives].reshape(-1) if opts.hard_negatives else np.array([], np.int64)
+        cand = np.unique(np.concatenate([g, extra]))
+        cand = cand[cand >= 0]
+        col = {int(e): i for i, e in enumerate(cand)}
+        score, units = model(feats["train"].take(idx), ent_feats.take(cand))
+        loss, _parts = iier_loss(score, units, torch.tensor([col[int(x)] for x in g]), lam=opts.lam,
+                                 temperature=opts.temperature)
+        return loss
+
+    def ev(part: str, keep: int = 0) -> Any:
+        return lambda model: evaluate_candidates(model, feats[part], ent_feats, cand_s[part], gold_s[part], keep)
+
     runs = []
     for seed in opts.seeds:
-        runs.append(_train_seed(seed, opts, cfg, info, feats, ent_feats, gold_s, cand_s, out / f"seed-{seed}", resume,
-                                progress, clock, make_progress))
-    best = max(runs, key=lambda r: select_value(r["dev"], opts.select))
-    for name in ("model.safetensors", "config.json"):
-        shutil.copyfile(out / f"seed-{best['seed']}" / name, out / name)
-    sps = [r["samples_per_second"] for r in runs if r["samples_per_second"]]
+        seed_all(seed)
+        sdir = su.out / f"seed-{seed}"
+        run = train_seed(seed, opts, IIER(cfg), sdir, info, len(gold_s["train"]), step, lambda m: ev("dev")(m)[0],
+                         label="iier", clock=clock, resume=resume, progress=progress)
+        fin = finish_seed(sdir, ev("dev", 3), (lambda m: ev("test")(m)[0]) if "test" in feats else None)
+        runs.append({"seed": seed, **run, **fin})
     results = {
-        "kind": "iier", "units": list(opts.units), "out": str(out), "best_seed": best["seed"],
-        "retrieval": retrieval, "seeds": runs, "dev": mean_sd([r["dev"] for r in runs]),
-        **({"test": mean_sd([r["test"] for r in runs])} if te else {}),
-        "data": info["data"], "options": opts.to_dict(), "candidates": info["candidates"],
+        "kind": "iier", "units": list(opts.units), "retrieval": retrieval, "data": info["data"],
+        "options": opts.to_dict(), "candidates": info["candidates"],
         "features": {"seconds": round(feat_seconds, 3), "bytes_on_disk": sizes,
                      "items": len(ents) + sum(len(v) for v in parts.values()), "cache_dir": str(cache)},
-        "train_samples_per_second": round(float(np.mean(sps)), 2) if sps else None,
-        "seconds": clock.t, "device": device,
     }
-    write_json(out / "results.json", results)
-    kb.close()
-    return results
+    return finish(su, runs, opts.select, results)
 
 
 def _layer_widths(backend: Any, layers: Sequence[int]) -> list[int]:
@@ -415,89 +394,6 @@ def _layer_widths(backend: Any, layers: Sequence[int]) -> list[int]:
 
     c = [image_features(backend, [np.zeros((32, 32, 3), np.uint8)], [layer])[0].shape[1] for layer in layers]
     return c
-
-
-def _train_seed(seed: int, opts: IIEROptions, cfg: Any, info: dict[str, Any], feats: dict[str, _IIERData],
-                ent: _IIERData, gold: dict[str, np.ndarray], cands: dict[str, np.ndarray], sdir: Path, resume: bool,
-                progress: bool, clock: Clock, make_progress: Any) -> dict[str, Any]:
-    import torch
-
-    from ..link.iier import IIER, iier_loss
-    from ..link.rerank import load_checkpoint, save_checkpoint
-
-    seed_all(seed)
-    model = IIER(cfg)
-    optim = make_optimizer(model, opts.lr, opts.weight_decay)
-    sdir.mkdir(parents=True, exist_ok=True)
-    start, history = 1, []
-    rng = np.random.default_rng(seed)
-    best_val, best_epoch = -np.inf, 0
-    if resume:
-        st = load_state(sdir / "state", model, optim)
-        if st is not None:
-            start = int(st["epoch"]) + 1
-            history = list(st.get("history") or [])
-            best_val, best_epoch = float(st.get("best_val", best_val)), int(st.get("best_epoch", 0))
-            if st.get("rng") is not None:
-                rng.bit_generator.state = st["rng"]  # the shuffles go on as in an uninterrupted run
-    n = len(gold["train"])
-    train_seconds, seen, stale = 0.0, 0, 0
-    with make_progress(disable=not progress) as bar:
-        task = bar.add_task(f"iier seed {seed}", total=opts.epochs, rate="", completed=start - 1)
-        for epoch in range(start, opts.epochs + 1):
-            model.train()
-            order = rng.permutation(n)
-            losses = []
-            t0 = time.perf_counter()
-            for b in range(0, n, opts.batch_size):
-                idx = order[b:b + opts.batch_size]
-                g = gold["train"][idx]
-                extra = cands["train"][idx][:, : opts.hard_negatives].reshape(-1) if opts.hard_negatives else np.array([], np.int64)
-                cand = np.unique(np.concatenate([g, extra]))
-                cand = cand[cand >= 0]
-                col = {int(e): i for i, e in enumerate(cand)}
-                target = torch.tensor([col[int(x)] for x in g])
-                score, units = model(feats["train"].take(idx), ent.take(cand))
-                loss, _parts = iier_loss(score, units, target, lam=opts.lam, temperature=opts.temperature)
-                optim.zero_grad()
-                loss.backward()
-                optim.step()
-                losses.append(float(loss.detach()))
-            dt = time.perf_counter() - t0
-            train_seconds += dt
-            seen += n
-            model.eval()
-            clock.start("dev")
-            fig, _ = evaluate_candidates(model, feats["dev"], ent, cands["dev"], gold["dev"])
-            clock.stop("dev")
-            rec = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": round(dt, 3),
-                   "samples_per_second": round(n / dt, 2) if dt > 0 else None, "dev": fig}
-            history.append(rec)
-            with open(sdir / "epochs.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(rec) + "\n")
-            val = select_value(fig, opts.select)
-            log.info("iier seed %d epoch %d: loss %.4f dev %s %.4f", seed, epoch, rec["loss"], opts.select, val)
-            if val > best_val:
-                best_val, best_epoch, stale = val, epoch, 0
-                save_checkpoint(sdir, model, {**info, "seed": seed, "best": {"epoch": epoch, "dev": fig}, "epochs": history})
-            else:
-                stale += 1
-            save_state(sdir / "state", model, optim, epoch, {"history": history, "best_val": best_val, "rng": rng.bit_generator.state,
-                                                              "best_epoch": best_epoch})
-            bar.update(task, advance=1, description=f"iier seed {seed} (dev {opts.select} {val:.4f})")
-            if opts.patience and stale >= opts.patience:
-                break
-    if not (sdir / "model.safetensors").exists():
-        raise InputError(Errors.E775.format(path=str(sdir), reason="no epoch was trained (epochs already done?)"))
-    ckpt, best_model = load_checkpoint(sdir)
-    dev_fig, dev_sc = evaluate_candidates(best_model, feats["dev"], ent, cands["dev"], gold["dev"], keep_scores=3)
-    cal = calibration(dev_sc["pos"], dev_sc["neg"])
-    test_fig = evaluate_candidates(best_model, feats["test"], ent, cands["test"], gold["test"])[0] if "test" in feats else None
-    save_checkpoint(sdir, best_model, {**{k: v for k, v in ckpt.items() if k not in ("format", "pixlink_version")},
-                                       "calibration": cal, "epochs": history, **({"test": test_fig} if test_fig else {})})
-    return {"seed": seed, "best_epoch": best_epoch, "dev": dev_fig, **({"test": test_fig} if test_fig else {}),
-            "calibration": cal, "epochs": history,
-            "samples_per_second": round(seen / train_seconds, 2) if train_seconds > 0 else None}
 
 
 __all__ = ["IIEROptions", "train_iier", "evaluate_candidates", "score_candidates", "default_layers", "EFFICIENTNET_LAYERS"]

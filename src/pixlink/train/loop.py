@@ -272,6 +272,208 @@ class Clock:
         return dt
 
 
+# ------------------------------------------------------------------------------------------------
+# what a training run does around its model
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    """A training run's inputs, prepared by :func:`prepare`: the output folder, the clock, the
+    device and profile, the KB with every entity (``row``: id -> position), the usable mentions
+    of each part (``parts``, subsampled to ``max_train`` / ``max_dev``), what was left out and
+    why, and the gold entities' positions (``gold``)."""
+
+    out: Path
+    clock: Clock
+    device: str
+    profile: Any
+    kb: Any
+    entities: list
+    row: dict[str, int]
+    parts: dict[str, list]
+    why: dict[str, dict[str, int]]
+    gold: dict[str, np.ndarray]
+
+    def data(self, kb_dir: str | Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The ``data`` block of a checkpoint: per part its path (from ``extra``), hash, size and
+        what was left out; the KB's path, build and size."""
+        from .data import data_hash
+
+        out: dict[str, Any] = {}
+        for k, v in self.parts.items():
+            out[k] = {**(extra or {}).get(k, {}), "hash": data_hash(v), "n": len(v), "left_out": self.why.get(k, {})}
+        out["kb"] = {"path": str(Path(kb_dir).resolve()), "build_id": self.kb.build_id, "n_entities": len(self.entities)}
+        return out
+
+
+def check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """E776 when ``out`` holds a trained model and neither ``resume`` nor ``overwrite`` is set;
+    ``overwrite`` removes the model, its results and the seeds' folders."""
+    import shutil
+
+    if (out / "config.json").exists() or (out / "results.json").exists():
+        if overwrite:
+            for name in ("model.safetensors", "config.json", "results.json"):
+                if (out / name).exists():
+                    (out / name).unlink()
+            for d in out.glob("seed-*"):
+                shutil.rmtree(d)
+        elif not resume:
+            raise InputError(Errors.E776.format(path=str(out)))
+
+
+def prepare(opts: CommonOptions, train: Sequence[Any], dev: Sequence[Any], test: Sequence[Any] | None,
+            kb_dir: str | Path, out: str | Path, profile: Any, resume: bool, overwrite: bool,
+            max_kb_entities: int) -> Setup:
+    """Check the options and the output folder, open the KB (every entity is ranked: E771 above
+    ``max_kb_entities``), keep the usable mentions (:func:`pixlink.train.data.usable`)."""
+    from ..kb import KB
+    from ..models import Profile
+    from .data import subsample, usable
+
+    opts.check()
+    out = Path(out)
+    check_out(out, resume, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch_setup(opts)
+    if isinstance(profile, Profile):
+        prof = profile
+    else:
+        prof = Profile(profile, device=opts.device) if opts.device else Profile(profile)
+    kb = KB.open(kb_dir)
+    if len(kb) > max_kb_entities:
+        raise InputError(Errors.E771.format(what=f"the KB {kb_dir}", reason=f"{len(kb)} entities; training ranks every "
+                                                                            f"entity and takes at most {max_kb_entities}"))
+    entities = list(kb.iter_entities())
+    row = {e.id: i for i, e in enumerate(entities)}
+    tr, why_tr = usable(train, kb)
+    dv, why_dv = usable(dev, kb)
+    tr, dv = subsample(tr, opts.max_train), subsample(dv, opts.max_dev)
+    if not tr or not dv:
+        raise InputError(Errors.E771.format(what="train/dev", reason=f"{len(tr)} train and {len(dv)} dev mentions have "
+                                                                     f"their gold in the KB (left out: {why_tr}, {why_dv})"))
+    parts: dict[str, list] = {"train": tr, "dev": dv}
+    why = {"train": why_tr, "dev": why_dv}
+    if test is not None:
+        te, why["test"] = usable(test, kb)
+        if te:
+            parts["test"] = te
+    gold = {k: np.array([row[m.gold] for m in v], dtype=np.int64) for k, v in parts.items()}
+    return Setup(out, Clock(), device, prof, kb, entities, row, parts, why, gold)
+
+
+def train_seed(seed: int, opts: CommonOptions, model: Any, sdir: Path, info: dict[str, Any], n_train: int,
+               step: Any, dev_eval: Any, *, label: str, clock: Clock, resume: bool = False, progress: bool = True,
+               initial: dict[str, float] | None = None) -> dict[str, Any]:
+    """The epochs of one seed: shuffle, ``step(model, idx) -> loss`` per batch (AdamW), the dev
+    figures ``dev_eval(model)`` after each epoch, the checkpoint of every better epoch, the
+    resumable state after each epoch, ``patience``. ``initial``: the untrained model's dev
+    figures (epoch 0 then counts as a candidate for the best, and is saved).
+
+    Returns ``{"best_epoch", "epochs" (per-epoch records), "samples_per_second"}``."""
+    from ..link.rerank import save_checkpoint
+    from ..progress import progress as make_progress
+
+    seed_all(seed)
+    optim = make_optimizer(model, opts.lr, opts.weight_decay)
+    sdir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    start, history = 1, []
+    best_val = select_value(initial, opts.select) if initial is not None else -np.inf
+    best_epoch = 0
+    if resume:
+        st = load_state(sdir / "state", model, optim)
+        if st is not None:
+            start = int(st["epoch"]) + 1
+            history = list(st.get("history") or [])
+            best_val, best_epoch = float(st.get("best_val", best_val)), int(st.get("best_epoch", 0))
+            if st.get("rng") is not None:
+                rng.bit_generator.state = st["rng"]  # the shuffles go on as in an uninterrupted run
+            log.info("%s seed %d: resuming after epoch %d", label, seed, start - 1)
+    if initial is not None and best_epoch == 0 and not (sdir / "model.safetensors").exists():
+        save_checkpoint(sdir, model, {**info, "seed": seed, "best": {"epoch": 0, "dev": initial}, "epochs": history})
+    train_seconds, seen, stale = 0.0, 0, 0
+    with make_progress(disable=not progress) as bar:
+        task = bar.add_task(f"{label} seed {seed}", total=opts.epochs, rate="", completed=start - 1)
+        for epoch in range(start, opts.epochs + 1):
+            model.train()
+            order = rng.permutation(n_train)
+            losses = []
+            t0 = time.perf_counter()
+            for b in range(0, n_train, opts.batch_size):
+                loss = step(model, order[b:b + opts.batch_size])
+                optim.zero_grad()
+                loss.backward()
+                optim.step()
+                losses.append(float(loss.detach()))
+            dt = time.perf_counter() - t0
+            train_seconds += dt
+            seen += n_train
+            model.eval()
+            clock.start("dev")
+            fig = dev_eval(model)
+            clock.stop("dev")
+            rec = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": round(dt, 3),
+                   "samples_per_second": round(n_train / dt, 2) if dt > 0 else None, "dev": fig}
+            history.append(rec)
+            with open(sdir / "epochs.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            val = select_value(fig, opts.select)
+            log.info("%s seed %d epoch %d: loss %.4f dev %s %.4f", label, seed, epoch, rec["loss"], opts.select, val)
+            if val > best_val:
+                best_val, best_epoch, stale = val, epoch, 0
+                save_checkpoint(sdir, model, {**info, "seed": seed, "best": {"epoch": epoch, "dev": fig}, "epochs": history})
+            else:
+                stale += 1
+            save_state(sdir / "state", model, optim, epoch, {"history": history, "best_val": best_val,
+                                                              "best_epoch": best_epoch, "rng": rng.bit_generator.state})
+            bar.update(task, advance=1, description=f"{label} seed {seed} (dev {opts.select} {val:.4f})")
+            if opts.patience and stale >= opts.patience:
+                log.info("%s seed %d: no better dev %s for %d epochs; stopping", label, seed, opts.select, stale)
+                break
+    if not (sdir / "model.safetensors").exists():
+        raise InputError(Errors.E775.format(path=str(sdir), reason="no epoch was trained (epochs already done?)"))
+    return {"best_epoch": best_epoch, "epochs": history,
+            "samples_per_second": round(seen / train_seconds, 2) if train_seconds > 0 else None}
+
+
+def finish_seed(sdir: Path, dev_scores: Any, test_eval: Any | None) -> dict[str, Any]:
+    """After a seed's epochs: its best checkpoint scores dev (``dev_scores(model) -> (figures,
+    {"pos", "neg"})``), is calibrated on those scores and scores test (``test_eval(model)``);
+    the checkpoint is written again with ``calibration`` (and ``test``). Returns ``{"dev",
+    "test"?, "calibration"}``."""
+    from ..link.rerank import load_checkpoint, save_checkpoint
+
+    cfg, model = load_checkpoint(sdir)
+    dev_fig, sc = dev_scores(model)
+    cal = calibration(sc["pos"], sc["neg"])
+    test_fig = test_eval(model) if test_eval is not None else None
+    save_checkpoint(sdir, model, {**{k: v for k, v in cfg.items() if k not in ("format", "pixlink_version")},
+                                  "calibration": cal, **({"test": test_fig} if test_fig else {})})
+    return {"dev": dev_fig, **({"test": test_fig} if test_fig else {}), "calibration": cal}
+
+
+def finish(setup: Setup, runs: list[dict[str, Any]], select: str, results: dict[str, Any]) -> dict[str, Any]:
+    """The best seed on dev becomes the model (its files copied into ``out``); the figures over
+    seeds (mean +- sd), the samples per second and the clock join ``results``, written to
+    ``out/results.json``."""
+    import shutil
+
+    best = max(runs, key=lambda r: select_value(r["dev"], select))
+    for name in ("model.safetensors", "config.json"):
+        shutil.copyfile(setup.out / f"seed-{best['seed']}" / name, setup.out / name)
+    sps = [r["samples_per_second"] for r in runs if r.get("samples_per_second")]
+    out = {"out": str(setup.out), "best_seed": best["seed"], **results, "seeds": runs,
+           "dev": mean_sd([r["dev"] for r in runs]),
+           **({"test": mean_sd([r["test"] for r in runs])} if all("test" in r for r in runs) else {}),
+           "train_samples_per_second": round(float(np.mean(sps)), 2) if sps else None,
+           "seconds": setup.clock.t, "device": setup.device}
+    write_json(setup.out / "results.json", out)
+    setup.kb.close()
+    return out
+
+
 def write_json(path: Path, obj: Any) -> None:
     from ..io import dumps
 
@@ -282,4 +484,4 @@ def write_json(path: Path, obj: Any) -> None:
 
 __all__ = ["CommonOptions", "options_from", "torch_setup", "seed_all", "make_optimizer", "rank_of_gold",
            "ranking_figures", "select_value", "calibration", "mean_sd", "save_state", "load_state", "Clock",
-           "write_json", "KS"]
+           "write_json", "KS", "Setup", "prepare", "check_out", "train_seed", "finish_seed", "finish"]
