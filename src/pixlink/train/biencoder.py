@@ -109,10 +109,10 @@ class Side:
 
     vecs: dict[str, np.ndarray]
 
-    def take(self, idx: Sequence[int] | np.ndarray) -> dict[str, Any]:
+    def take(self, idx: Sequence[int] | np.ndarray, device: Any = "cpu") -> dict[str, Any]:
         import torch
 
-        return {s: torch.from_numpy(np.ascontiguousarray(v[np.asarray(idx)])) for s, v in self.vecs.items()}
+        return {s: torch.from_numpy(np.ascontiguousarray(v[np.asarray(idx)])).to(device) for s, v in self.vecs.items()}
 
 
 def _features(spaces: Sequence[str], backends: dict[str, Any], mentions: dict[str, list[Mention]], entities: list,
@@ -172,24 +172,25 @@ def evaluate(head: Any, men: Side, ent: Side, gold: np.ndarray, chunk: int = 256
     and of the ``keep_scores`` best wrong entities (for calibration)."""
     import torch
 
+    dev = next(head.parameters()).device
     with torch.inference_mode():
         e_emb = {}
         for s in head.spaces:
             if s in ent.vecs:
-                e_emb[s] = head.embed("entity", s, torch.from_numpy(ent.vecs[s]))
+                e_emb[s] = head.embed("entity", s, torch.from_numpy(ent.vecs[s]).to(dev))
         ranks = np.full(len(gold), np.inf)
         pos, neg = [], []
         for st in range(0, len(gold), chunk):
             idx = np.arange(st, min(len(gold), st + chunk))
             total = count = None
             for s, (e, pe) in e_emb.items():
-                m, pm = head.embed("mention", s, torch.from_numpy(men.vecs[s][idx]))
+                m, pm = head.embed("mention", s, torch.from_numpy(men.vecs[s][idx]).to(dev))
                 ok = (pm[:, None] & pe[None, :]).float()
                 c = (m @ e.T) * ok
                 total = c if total is None else total + c
                 count = ok if count is None else count + ok
-            sc = (total / count.clamp(min=1.0)).numpy()
-            sc[count.numpy() == 0] = -np.inf
+            sc = (total / count.clamp(min=1.0)).cpu().numpy()
+            sc[count.cpu().numpy() == 0] = -np.inf
             ranks[idx] = rank_of_gold(sc, gold[idx])
             if keep_scores:
                 for r, g in enumerate(gold[idx]):
@@ -240,13 +241,14 @@ def train_biencoder(
         cand = np.unique(np.concatenate([g, hard[idx].reshape(-1)]))
         cand = cand[cand >= 0]
         col = {int(e): i for i, e in enumerate(cand)}
-        score, _ = head(men["train"].take(idx), ent.take(cand))
-        return F.cross_entropy(score / opts.temperature, torch.tensor([col[int(x)] for x in g]))
+        dev = next(head.parameters()).device
+        score, _ = head(men["train"].take(idx, dev), ent.take(cand, dev))
+        return F.cross_entropy(score / opts.temperature, torch.tensor([col[int(x)] for x in g], device=dev))
 
     runs = []
     for seed in opts.seeds:
         seed_all(seed)
-        head = BiEncoderHead(head_cfg).eval()
+        head = BiEncoderHead(head_cfg).to(su.device).eval()
         untrained = evaluate(head, men["dev"], ent, gold["dev"])[0]
         untrained_test = evaluate(head, men["test"], ent, gold["test"])[0] if "test" in men else None
         sdir = su.out / f"seed-{seed}"
@@ -254,7 +256,8 @@ def train_biencoder(
                          lambda h: evaluate(h, men["dev"], ent, gold["dev"])[0], label="biencoder", clock=su.clock,
                          resume=resume, progress=progress, initial=untrained)
         fin = finish_seed(sdir, lambda h: evaluate(h, men["dev"], ent, gold["dev"], keep_scores=3),
-                          (lambda h: evaluate(h, men["test"], ent, gold["test"])[0]) if "test" in men else None)
+                          (lambda h: evaluate(h, men["test"], ent, gold["test"])[0]) if "test" in men else None,
+                          su.device)
         runs.append({"seed": seed, **run, **fin, "untrained_dev": untrained,
                      **({"untrained_test": untrained_test} if untrained_test else {})})
     results = {

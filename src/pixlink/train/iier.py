@@ -192,13 +192,13 @@ class _IIERData:
     img_cls: np.ndarray | None = None
     img_tok: np.ndarray | None = None
 
-    def take(self, idx: Any) -> dict[str, Any]:
+    def take(self, idx: Any, device: Any = "cpu") -> dict[str, Any]:
         import torch
 
         idx = np.asarray(idx)
 
         def t(a: np.ndarray) -> Any:
-            return torch.from_numpy(a[idx].astype(np.float32))
+            return torch.from_numpy(a[idx].astype(np.float32)).to(device)
 
         d = {"text_cls": t(self.cls), "text_tokens": t(self.tok), "text_mask": t(self.mask)}
         if self.img_cls is not None:
@@ -224,8 +224,11 @@ def _load_iier(text_pk: Any, tl: Any, img: tuple[Any, Any] | None, n: int, chunk
     return d
 
 
-def score_candidates(model: Any, men: _IIERData, ent: _IIERData, cands: np.ndarray, chunk: int = 8) -> np.ndarray:
-    """``(N, K)`` IIER scores of each mention's ``K`` candidate entity rows (-1 = none: NaN)."""
+def score_candidates(model: Any, men: _IIERData, ent: _IIERData, cands: np.ndarray, chunk: int = 1) -> np.ndarray:
+    """``(N, K)`` IIER scores of each mention's ``K`` candidate entity rows (-1 = none: NaN).
+
+    ``chunk`` mentions are scored together against the union of their candidates (the units
+    score every pair of a batch); 1 scores exactly each mention's own ``K``."""
     import torch
 
     out = np.full(cands.shape, np.nan, dtype=np.float32)
@@ -237,7 +240,8 @@ def score_candidates(model: Any, men: _IIERData, ent: _IIERData, cands: np.ndarr
             if not len(uniq):
                 continue
             col = {int(e): i for i, e in enumerate(uniq)}
-            sc = model(men.take(idx), ent.take(uniq))[0].numpy()
+            dev = next(model.parameters()).device
+            sc = model(men.take(idx, dev), ent.take(uniq, dev))[0].cpu().numpy()
             for r in range(len(idx)):
                 for j, e in enumerate(c[r]):
                     if e >= 0:
@@ -364,8 +368,9 @@ def train_iier(
         cand = np.unique(np.concatenate([g, extra]))
         cand = cand[cand >= 0]
         col = {int(e): i for i, e in enumerate(cand)}
-        score, units = model(feats["train"].take(idx), ent_feats.take(cand))
-        loss, _parts = iier_loss(score, units, torch.tensor([col[int(x)] for x in g]), lam=opts.lam,
+        dev = next(model.parameters()).device
+        score, units = model(feats["train"].take(idx, dev), ent_feats.take(cand, dev))
+        loss, _parts = iier_loss(score, units, torch.tensor([col[int(x)] for x in g], device=dev), lam=opts.lam,
                                  temperature=opts.temperature)
         return loss
 
@@ -376,9 +381,9 @@ def train_iier(
     for seed in opts.seeds:
         seed_all(seed)
         sdir = su.out / f"seed-{seed}"
-        run = train_seed(seed, opts, IIER(cfg), sdir, info, len(gold_s["train"]), step, lambda m: ev("dev")(m)[0],
+        run = train_seed(seed, opts, IIER(cfg).to(su.device), sdir, info, len(gold_s["train"]), step, lambda m: ev("dev")(m)[0],
                          label="iier", clock=clock, resume=resume, progress=progress)
-        fin = finish_seed(sdir, ev("dev", 3), (lambda m: ev("test")(m)[0]) if "test" in feats else None)
+        fin = finish_seed(sdir, ev("dev", 3), (lambda m: ev("test")(m)[0]) if "test" in feats else None, su.device)
         runs.append({"seed": seed, **run, **fin})
     results = {
         "kind": "iier", "units": list(opts.units), "retrieval": retrieval, "data": info["data"],

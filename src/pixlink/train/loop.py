@@ -438,14 +438,14 @@ def train_seed(seed: int, opts: CommonOptions, model: Any, sdir: Path, info: dic
             "samples_per_second": round(seen / train_seconds, 2) if train_seconds > 0 else None}
 
 
-def finish_seed(sdir: Path, dev_scores: Any, test_eval: Any | None) -> dict[str, Any]:
+def finish_seed(sdir: Path, dev_scores: Any, test_eval: Any | None, device: str = "cpu") -> dict[str, Any]:
     """After a seed's epochs: its best checkpoint scores dev (``dev_scores(model) -> (figures,
     {"pos", "neg"})``), is calibrated on those scores and scores test (``test_eval(model)``);
     the checkpoint is written again with ``calibration`` (and ``test``). Returns ``{"dev",
     "test"?, "calibration"}``."""
     from ..link.rerank import load_checkpoint, save_checkpoint
 
-    cfg, model = load_checkpoint(sdir)
+    cfg, model = load_checkpoint(sdir, device)
     dev_fig, sc = dev_scores(model)
     cal = calibration(sc["pos"], sc["neg"])
     test_fig = test_eval(model) if test_eval is not None else None
