@@ -232,10 +232,10 @@ def main() -> None:
     if "mel" in parts:
         results.setdefault("mel", {})
         for name in args.datasets.split(","):
-            results["mel"][name] = mel(name, args, args.work)
+            results["mel"][name] = mel(name, args, args.work) | {"settings": results["settings"]}
             args.out.write_text(json.dumps(results, indent=2) + "\n")
     if "learn" in parts:
-        results["learn"] = learn(args, args.work)
+        results["learn"] = learn(args, args.work) | {"settings": results["settings"]}
     if "speed" in parts or "learn" in parts or "mel" in parts:
         speed: dict[str, Any] = {}
         for name, r in (results.get("mel") or {}).items():
