@@ -266,7 +266,8 @@ def evaluate_candidates(model: Any, men: _IIERData, ent: _IIERData, cands: np.nd
             if gc >= 0:
                 row[gc] = -np.inf
             neg.extend(float(x) for x in np.sort(row)[::-1][:keep_scores] if np.isfinite(x))
-    return ranking_figures(ranks, tuple(k for k in KS if k <= K), cut=K), {"pos": pos, "neg": neg}
+    # hits@K: the share whose gold is among the candidates at all (the bound of the re-ranking)
+    return ranking_figures(ranks, tuple(sorted({k for k in KS if k <= K} | {K})), cut=K), {"pos": pos, "neg": neg}
 
 
 def train_iier(
