@@ -94,6 +94,10 @@ PLANS: dict[str, Plan] = {
                                     "{w}/models_offline_vision.json",
                                     lambda r: _fmt("parts", len(r.get("results", []))) + "; "
                                     + _fmt("failed", sum(1 for x in r.get("results", []) if "error" in x))),
+    "bench_train": (["--parts", "learn", "--views", "3", "1", "2", "--seeds", "0", "--work", "{w}/work",
+                     "--out", "{w}/train.json"], [], "{w}/train.json",
+                    lambda r: _fmt("photos hits@1 frozen", _get(r, "learn", "frozen_v2v_test", "hits@1")) + "; "
+                    + _fmt("trained", _get(r, "learn", "biencoder_v2v_test", "hits@1", "mean"))),
     "bench_ner": (["--limit", "50", "--out", "{w}/ner.json"], [], "{w}/ner.json",
                   lambda r: "; ".join(_fmt(f"{k} F1", _get(v, "trained", "f1"))
                                       for k, v in (r.get("splits") or {}).items())),

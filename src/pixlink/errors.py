@@ -232,6 +232,12 @@ class Errors(metaclass=_ErrorsWithCodes):
     E612 = "Image {path!r} of item {item!r} is not on this machine; the item is skipped and counted."
     E613 = "The {what} returned {got} results for {expected} inputs; it must return one per input."
     E614 = "{what} {value!r} is not valid: {reason}"
+    # E630-E649: scoring another system's predictions (pixlink.eval.score)
+    E630 = "Predictions file {path!r}, line {line}: {reason}"
+    E631 = "Unknown task {task!r} for eval score; tasks: {tasks}"
+    E632 = "The predictions cannot be scored: {reason}"
+    E633 = "Gold format {fmt!r} is not one eval score reads for task {task}; formats: {formats}"
+    E634 = "Mention {item!r} has no prediction line; it counts as a failure of the system."
 
     # --- E7xx: CLI, service, jobs, annotation -------------------------------------------
     # (owned by pixlink.cli, pixlink.serve, pixlink.jobs, pixlink.annotate)
@@ -290,6 +296,16 @@ class Errors(metaclass=_ErrorsWithCodes):
     E762 = "{path} does not have the pinned checksum (sha256 {got}, expected {want}); delete it and run again."
     E763 = "{what} has no member {member!r}: the pinned package does not have the expected layout."
     E764 = "Demo material is incomplete: {reason}"
+    # E770-E799: training (pixlink.train) and trained re-rankers (pixlink.link.rerank, pixlink.link.iier)
+    E770 = "Training option {option} = {value!r} is not valid: {reason}"
+    E771 = "Training data {what} cannot be used: {reason}"
+    E772 = "Checkpoint {path!r} cannot be used: {reason}"
+    E773 = "The re-ranker of {path!r} needs {what}, which this linker cannot give: {reason}"
+    E774 = "Feature {name!r} cannot be computed: {reason}"
+    E775 = "Cannot resume the training in {path!r}: {reason}"
+    E776 = "Output folder {path!r} already holds a trained model; pass --overwrite or --resume, or use another folder."
+    E777 = "Split ratios {ratios!r} are not valid: {reason}"
+    E778 = "IIER input is not valid: {reason}"
 
 
 class PixlinkError(Exception):

@@ -73,16 +73,50 @@ def test_melbench_fixtures():
     assert rich.items[0].surface == "Washington" and rich.items[0].image == "/img/Q23.jpg"
 
 
+def test_melbench_entities():
+    from pixlink.eval.datasets.melbench import melbench_entities
+
+    res = load_melbench(FIX / "wikimel_mini.json")
+    ents = {e.id: e for e in melbench_entities(res.items)}
+    assert set(ents) == {m.gold for m in res.items if m.gold}
+    assert ents["Q256474"].label == "Stefanie Powers"
+    assert all("Powers" != e.label for e in ents.values())  # mention words never become names
+
+
 def test_vpwiki_and_kb():
     res = load_vpwiki(FIX / "vpwiki_mini.json", image_root="/vp")
     assert [m.id for m in res.items] == ["0", "1"] and _errs(res) == ["2"]
     a, b = res.items
     assert a.surface is None and a.region is None and a.split == "vpwiki" and a.image == "/vp/test_img/mention_0.jpg"
-    assert b.gold == "Q1189" and b.split == "wikimel" and b.meta["answer_raw"] == "wkQ1189"
+    # the wk prefix stays: it is the id the VPWiki KB (and `kb build mel:`) holds
+    assert b.gold == "wkQ1189" and b.split == "wikimel" and b.meta["answer_raw"] == "wkQ1189"
+    assert b.meta["qid"] == "Q1189" and a.meta["qid"] == "Q381794"
     kb = load_vpwiki_kb(FIX / "vpwiki_kb_mini.json")
-    assert [e.id for e in kb.items] == ["Q381794", "Q1189"]
-    assert _errs(kb) == ["Q1189", "Q7"]  # Q1189 twice (wk + bare); Q7 has no name
+    assert [e.id for e in kb.items] == ["Q381794", "wkQ1189", "Q1189"]  # wkQ1189 and Q1189 are two entries
+    assert _errs(kb) == ["Q7"]  # Q7 has no name
+    assert kb.items[1].attrs["qid"] == "Q1189" and b.gold in {e.id for e in kb.items}
     assert kb.items[0].images == ("a.jpg", "b.jpg") and kb.items[0].description == "Belgian cyclist"
+
+
+def test_vpwiki_nil_answer(tmp_path):
+    f = tmp_path / "vpwiki.json"
+    f.write_text('[{"id": "0", "sentence": "s", "mentions": "x", "answer": "nil", "imgPath": "a.jpg"},'
+                 ' {"id": "1", "sentence": "s", "mentions": "x", "answer": "NIL", "imgPath": "b.jpg"},'
+                 ' {"id": "2", "sentence": "s", "mentions": "x", "answer": "Q5", "imgPath": "c.jpg"}]')
+    res = load_vpwiki(f)
+    assert [m.gold for m in res.items] == [None, None, "Q5"] and all(m.labelled for m in res.items)
+    assert res.report.counts["nil_answer"] == 2
+
+
+def test_vpwiki_gold_matches_kb_build_mel(tmp_path):
+    """A wk answer is found in the KB that `kb build mel:` makes of the VPWiki KB file."""
+    from pixlink.kb import KB, build_kb
+
+    build_kb([f"mel:{FIX / 'vpwiki_kb_mini.json'}"], tmp_path / "kb", progress=False)
+    kb = KB.open(tmp_path / "kb")
+    golds = [m.gold for m in load_vpwiki(FIX / "vpwiki_mini.json").items]
+    assert all(kb.get(g) is not None for g in golds), golds
+    kb.close()
 
 
 def test_oven_and_wiki6m():
@@ -116,8 +150,16 @@ def test_wikidiverse():
     assert res.items[0].gold == "https://en.wikipedia.org/wiki/Detroit_Lions" and res.items[0].split == "sports"
     assert res.items[2].gold is None and res.items[3].image == "/wd/Paris view.jpg"
     mapped = load_wikidiverse(FIX / "wikidiverse_mini.json", url_map={"Detroit Lions": "Q271880"})
-    assert mapped.items[0].gold == "Q271880" and mapped.items[1].gold is None
+    # an unmapped URL stays the gold (a miss for any QID linker), never NIL
+    assert mapped.items[0].gold == "Q271880"
+    assert mapped.items[1].gold == "https://en.wikipedia.org/wiki/Green_Bay_Packers"
+    assert mapped.items[1].meta["gold_unmapped"] is True and "gold_unmapped" not in mapped.items[0].meta
+    assert mapped.items[2].gold is None  # an empty URL is NIL
     assert mapped.report.counts["url_unmapped"] == 2
+    from pixlink.eval.metrics import link_metrics
+
+    r = link_metrics([{"gold": m.gold, "prediction": None, "candidates": []} for m in mapped.items])
+    assert r["n_linkable"] == 3 and r["n_nil"] == 1  # the unmapped mentions are linkable: NIL is wrong for them
 
 
 def test_format_registry(tmp_path):

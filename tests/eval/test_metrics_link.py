@@ -81,3 +81,16 @@ def test_failed_items_count_as_wrong_even_for_nil_gold():
     r = link_metrics(items, ks=(1,))
     assert r["n_failed"] == 2 and r["accuracy"] == pytest.approx(1 / 3)
     assert r["nil_accuracy"] == 0.0 and r["hits@1"] == 0.5
+
+
+def test_mrr_named_at_k_when_the_ranking_is_cut():
+    items = [{"gold": "a", "prediction": "a", "candidates": ["a", "b"]},
+             {"gold": "c", "prediction": "b", "candidates": ["b", "c"]},
+             {"gold": "d", "prediction": "b", "candidates": ["b", "x"]}]
+    full = link_metrics(items, ks=(1,))
+    assert "mrr" in full and "ranking_cut_at" not in full
+    cut = link_metrics(items, ks=(1,), cut_at=2)
+    assert "mrr" not in cut and cut["ranking_cut_at"] == 2
+    assert cut["mrr@2"] == pytest.approx((1 + 0.5 + 0) / 3)
+    split = link_metrics([{**it, "split": "s"} for it in items], ks=(1,), cut_at=2)
+    assert "mrr" not in split["per_split"]["s"] and split["per_split"]["s"]["mrr@2"] == cut["mrr@2"]

@@ -16,7 +16,7 @@ import typer
 from .common import (check_input_dir, check_input_file, check_output_dir, console, handle_errors, load_config,
                      print_json, report_notes)
 
-eval_app = typer.Typer(help="Evaluate on benchmarks: eval ner | link | gmner | check.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate on benchmarks: eval ner | link | gmner | score | check.", no_args_is_help=True)
 
 
 def _slug(*parts: Any) -> str:
@@ -99,9 +99,15 @@ def link_command(
     config: Optional[Path] = typer.Option(None, "--config", help="LinkerConfig JSON."),
     fusion: Optional[Path] = typer.Option(None, "--fusion", help="Fusion parameters JSON (`pixlink link calibrate`)."),
     device: Optional[str] = typer.Option(None, "--device", help="Torch device: auto, cpu, cuda, cuda:N (default: PIXLINK_DEVICE, else auto)."),
+    reranker: Optional[Path] = typer.Option(None, "--reranker", help="A trained head (`pixlink train`) re-ranking the "
+                                                                    "best fused candidates."),
+    vnel: Optional[str] = typer.Option(None, "--vnel-task", help="VNEL's task: v2vel (image<->image), v2tel "
+                                                                 "(image<->text), v2vtel (both); names the signals."),
+    order: Optional[str] = typer.Option(None, "--order", help="Recall then re-rank, RECALL:RERANK signals, e.g. "
+                                                              "v2t:v2v or v2v:v2t (VNEL's two orders)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
 ) -> None:
-    """Hits@1/3/5/10/20, MRR and NIL accuracy of the linker on a dataset (per split too)."""
+    """Hits@1/3/5/10/20, MRR@k and NIL accuracy of the linker on a dataset (per split too)."""
     from ..errors import Errors, ModelUnavailableError
     from ..eval.datasets import load_mentions_dataset
     from ..eval.metrics import DEFAULT_KS
@@ -114,7 +120,11 @@ def link_command(
         from ..link import Fusion, Linker, LinkerConfig
     except ImportError as exc:
         raise ModelUnavailableError(Errors.E606.format(reason=f"cannot import pixlink.link ({exc})")) from exc
-    cfg = load_config(config, LinkerConfig) if config else LinkerConfig()
+    overrides = _vnel_overrides(vnel, order)
+    if reranker is not None:
+        check_input_dir(reranker, "--reranker")
+        overrides["reranker"] = str(reranker)
+    cfg = load_config(config, LinkerConfig, overrides=overrides) if config else LinkerConfig(**overrides)
     fusion_params = Fusion.load(fusion) if fusion else None
     data = load_mentions_dataset(mentions, fmt=fmt, image_root=image_root)
     items = data.items[:limit] if limit else data.items
@@ -123,7 +133,8 @@ def link_command(
     linker = Linker.from_kb(kb, profile=profile, config=cfg, fusion=fusion_params,
                             device=requested_device(device) if device else None)
     run_info = {"data": str(mentions.resolve()), "format": data.report.dataset, "kb": str(kb.resolve()),
-                "profile": profile}
+                "profile": profile, **({"reranker": str(reranker.resolve())} if reranker else {}),
+                **({"vnel_task": vnel} if vnel else {}), **({"order": order} if order else {})}
     out = out or Path("eval-runs") / _slug("link", data.report.dataset, mentions.stem, kb.name, profile)
     ks = tuple(x for x in DEFAULT_KS if x <= k)
     results = run_link(items, linker, out, run_info, k=k, batch_size=batch_size, restart=restart,
@@ -135,8 +146,37 @@ def link_command(
         print_json(results)
         report_notes(results.get("notes") or [], as_json)
         return
-    _summary(results, ["n", *[f"hits@{x}" for x in ks], "mrr", "nil_accuracy", "n_missing_image", "n_errors"])
+    from ..eval.report import mrr_key
+
+    _summary(results, ["n", *[f"hits@{x}" for x in ks], mrr_key(results), "nil_accuracy", "n_missing_image", "n_errors"])
     console.print(f"wrote {', '.join(paths.values())}", highlight=False)
+
+
+VNEL_TASKS = {"v2vel": ("v2v",), "v2tel": ("v2t",), "v2vtel": ("v2v", "v2t")}
+"""VNEL's tasks as the linker's signals (Sun et al., 2022): V2VEL links by the entities' images,
+V2TEL by their text in a joint image-text space, V2VTEL by both."""
+
+
+def _vnel_overrides(task: Optional[str], order: Optional[str]) -> dict[str, Any]:
+    """LinkerConfig settings of ``--vnel-task`` and ``--order RECALL:RERANK``."""
+    from ..errors import Errors, InputError
+
+    out: dict[str, Any] = {}
+    if task is not None:
+        if task not in VNEL_TASKS:
+            raise InputError(Errors.E010.format(what="--vnel-task", value=task, reason=f"one of {sorted(VNEL_TASKS)}"))
+        out["signals"] = VNEL_TASKS[task]
+    if order is not None:
+        recall, sep, rer = order.partition(":")
+        if not sep or not recall or not rer or recall == rer:
+            raise InputError(Errors.E010.format(what="--order", value=order, reason="RECALL:RERANK, two signals"))
+        out.update(mode="rerank", recall_signal=recall, rerank_signal=rer)
+        if task is not None and not {recall, rer} <= set(VNEL_TASKS[task]) | {"face"}:
+            raise InputError(Errors.E010.format(what="--order", value=order,
+                                                reason=f"the signals of {task} are {VNEL_TASKS[task]}"))
+        if "signals" in out:
+            out["signals"] = tuple(dict.fromkeys((*out["signals"], recall, rer)))
+    return out
 
 
 @eval_app.command("gmner")
@@ -149,6 +189,8 @@ def gmner_command(
     kb: Optional[Path] = typer.Option(None, "--kb", help="KB directory for the pipeline's expansions and links."),
     profile: str = typer.Option("auto", "--profile", help="Model profile: offline, hub or auto."),
     iou: float = typer.Option(0.5, "--iou", min=0.0, max=1.0, help="IoU above which a region is right."),
+    iou_inclusive: bool = typer.Option(False, "--iou-inclusive",
+                                       help="Count IoU equal to --iou as right (RiVEG's >= rule; default the GMNER paper's >)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (resumes when it holds the same run)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N tweets."),
@@ -172,10 +214,10 @@ def gmner_command(
         raise ModelUnavailableError(Errors.E607.format(reason=f"cannot import pixlink.ner.gmner ({exc})")) from exc
     pipe = GMNERPipeline.from_kb(kb, profile=profile, config=GMNERConfig(label_scheme="OTHER", segment=masks is not None))
     run_info = {"data": str(conll.resolve()), "images": str(images.resolve()), "kb": str(kb.resolve()) if kb else None,
-                "profile": profile, "masks": masks is not None}
+                "profile": profile, "masks": masks is not None, **({"iou_inclusive": True} if iou_inclusive else {})}
     out = out or Path("eval-runs") / _slug("gmner", conll.stem, profile)
     results = run_gmner(posts, pipe, out, run_info, labels=DATASET_TYPES["gmner"], batch_size=batch_size,
-                        restart=restart, show_progress=not as_json, iou_threshold=iou)
+                        restart=restart, show_progress=not as_json, iou_threshold=iou, inclusive=iou_inclusive)
     results.update({"data": str(conll), "system": f"pixlink ({profile})",
                     "load_report": data.report.to_dict() | {"errors": data.report.to_dict()["errors"][:20]}})
     paths = save(results, out, title=f"GMNER on {conll.name}")
@@ -187,8 +229,63 @@ def gmner_command(
         if v in results:
             r = results[v]
             console.print(f"{v.upper():6s} P={r['precision']:.4f} R={r['recall']:.4f} F1={r['f1']:.4f}", highlight=False)
+    console.print(f"regions judged by {results['iou_rule']}", highlight=False)
     _summary(results, ["n", "n_missing_image", "n_errors"])
     console.print(f"wrote {', '.join(paths.values())}", highlight=False)
+
+
+@eval_app.command("score")
+@handle_errors
+def score_command(
+    predictions: Path = typer.Argument(..., help="Another system's predictions: CoNLL (ner), RiVEG entity lines "
+                                                 "(gmner) or mentions JSONL with prediction/candidates (link)."),
+    gold: Optional[Path] = typer.Option(None, "--gold", help="The gold file (CoNLL; RiVEG lines or GMNER CoNLL; a "
+                                                            "mention dataset). Not needed with --gold-format inline."),
+    task: str = typer.Option(..., "--task", help="ner, gmner or link."),
+    gold_format: str = typer.Option("auto", "--gold-format",
+                                    help="ner: conll; gmner: riveg or gmner (CoNLL + xml); link: a mention format or "
+                                         "inline (the predictions' own 'gold'). auto: from the file."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Label set: twitter2015, twitter2017, gmner "
+                                                                  "(default: from the gold's folder)."),
+    xml: Optional[Path] = typer.Option(None, "--xml", help="VOC xml folder of a GMNER CoNLL gold (default: xml/ beside it)."),
+    iou: float = typer.Option(0.5, "--iou", min=0.0, max=1.0, help="GMNER: IoU above which a region is right."),
+    iou_inclusive: bool = typer.Option(False, "--iou-inclusive",
+                                       help="GMNER: count IoU equal to --iou as right (RiVEG's >= rule; default the "
+                                            "GMNER paper's >)."),
+    k: Optional[int] = typer.Option(None, "--k", min=1, help="link: the candidate lists' cut (default: the longest list)."),
+    ties: str = typer.Option("pessimistic", "--ties", help="link: score ties: pessimistic, optimistic, average, order."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write results.json, results.md and the plot here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON on stdout."),
+) -> None:
+    """Score a predictions file another system wrote, on pixlink's metrics (same tables as eval ner|gmner|link)."""
+    from ..eval.runner import save
+    from ..eval.score import score_predictions
+
+    check_input_file(predictions, "PREDICTIONS")
+    check_input_file(gold, "--gold")
+    check_input_dir(xml, "--xml")
+    check_output_dir(out, "--out")
+    results = score_predictions(predictions, gold, task, gold_format=gold_format, dataset=dataset, xml_dir=xml,
+                                iou_threshold=iou, inclusive=iou_inclusive, ties=ties, k=k)
+    paths = save(results, out, title=f"{task} predictions of {predictions.name}") if out else {}
+    if as_json:
+        print_json(results)
+        report_notes(results.get("notes") or [], as_json)
+        return
+    if task == "ner":
+        _summary(results, ["n", "precision", "recall", "f1"])
+    elif task == "gmner":
+        for v in ("gmner", "mner", "eeg"):
+            r = results[v]
+            console.print(f"{v.upper():6s} P={r['precision']:.4f} R={r['recall']:.4f} F1={r['f1']:.4f}", highlight=False)
+        _summary(results, ["n"])
+    else:
+        from ..eval.report import mrr_key
+
+        ks = [key for key in results if key.startswith("hits@")]
+        _summary(results, ["n", *ks, mrr_key(results), "accuracy", "nil_accuracy"])
+    if paths:
+        console.print(f"wrote {', '.join(paths.values())}", highlight=False)
 
 
 @eval_app.command("check")

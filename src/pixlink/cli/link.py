@@ -54,6 +54,8 @@ def link_command(
     view: Optional[str] = typer.Option(None, "--view", help="Image view: crop, masked_crop or red_box."),
     config: Optional[Path] = typer.Option(None, "--config", help="LinkerConfig JSON (an object of its settings)."),
     fusion: Optional[Path] = typer.Option(None, "--fusion", help="Fusion parameters JSON (`pixlink link calibrate`)."),
+    reranker: Optional[Path] = typer.Option(None, "--reranker", help="A trained head (`pixlink train`) that re-ranks the "
+                                                                    "best fused candidates."),
     overlay: Optional[Path] = typer.Option(None, "--overlay",
                                            help="Write the image with region and answers (.png, .jpg, .webp...; "
                                                 "the directory must exist)."),
@@ -76,7 +78,12 @@ def link_command(
         prompt = {"box": _parse_floats(box, 4, "--box")}
     elif point:
         prompt = {"points": [_parse_floats(p, 2, "--point") for p in point]}
-    overrides = {"image_view": view} if view else {}
+    overrides: dict = {"image_view": view} if view else {}
+    if reranker is not None:
+        from .common import check_input_dir
+
+        check_input_dir(reranker, "--reranker")
+        overrides["reranker"] = str(reranker)
     cfg = load_config(config, LinkerConfig, overrides=overrides) if config else LinkerConfig(**overrides)
     img = load_image(image)
     if mask:

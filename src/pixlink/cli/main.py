@@ -18,7 +18,7 @@ app = typer.Typer(
 )
 
 # Modules under pixlink.cli that define ``register(app)``.
-_COMMAND_MODULES = ("kb", "models", "link", "demo", "eval", "ner", "gmner", "annotate", "serve", "jobs")
+_COMMAND_MODULES = ("kb", "models", "link", "demo", "eval", "ner", "gmner", "annotate", "serve", "jobs", "train")
 
 
 def _register_all() -> None:

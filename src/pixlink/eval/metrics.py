@@ -9,7 +9,9 @@ Named entities (MNER)
 
 Entity linking
     :func:`link_metrics`: accuracy, Hits@k (= Recall@k), MRR@k, MRR, mean rank, NIL accuracy,
-    per split; :func:`gold_rank` states how score ties rank.
+    per split; :func:`gold_rank` states how score ties rank. A ranking cut at k (a linker that
+    returns its top k) gives MRR@k, never the MRR over the whole KB: it is then named ``mrr@k``
+    (``cut_at``), and ``mrr`` is left out.
 
 Grounded NER
     :func:`grounded_prf`: MNER / GMNER / EEG / SMNER / EES P/R/F1 (Yu et al. 2023; Li et al.
@@ -30,7 +32,7 @@ from ..errors import Errors, InputError
 from ..spans import check_aligned, prf, span_prf
 
 __all__ = [
-    "span_prf", "prf", "link_metrics", "gold_rank", "grounded_prf", "region_correct", "region_iou", "f1_vs_iou",
+    "span_prf", "prf", "link_metrics", "gold_rank", "grounded_prf", "region_correct", "region_iou", "f1_vs_iou", "iou_rule",
     "mask_miou", "VARIANTS", "DEFAULT_KS", "TIES",
 ]
 
@@ -104,7 +106,7 @@ def _failed_as_wrong(it: dict[str, Any]) -> dict[str, Any]:
 
 def link_metrics(
     items: Sequence[dict[str, Any]], ks: Sequence[int] = DEFAULT_KS, ties: str = "pessimistic",
-    by_split: bool = True,
+    by_split: bool = True, cut_at: int | None = None,
 ) -> dict[str, Any]:
     """Linking figures as the MEL / VNEL papers report them.
 
@@ -117,6 +119,10 @@ def link_metrics(
             wrong everywhere, also for a NIL gold, and ranks nowhere).
         ks: the k of Hits@k and MRR@k.
         ties: how score ties rank (:func:`gold_rank`).
+        cut_at: the candidate lists hold at most this many entities (the system's top k), so
+            the mean reciprocal rank is MRR@cut_at: it is reported as ``mrr@<cut_at>`` and
+            ``mrr`` is left out, with ``ranking_cut_at`` saying so. ``None``: the lists rank
+            the whole KB, ``mrr`` is the MRR.
 
     Returns: ``n`` (labelled items), ``n_unlabelled``, ``n_linkable`` (gold not NIL), ``n_nil``;
 
@@ -125,7 +131,8 @@ def link_metrics(
         * ``hits@k`` (= Recall@k: one gold per mention): share of linkable items whose gold
           ranks <= k among the candidates (the ranking, not the NIL decision);
         * ``mrr@k``: mean of ``1/rank`` if ``rank <= k`` else 0; ``mrr``: mean of ``1/rank``
-          over all linkable items, 0 when the gold was not retrieved;
+          over all linkable items, 0 when the gold was not retrieved (only for uncut rankings,
+          see ``cut_at``);
         * ``mean_rank``: mean rank over linkable items whose gold was retrieved (the others
           are counted in ``n_not_retrieved``);
         * ``nil_accuracy``: share of NIL-gold items predicted NIL;
@@ -135,6 +142,8 @@ def link_metrics(
         ``None`` (JSON ``null``), never 0.
     """
     ks = tuple(_check_k(k) for k in ks)
+    if cut_at is not None:
+        cut_at = _check_k(cut_at)
     items = [_failed_as_wrong(it) for it in items]
     labelled = [it for it in items if it.get("labelled", True)]
     linkable = [it for it in labelled if it.get("gold") is not None]
@@ -151,7 +160,14 @@ def link_metrics(
         out[f"hits@{k}"] = _mean([float(r is not None and r <= k) for r in ranks])
     for k in ks:
         out[f"mrr@{k}"] = _mean([1.0 / r if r is not None and r <= k else 0.0 for r in ranks])
-    out["mrr"] = _mean([1.0 / r if r is not None else 0.0 for r in ranks])
+    mrr = _mean([1.0 / r if r is not None else 0.0 for r in ranks])
+    if cut_at is None:
+        out["mrr"] = mrr
+    else:
+        # the lists hold the top cut_at only: their MRR is MRR@cut_at (a gold ranked lower than
+        # cut_at, absent from the list, counts 0 as it does in MRR@k)
+        out[f"mrr@{cut_at}"] = _mean([1.0 / r if r is not None and r <= cut_at else 0.0 for r in ranks])
+        out["ranking_cut_at"] = cut_at
     found = [r for r in ranks if r is not None]
     out["mean_rank"] = _mean(found)
     out["n_not_retrieved"] = len(ranks) - len(found)
@@ -161,7 +177,8 @@ def link_metrics(
         splits = sorted({str(it["split"]) for it in labelled if it.get("split") is not None})
         if splits:
             out["per_split"] = {
-                s: link_metrics([it for it in labelled if str(it.get("split")) == s], ks, ties, by_split=False)
+                s: link_metrics([it for it in labelled if str(it.get("split")) == s], ks, ties, by_split=False,
+                                cut_at=cut_at)
                 for s in splits
             }
     return out
@@ -314,7 +331,8 @@ def grounded_prf(
                 else:
                     c_ng += 1
                 break
-    out: dict[str, Any] = {"n": len(gold), "variant": variant, "iou_threshold": iou_threshold if grounded else None}
+    out: dict[str, Any] = {"n": len(gold), "variant": variant, "iou_threshold": iou_threshold if grounded else None,
+                           "iou_inclusive": bool(inclusive) if grounded else None}
     out.update(prf(n_correct, n_pred, n_gold))
     out.update({
         "n_gold_groundable": n_gold_g, "n_correct_groundable": c_g, "n_correct_ungroundable": c_ng,
@@ -325,14 +343,23 @@ def grounded_prf(
     return out
 
 
+def iou_rule(iou_threshold: float, inclusive: bool = False) -> str:
+    """How a region was judged, in words for a report: ``"IoU > 0.5 (GMNER, NUSTM script)"`` or
+    ``"IoU >= 0.5 (RiVEG script)"``."""
+    if inclusive:
+        return f"IoU >= {iou_threshold:g} (inclusive, as RiVEG's statistic/statistic.py)"
+    return f"IoU > {iou_threshold:g} (strict, as the GMNER paper's NUSTM/GMNER metrics.py)"
+
+
 def f1_vs_iou(
     gold: Sequence[Iterable[Any]], pred: Sequence[Iterable[Any]], variant: str = "gmner",
-    thresholds: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    thresholds: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), inclusive: bool = False,
 ) -> list[dict[str, float]]:
-    """``[{"iou": t, "precision", "recall", "f1"}]`` of :func:`grounded_prf` at each threshold."""
+    """``[{"iou": t, "precision", "recall", "f1"}]`` of :func:`grounded_prf` at each threshold
+    (``inclusive``: IoU equal to the threshold counts, RiVEG's rule)."""
     out = []
     for t in thresholds:
-        r = grounded_prf(gold, pred, variant, iou_threshold=float(t))
+        r = grounded_prf(gold, pred, variant, iou_threshold=float(t), inclusive=inclusive)
         out.append({"iou": float(t), "precision": r["precision"], "recall": r["recall"], "f1": r["f1"]})
     return out
 

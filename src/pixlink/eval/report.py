@@ -57,13 +57,20 @@ def _ks(results: dict[str, Any]) -> list[int]:
     return sorted(int(k.split("@")[1]) for k in results if k.startswith("hits@"))
 
 
+def mrr_key(results: dict[str, Any]) -> str:
+    """``"mrr@k"`` when the ranking was cut at k (``ranking_cut_at``), else ``"mrr"``."""
+    cut = results.get("ranking_cut_at")
+    return f"mrr@{cut}" if cut else "mrr"
+
+
 def link_table(results: dict[str, Any], system: str) -> str:
     ks = _ks(results)
-    head = ["System", "Split", "n", *[f"Hits@{k}" for k in ks], "MRR", "Acc.", "NIL acc."]
+    mk = mrr_key(results)
+    head = ["System", "Split", "n", *[f"Hits@{k}" for k in ks], mk.replace("mrr", "MRR"), "Acc.", "NIL acc."]
     lines = [_row(head), _row(["---"] * len(head))]
     rows = [("all", results)] + list((results.get("per_split") or {}).items())
     for name, r in rows:
-        lines.append(_row([system, name, str(r["n"]), *[_pct(r.get(f"hits@{k}")) for k in ks], _pct(r.get("mrr")),
+        lines.append(_row([system, name, str(r["n"]), *[_pct(r.get(f"hits@{k}")) for k in ks], _pct(r.get(mk)),
                            _pct(r.get("accuracy")), _pct(r.get("nil_accuracy"))]))
     return "\n".join(lines)
 
@@ -80,7 +87,7 @@ def gmner_table(results: dict[str, Any], system: str) -> str:
     if g:
         lines += ["", f"GMNER correct: {g['n_correct_groundable']} groundable + {g['n_correct_ungroundable']} "
                       f"ungroundable of {g['n_gold']} gold ({g['n_gold_groundable']} groundable); "
-                      f"IoU > {results['iou_threshold']}."]
+                      f"{results.get('iou_rule') or 'IoU > ' + str(results['iou_threshold'])}."]
     return "\n".join(lines)
 
 

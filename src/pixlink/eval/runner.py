@@ -146,6 +146,7 @@ class PredictionStore:
         self._item_keys: dict[str, str] = {}
         info_path = self.out / RUN_INFO
         info = orjson.loads(orjson.dumps(run_info))
+        self.run_k: int | None = info.get("k") if isinstance(info.get("k"), int) else None
         if restart:
             for p in (self.path, info_path):
                 if p.exists():
@@ -478,7 +479,8 @@ def link_results(mentions: Sequence[Mention], store: PredictionStore, ks: Sequen
                  t0: float, n_new: int) -> dict[str, Any]:
     recs = [store.records[m.id] for m in mentions if m.id in store.records]
     scored = [r for r in recs if not r.get("missing_image")]
-    res = M.link_metrics(scored, ks=ks, ties=ties)
+    # the linker returned its top k: the mean reciprocal rank is MRR@k (named so)
+    res = M.link_metrics(scored, ks=ks, ties=ties, cut_at=store.run_k)
     errors = [{"id": r["id"], **r["error"]} for r in scored if r.get("error")]
     out: dict[str, Any] = {"task": "link", **res, "ties": ties, "n_errors": len(errors), "errors": errors[:50],
                            "n_missing_image": len(recs) - len(scored)}
@@ -528,6 +530,7 @@ def run_gmner(
     posts: Sequence[Post], pipeline: Any, out: str | Path, run_info: dict[str, Any],
     labels: Sequence[str] | None = None, batch_size: int = 8, restart: bool = False, show_progress: bool = False,
     iou_threshold: float = 0.5, thresholds: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    inclusive: bool = False,
 ) -> dict[str, Any]:
     """Run ``pipeline.run_batch(posts) -> BatchResult[list[NamedEntity]]`` and score GMNER, MNER
     and EEG (plus SMNER, EES and mask mIoU when the gold has masks) at ``iou_threshold``, and
@@ -535,6 +538,8 @@ def run_gmner(
 
     A predicted entity's region is its ``region`` (``bbox`` for boxes, ``mask`` for masks);
     ``groundable=False`` or ``region=None`` is the prediction "no visual object" (None).
+    ``inclusive``: a region with IoU equal to the threshold is right (RiVEG's ``>=``; default the
+    GMNER paper's ``>``); ``results["iou_rule"]`` says which ran.
     """
     _check_batch_size(batch_size)
     t0 = time.time()
@@ -567,7 +572,7 @@ def run_gmner(
                         recs.append({**base, "pred": [], "error": {"code": e.code if e else "E613", "message": msg}})
             store.append(recs)
             prog.update(task, advance=len(batch))
-    return gmner_results(posts, store, iou_threshold, thresholds, t0, len(todo))
+    return gmner_results(posts, store, iou_threshold, thresholds, t0, len(todo), inclusive=inclusive)
 
 
 def _metric_inputs(recs: list[dict[str, Any]], region: str) -> tuple[list[Any], list[Any]]:
@@ -583,21 +588,22 @@ def _metric_inputs(recs: list[dict[str, Any]], region: str) -> tuple[list[Any], 
 
 
 def gmner_results(posts: Sequence[Post], store: PredictionStore, iou_threshold: float,
-                  thresholds: Sequence[float], t0: float, n_new: int) -> dict[str, Any]:
+                  thresholds: Sequence[float], t0: float, n_new: int, inclusive: bool = False) -> dict[str, Any]:
     recs = [store.records[p.id] for p in posts if p.id in store.records]
     scored = [r for r in recs if not r.get("missing_image")]
     gold_b, pred_b = _metric_inputs(scored, "box")
-    out: dict[str, Any] = {"task": "gmner", "n": len(scored), "iou_threshold": iou_threshold}
+    out: dict[str, Any] = {"task": "gmner", "n": len(scored), "iou_threshold": iou_threshold,
+                           "iou_inclusive": inclusive, "iou_rule": M.iou_rule(iou_threshold, inclusive)}
     for v in ("gmner", "mner", "eeg"):
-        out[v] = M.grounded_prf(gold_b, pred_b, v, iou_threshold=iou_threshold)
-    out["f1_vs_iou"] = {v: M.f1_vs_iou(gold_b, pred_b, v, thresholds) for v in ("gmner", "eeg")}
+        out[v] = M.grounded_prf(gold_b, pred_b, v, iou_threshold=iou_threshold, inclusive=inclusive)
+    out["f1_vs_iou"] = {v: M.f1_vs_iou(gold_b, pred_b, v, thresholds, inclusive) for v in ("gmner", "eeg")}
     has_masks = any("masks" in g for r in scored for g in r["gold"])
     if has_masks:
         gold_m, pred_m = _metric_inputs(scored, "mask")
         for v in ("smner", "ees"):
-            out[v] = M.grounded_prf(gold_m, pred_m, v, iou_threshold=iou_threshold)
+            out[v] = M.grounded_prf(gold_m, pred_m, v, iou_threshold=iou_threshold, inclusive=inclusive)
         out["miou"] = M.mask_miou(gold_m, pred_m)
-        out["f1_vs_iou"]["smner"] = M.f1_vs_iou(gold_m, pred_m, "smner", thresholds)
+        out["f1_vs_iou"]["smner"] = M.f1_vs_iou(gold_m, pred_m, "smner", thresholds, inclusive)
     errors = [{"id": r["id"], **r["error"]} for r in scored if r.get("error")]
     out.update({"n_errors": len(errors), "errors": errors[:50], "n_missing_image": len(recs) - len(scored)})
     notes = []

@@ -48,6 +48,9 @@ class LinkerConfig:
         fusion_path: JSON with fusion parameters (:class:`~pixlink.link.fusion.Fusion`); ``None``
             = the shipped parameters for the backends that run.
         nil_threshold: overrides the fusion's NIL threshold when set.
+        reranker: a trained head (``pixlink train``) that re-scores the best fused candidates:
+            its checkpoint directory, or ``{"path", "top_k", "mode", "weight"}``
+            (:class:`pixlink.link.rerank.RerankOptions`); ``None``: no re-ranking stage.
     """
 
     signals: tuple[str, ...] | None = None
@@ -63,6 +66,7 @@ class LinkerConfig:
     segment: bool = True
     fusion_path: str | None = None
     nil_threshold: float | None = None
+    reranker: str | dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         known = known_signals()
@@ -100,6 +104,12 @@ class LinkerConfig:
             raise InputError(Errors.E010.format(what="nil_threshold", value=self.nil_threshold, reason="a number in [0, 1]"))
         if not isinstance(self.segment, bool):
             raise InputError(Errors.E010.format(what="segment", value=self.segment, reason="true or false"))
+        if self.reranker is not None:
+            if not isinstance(self.reranker, (str, dict)) or not self.reranker:
+                raise InputError(Errors.E010.format(what="reranker", value=self.reranker,
+                                                    reason="a checkpoint directory or a dict of reranker options"))
+            if isinstance(self.reranker, dict) and not isinstance(self.reranker.get("path"), str):
+                raise InputError(Errors.E010.format(what="reranker", value=self.reranker, reason="it needs a 'path'"))
 
     @property
     def active_signals(self) -> tuple[str, ...]:

@@ -4,14 +4,16 @@ One engine for the linking side of three papers:
 
 * **PL-VEL** (mask prompts): the region is a pixel mask; image encoders see the masked crop.
 * **VP-MEL / IIER** (box prompt + caption): the region is a box, optionally shown as a red
-  box on the whole image (``image_view="red_box"``); the caption feeds the text signals; the
-  IIER interaction units (:mod:`pixlink.link.iier`) plug in as a trainable re-ranker.
+  box on the whole image (``image_view="red_box"``); the caption feeds the text signals; a
+  trained IIER head (:mod:`pixlink.link.iier`) re-ranks the fused candidates
+  (``config.reranker``, :mod:`pixlink.link.rerank`).
 * **VNEL** (person box): faces and image<->image/text signals, and recall-then-rerank
   (``mode="rerank"``).
 
 Stages: prompt -> region (segmenter, embedding reused per image) -> each signal's query side
 -> recall per signal from the KB's dense/lexical indexes -> every signal's scores for the
-union of candidates -> fusion -> NIL decision. The signals are the modules of
+union of candidates -> fusion -> (a trained head re-ranks the best, when ``config.reranker``
+names one) -> NIL decision. The signals are the modules of
 :mod:`pixlink.link.signals`; the linker only iterates over them.
 
 One linker serves many threads: everything a call learns lives in its own
@@ -175,6 +177,11 @@ class Linker:
         self._recall(q)
         with q.timed("fuse"):
             cands = self._score(q)
+        if self.config.reranker:
+            from .rerank import rerank
+
+            with q.timed("rerank"):
+                cands = rerank(self, q, cands)
         cands = cands[:k]
         self._attach_entities(cands)
         top = cands[0].score if cands else 0.0

@@ -14,6 +14,11 @@ is ``<image_root>/<id>.jpg`` when ``image_root`` is given (WikiMEL/RichpediaMEL 
 images by record id), else ``None`` and the mention is text-only. Lists of unequal lengths or an
 answer that is not a QID (``Q<digits>``) fail the record (reported); ``"nil"``/empty answers
 are read as NIL.
+
+The files come unsplit and without their KB: :func:`melbench_entities` makes the KB of the
+entities the data names (the gold QIDs with the names the records give them), for a text-only
+experiment; ``meta["record"]`` groups the mentions of one sentence, so that a split keeps them
+together (:func:`pixlink.train.data.split_mentions`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import re
 from pathlib import Path
 
 from ...errors import Errors, InputError
-from ...types import Mention
+from ...types import Entity, Mention
 from .base import LoadReport, LoadResult, as_path, read_records
 
 _QID = re.compile(r"^Q\d+$")
@@ -74,3 +79,29 @@ def load_melbench(
     if report.counts or report.errors:
         report.log()
     return LoadResult(out, report)
+
+
+def melbench_entities(mentions: list[Mention] | tuple[Mention, ...], source: str = "melbench") -> list[Entity]:
+    """The entities MELBench mentions name: one :class:`~pixlink.types.Entity` per gold QID.
+
+    ``label`` is the name the records give the entity most often (``meta["entity_name"]``; ties:
+    the first seen), ``aliases`` its other names. Mention words (``surface``) are *not* added:
+    they are what the linker must resolve, and the test mentions' words would leak into the KB.
+    An entity named by no record gets its QID as label. Order: first appearance.
+    """
+    from collections import Counter
+
+    names: dict[str, Counter] = {}
+    for m in mentions:
+        if m.gold is None:
+            continue
+        c = names.setdefault(m.gold, Counter())
+        name = m.meta.get("entity_name") if isinstance(m.meta, dict) else None
+        if isinstance(name, str) and name.strip():
+            c[name.strip()] += 1
+    out = []
+    for qid, c in names.items():
+        ranked = [n for n, _ in sorted(c.items(), key=lambda kv: -kv[1])]  # stable: first seen wins ties
+        label = ranked[0] if ranked else qid
+        out.append(Entity(id=qid, label=label, aliases=tuple(ranked[1:]), source=source))
+    return out

@@ -7,10 +7,13 @@ A JSON list of ``[sentence, image_url, topic, [[mention, type, start, end, wikip
 Wikipedia URL.
 
 Gold: WikiDiverse links to Wikipedia pages, pixlink KBs use Wikidata QIDs. With ``url_map``
-(a JSON object ``{wikipedia_url or title: QID}``) gold is the QID, and a URL missing from it
-is counted (``url_unmapped``) and read as NIL; without it, gold is the Wikipedia URL itself
-(score against a KB whose ids are URLs). An empty URL or ``"nil"`` is NIL. Offsets that do not
-match the mention's text are counted (``offset_mismatch``), not fixed.
+(a JSON object ``{wikipedia_url or title: QID}``) gold is the QID. A URL missing from the map
+is still a linkable mention whose entity we cannot name by QID: its gold stays the Wikipedia
+URL (an id no QID KB holds), so it counts as a *miss* of the linker, never as a NIL answer that
+a NIL prediction would get right; it is counted (``url_unmapped``) and flagged
+``meta["gold_unmapped"] = True``. Without a map, gold is the Wikipedia URL itself (score
+against a KB whose ids are URLs). An empty URL or ``"nil"`` is NIL. Offsets that do not match
+the mention's text are counted (``offset_mismatch``), not fixed.
 
 Images: ``image`` = ``<image_root>/<file name of the URL>`` when ``image_root`` is given (the
 released WikinewsImgs use the URL's file name), else the URL.
@@ -65,17 +68,21 @@ def load_wikidiverse(
                 if not (isinstance(s, int) and isinstance(e, int) and 0 <= s < e <= len(sent)) or sent[s:e] != surface:
                     report.note("offset_mismatch", "a mention's start/end do not select its text in the sentence")
                 gold: str | None
+                unmapped = False
                 if not url or str(url).strip().lower() in ("nil", "none"):
                     gold = None
                 elif mapping is not None:
                     gold = mapping.get(url) or mapping.get(_title(url))
                     if gold is None:
-                        report.note("url_unmapped", "a Wikipedia URL had no QID in url_map; read as NIL")
+                        gold, unmapped = str(url), True
+                        report.note("url_unmapped", "a Wikipedia URL had no QID in url_map; it stays the gold, so the "
+                                                    "mention counts as a miss (not as NIL)")
                 else:
                     gold = str(url)
                 batch.append(Mention(
                     id=f"{key}-{i}", image=image, text=sent, surface=surface, gold=gold, split=topic,
-                    meta={"type": typ, "start": s, "end": e, "wikipedia_url": url, "image_url": img_url, "prompt": "image"},
+                    meta={"type": typ, "start": s, "end": e, "wikipedia_url": url, "image_url": img_url, "prompt": "image",
+                          **({"gold_unmapped": True} if unmapped else {})},
                 ))
             out.extend(batch)
         except InputError as exc:
