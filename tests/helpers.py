@@ -72,3 +72,11 @@ def need_backend(role: str, name: str, **options: Any) -> Any:
             pytest.skip(f"{role}/{name} cannot run here: {why}")
         unavailable(f"{role}/{name} cannot run here: {why}")
     return spec.factory(**options)
+
+
+def need_composite() -> None:
+    """What the generated logo composites (``pixlink.demo.composite``) and local features need."""
+    need_module("cv2", "SIFT comes from opencv")
+    need_module("simple_icons_pack", "the icons are the KB images")
+    need_module("resvg_py", "it renders the icons")
+    need_module("skimage", "its photos are the backgrounds")

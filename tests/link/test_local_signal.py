@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import need_module
+from helpers import need_composite
 
 from pixlink.errors import InputError
 
@@ -16,10 +16,7 @@ N_LOGOS, N_QUERIES, N_NIL = 24, 8, 2
 
 @pytest.fixture(scope="module")
 def composite(tmp_path_factory):
-    need_module("cv2", "SIFT comes from opencv")
-    need_module("simple_icons_pack", "the icons are the KB images")
-    need_module("resvg_py", "it renders the icons")
-    need_module("skimage", "its photos are the backgrounds")
+    need_composite()
     from pixlink.demo.composite import build_kb, small_set
     from pixlink.link.embed import embed_kb
     from pixlink.models import Profile

@@ -359,15 +359,19 @@ class Linker:
         found = f"; it has vectors of {', '.join(others)}" if others else ""
         if signal.name in self.config.required_signals:
             raise KBError(Errors.E405.format(signal=signal.name, space=signal.space, expected=model_id, found=found))
-        note = (f"{signal.name}: the KB has no {signal.space} vectors for {model_id}{found}; the signal did not run "
-                f"(run `pixlink kb embed KBDIR --signals {signal.name}`)")
+        self.note_missing(q, f"{signal.name}: the KB has no {signal.space} vectors for {model_id}{found}; the signal "
+                             f"did not run (run `pixlink kb embed KBDIR --signals {signal.name}`)")
+        return None
+
+    def note_missing(self, q: Query, note: str) -> None:
+        """Say in the answer (every call) and in the log (once per linker) that something a
+        signal needs is missing from the KB."""
         q.note(note)
         with self._lock:
             first = note not in self._warned
             self._warned.add(note)
         if first:
             log.warning(note)
-        return None
 
     def view(self, q: Query) -> np.ndarray:
         """The region as image encoders see it (``config.image_view``): ``(h, w, 3)`` uint8."""

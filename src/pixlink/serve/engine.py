@@ -120,7 +120,8 @@ class Engine:
 
     @staticmethod
     def _use_click_segmenter(linker: Any, options: dict[str, int]) -> None:
-        """The profile's segmenter for boxes, GrabCut with the service's settings for clicks."""
+        """The profile's segmenter for boxes, GrabCut with the service's settings for clicks (and
+        for boxes too when the profile's segmenter is GrabCut, the offline default)."""
         from ..errors import ModelUnavailableError
         from ..models import roles as R
         from ..models.registry import get_spec
@@ -133,7 +134,10 @@ class Engine:
             log.warning("segment: not available (%s); boxes and clicks are segmented by GrabCut", exc)
         spec = get_spec(R.SEGMENT, "grabcut")
         if spec.availability() is None:
-            segs.append(spec.factory(**options))
+            fast = spec.factory(**options)
+            # the profile's segmenter is GrabCut itself (the offline default): the service's
+            # settings serve boxes too, instead of a slower copy that would take every prompt
+            segs = [s for s in segs if getattr(s, "name", "") != "grabcut"] + [fast]
         if segs:
             linker.use_segmenters(segs)
 

@@ -326,11 +326,6 @@ class LocalSignal(Signal):
     description = "the region <-> entities' own images, by local features and geometric verification"
     Options = LocalOptions
 
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        super().__init__(options)
-        self._warned: set[str] = set()
-        self._lock = threading.Lock()
-
     def store(self, ctx: Any, q: Query, backend: Any) -> Any | None:
         """The KB's store for ``backend``; None with a note (E405 when the signal was named)."""
         kb = ctx.kb
@@ -339,14 +334,8 @@ class LocalSignal(Signal):
             return store
         if self.name in getattr(ctx.config, "required_signals", ()):
             raise KBError(Errors.E405.format(signal=self.name, space=self.space, expected=backend.model_id, found=""))
-        note = (f"{self.name}: the KB has no local features for {backend.model_id}; the signal did not run "
-                f"(run `pixlink kb embed KBDIR --signals {self.name}`)")
-        q.note(note)
-        with self._lock:
-            first = note not in self._warned
-            self._warned.add(note)
-        if first:
-            log.warning(note)
+        ctx.note_missing(q, f"{self.name}: the KB has no local features for {backend.model_id}; the signal did not "
+                            f"run (run `pixlink kb embed KBDIR --signals {self.name}`)")
         return None
 
     def view(self, q: Query) -> tuple[np.ndarray, tuple[float, float]]:
