@@ -56,7 +56,7 @@ def _fmt(label: str, value: Any, unit: str = "") -> str:
 # its JSON is looked for as <w>/*.json, then benchmarks/results/<name>.json.
 Plan = tuple[list[str], list[str], str, Callable[[dict], str]]
 PLANS: dict[str, Plan] = {
-    "bench_annotate": (["--out", "{w}/annotate.json"], [], "{w}/annotate.json",
+    "bench_annotate": (["--composite", "30", "--queries", "8", "--out", "{w}/annotate.json"], [], "{w}/annotate.json",
                        lambda r: _fmt("items/s", r.get("items_per_second")) + "; "
                        + _fmt("people boxed", f"{r.get('people_box_iou_gt_0_5')}/{r.get('people')}")),
     "bench_coco": (["--repeats", "1", "--out", "{w}"], [], "{w}/coco.json",

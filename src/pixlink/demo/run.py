@@ -64,9 +64,7 @@ def run_demo(out_dir: str | Path = "demo-out", profile: str = "auto", *, fetch: 
     kb_dir = out / "kb"
     build_kb_from_entities(mats.entities, kb_dir, overwrite=True, name="pixlink-demo")
     prof = Profile(profile)
-    report = embed_kb(kb_dir, prof, progress=progress)
-    # flags and logos are found by their own images: the local-feature store (docs/instance-matching.md)
-    report.update(embed_kb(kb_dir, prof, ["local"], progress=progress))
+    report = embed_kb(kb_dir, prof, progress=progress)  # every KB-side signal, the local-feature store included
     for sig, r in report.items():
         if "skipped" in r:
             res.notes.append(f"{sig} vectors not built: {r['skipped']}")
