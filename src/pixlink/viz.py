@@ -147,3 +147,18 @@ def detections_overlay(image: np.ndarray, detections: Sequence[Any], out_path: s
         text = f"{det.label} {det.score:.2f}" + (f" <- {det.phrase}" if det.phrase else "")
         _label(d, (x1 + 2, max(y1 - size - 6, 0) if y1 > size + 6 else y1 + 2), text, color, size)
     return _save(img, out_path)
+
+
+def instances_overlay(image: np.ndarray, matches: Sequence[Any], labels: Sequence[str], out_path: str | Path) -> Path:
+    """Instances found in a whole image (``pixlink link instances``): each match's mask and box
+    (``.box`` XYXY original pixels, ``.mask`` ``(H, W)`` bool or None) with its label line."""
+    img = Image.fromarray(image)
+    size = max(12, round(max(img.size) / 45))
+    h, w = image.shape[:2]
+    for i, (m, text) in enumerate(zip(matches, labels)):
+        color = PALETTE[i % len(PALETTE)]
+        region = Region(image_size=(h, w), box=np.asarray(m.box, dtype=np.float64), mask=m.mask)
+        img = draw_region(img, region, color)
+        x1, y1 = (float(v) for v in m.box[:2])
+        _label(ImageDraw.Draw(img), (x1 + 2, max(y1 - size - 8, 0)), text, color, size)
+    return _save(img, out_path)

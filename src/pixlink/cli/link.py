@@ -116,6 +116,63 @@ def link_command(
         console.print(f"overlay written to {overlay}", highlight=False)
 
 
+@link_app.command("instances")
+@handle_errors
+def instances_command(
+    image: Path = typer.Argument(..., help="Image file."),
+    kb: Path = typer.Option(..., "--kb", help="KB directory with its local-feature store (pixlink kb embed)."),
+    box: Optional[str] = typer.Option(None, "--box", help="Look only inside X1,Y1,X2,Y2 (original pixels)."),
+    k: int = typer.Option(10, "-k", min=1, help="At most this many entities."),
+    profile: str = typer.Option("auto", "--profile", help="Model profile: offline, hub or auto."),
+    device: Optional[str] = typer.Option(None, "--device", help="Torch device: auto, cpu, cuda, cuda:N."),
+    overlay: Optional[Path] = typer.Option(None, "--overlay", help="Write the image with the instances' masks and boxes."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Which KB entities' own images appear in the image (logos, flags, artworks), with boxes and masks."""
+    from ..io import load_image
+    from ..link import Linker, LinkerConfig
+    from ..link.signals.local import find_instances
+    from ..models import roles as R
+
+    check_overlay(overlay)
+    region = _parse_floats(box, 4, "--box") if box else None
+    img = load_image(image)
+    linker = Linker.from_kb(kb, profile=profile, config=LinkerConfig(signals=("local",), segment=False),
+                            device=_device(device))
+    matches = find_instances(linker, img, box=region, k=k)
+    backend = linker.profile.get(R.LOCAL_FEATURES).name
+    cal = linker.fusion.cal("local", backend)
+    rows = []
+    for m in matches:
+        e = linker.kb.get(m.entity_id)
+        prob = float(cal.prob(m.score)) if cal is not None else None
+        rows.append({**m.to_dict(), "label": e.label if e is not None else None,
+                     "probability": None if prob is None else round(prob, 4),
+                     "above_nil_threshold": None if prob is None else prob >= linker.fusion.nil_threshold})
+    if overlay:
+        from ..viz import instances_overlay
+
+        instances_overlay(img, matches, [f"{r['label'] or r['entity_id']} {r['score']:.0f}" for r in rows], overlay)
+    if as_json:
+        print_json({"image": str(image), "backend": backend, "nil_threshold": linker.fusion.nil_threshold,
+                    "instances": rows})
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"{escape(image.name)}: {len(rows)} verified instance(s) ({backend})")
+    for col in ("entity", "label", "inliers", "score", "p", "box"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(escape(r["entity_id"]), escape(r["label"] or ""), str(r["inliers"]), f"{r['score']:.1f}",
+                      "-" if r["probability"] is None else f"{r['probability']:.2f}",
+                      ",".join(f"{v:.0f}" for v in r["box"]))
+    Console().print(table)
+    if overlay:
+        console.print(f"overlay written to {overlay}", highlight=False)
+
+
 def _device(device: Optional[str]) -> Optional[str]:
     """``--device`` checked now (E010 for a malformed one), before any model loads."""
     if device is None:
