@@ -241,6 +241,18 @@ def hold_engine(client, n: int) -> threading.Event:
     return release
 
 
+def wait_idle(client, seconds: float = 10.0) -> None:
+    """Wait until the held calls have left the admission (their slots are given back by the
+    futures' done-callbacks, a moment after ``release`` is set)."""
+    import time
+
+    admission = client.app.state.runner.admission
+    deadline = time.monotonic() + seconds
+    while admission.pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert admission.pending == 0, admission.pending
+
+
 def test_busy_answers_503_with_retry_after(make_app, obama_biden, spots):
     c = make_app(threads=1, max_pending=2, retry_after=3)
     iid = upload(c, obama_biden)["id"]
@@ -252,6 +264,7 @@ def test_busy_answers_503_with_retry_after(make_app, obama_biden, spots):
         assert "pixlink_requests_refused_total 1" in c.get("/metrics").text
     finally:
         release.set()
+    wait_idle(c)
     r = c.post("/v1/link", json={"image_id": iid, "prompt": {"box": spots.obama_box}})
     assert r.status_code == 200 and r.json()["prediction"] == "Q76"
 
