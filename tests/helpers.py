@@ -80,3 +80,17 @@ def need_composite() -> None:
     need_module("simple_icons_pack", "the icons are the KB images")
     need_module("resvg_py", "it renders the icons")
     need_module("skimage", "its photos are the backgrounds")
+
+
+def composite_kb(root: Path, **small_set: Any) -> tuple[Any, Path]:
+    """A small generated logo composite set (``pixlink.demo.composite.small_set(root, **small_set)``)
+    and its KB with the local-feature store: ``(set, kb_dir)``; skips without the packages."""
+    need_composite()
+    from pixlink.demo.composite import build_kb, small_set as make_set
+    from pixlink.link.embed import embed_kb
+    from pixlink.models import Profile
+
+    cs = make_set(root, **small_set)
+    kb_dir = build_kb(cs, root / "kb")
+    embed_kb(kb_dir, Profile("offline"), ["local"], progress=False)
+    return cs, kb_dir

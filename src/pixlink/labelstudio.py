@@ -87,3 +87,23 @@ def percent_box(box: Any, w: int, h: int) -> dict[str, float]:
     x1, y1, x2, y2 = (float(v) for v in box)
     return {"x": 100.0 * x1 / w, "y": 100.0 * y1 / h, "width": 100.0 * (x2 - x1) / w, "height": 100.0 * (y2 - y1) / h,
             "rotation": 0}
+
+
+def result_base(region_id: str, to_name: str, size: tuple[int, int]) -> dict[str, Any]:
+    """What every result of one region shares: its ``id`` (the box, the mask and the entity id
+    of a region carry the same one), the image tag and the image's size ``(H, W)``."""
+    h, w = size
+    return {"id": region_id, "to_name": to_name, "original_width": int(w), "original_height": int(h),
+            "image_rotation": 0}
+
+
+def rectangle_result(base: dict[str, Any], from_name: str, box: Any, labels: list[str], **extra: Any) -> dict[str, Any]:
+    """A ``rectanglelabels`` result of an XYXY pixel box (percent coordinates)."""
+    value = {**percent_box(box, base["original_width"], base["original_height"]), "rectanglelabels": labels}
+    return {**base, "from_name": from_name, "type": "rectanglelabels", "value": value, **extra}
+
+
+def brush_result(base: dict[str, Any], from_name: str, mask: np.ndarray, labels: list[str], **extra: Any) -> dict[str, Any]:
+    """A ``brushlabels`` result of an ``(H, W)`` mask (:func:`brush_rle`)."""
+    return {**base, "from_name": from_name, "type": "brushlabels", **extra,
+            "value": {"format": "rle", "rle": brush_rle(mask), "brushlabels": labels}}

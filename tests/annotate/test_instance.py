@@ -6,24 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import need_composite
+from helpers import composite_kb
 
 pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def composite(tmp_path_factory):
-    need_composite()
-    from pixlink.demo.composite import build_kb, small_set
     from pixlink.kb import KB
     from pixlink.link import Linker, LinkerConfig
-    from pixlink.link.embed import embed_kb
     from pixlink.models import Profile
 
-    root = tmp_path_factory.mktemp("composite_annotate")
-    cs = small_set(root, n_logos=16, n_queries=6, n_nil=1, seed=11)
-    kb_dir = build_kb(cs, root / "kb")
-    embed_kb(kb_dir, Profile("offline"), ["local"], progress=False)
+    cs, kb_dir = composite_kb(tmp_path_factory.mktemp("composite_annotate"), n_logos=16, n_queries=6, n_nil=1, seed=11)
     kb = KB.open(kb_dir)
     linker = Linker(kb, Profile("offline"), LinkerConfig(signals=("local",), segment=False))
     return cs, kb, linker

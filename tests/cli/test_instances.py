@@ -7,23 +7,14 @@ import json
 
 import pytest
 
-from helpers import need_composite
+from helpers import composite_kb
 
 pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def composite(tmp_path_factory):
-    need_composite()
-    from pixlink.demo.composite import build_kb, small_set
-    from pixlink.link.embed import embed_kb
-    from pixlink.models import Profile
-
-    root = tmp_path_factory.mktemp("composite_cli")
-    cs = small_set(root, n_logos=12, n_queries=4, n_nil=0, seed=7)
-    kb_dir = build_kb(cs, root / "kb")
-    embed_kb(kb_dir, Profile("offline"), ["local"], progress=False)
-    return cs, kb_dir
+    return composite_kb(tmp_path_factory.mktemp("composite_cli"), n_logos=12, n_queries=4, n_nil=0, seed=7)
 
 
 def test_instances_of_a_photo_with_boxes_and_an_overlay(cli, composite, tmp_path):

@@ -78,6 +78,23 @@ class ItemContext:
     used: dict[str, str]
 
 
+class _BoxCutter:
+    """Cuts a proposal's box with the profile's ``segment`` role (one session, made on first use
+    unless the pipeline shares its own)."""
+
+    segmenters: SegmenterSession | None = None
+
+    def cut(self, profile: Any, img: np.ndarray, region: Region, ctx: ItemContext) -> tuple[Region, str | None]:
+        """``region``'s box cut into a mask, and the segmenter's name; ``(region, None)`` as it
+        was when no segmenter that takes boxes can run (the note says why)."""
+        seg = role_or_note(profile, R.SEGMENT, ctx.notes, ctx.used)
+        if seg is None or "box" not in seg.prompt_kinds:
+            return region, None
+        if self.segmenters is None:
+            self.segmenters = SegmenterSession([seg], cache_size=4)
+        return self.segmenters.segment(img, region, key=image_key(img)).region, seg.name
+
+
 class TextAnnotator:
     name = "text"
 
@@ -100,7 +117,7 @@ class TextAnnotator:
         return out
 
 
-class FaceAnnotator:
+class FaceAnnotator(_BoxCutter):
     """A person's region found by their own face (see the module docstring)."""
 
     name = "face"
@@ -136,12 +153,7 @@ class FaceAnnotator:
         h, w = img.shape[:2]
         box, source = self._person_box(img, fb, ctx)
         region = Region.from_box(box, image_size=(h, w), clip=True, source=f"face:{source}", score=float(s))
-        seg = role_or_note(self.profile, R.SEGMENT, ctx.notes, ctx.used)
-        if seg is not None and "box" in seg.prompt_kinds:
-            if self.segmenters is None:
-                self.segmenters = SegmenterSession([seg], cache_size=4)
-            res = self.segmenters.segment(img, region, key=image_key(img))
-            region = res.region
+        region, _ = self.cut(self.profile, img, region, ctx)
         return [Proposal(self.name, None, region, float(s), source)]
 
     def _person_box(self, img: np.ndarray, face_box: Sequence[float], ctx: ItemContext) -> tuple[list[float], str]:
@@ -160,7 +172,7 @@ class FaceAnnotator:
         return [float(v) for v in upper_body_box(np.asarray(face_box), img.shape[:2])], "face->upper_body"
 
 
-class InstanceAnnotator:
+class InstanceAnnotator(_BoxCutter):
     """A thing found by its own KB image (see the module docstring).
 
     Args:
@@ -208,15 +220,12 @@ class InstanceAnnotator:
         h, w = ctx.image.shape[:2]
         region = Region(image_size=(h, w), mask=match.mask, source=f"instance:{backend.name}", score=score)
         source = f"local:{backend.name}"
-        seg = role_or_note(self.linker.profile, R.SEGMENT, ctx.notes, ctx.used)
-        if seg is not None and "box" in seg.prompt_kinds and match.box[2] > match.box[0] and match.box[3] > match.box[1]:
-            if self.segmenters is None:
-                self.segmenters = SegmenterSession([seg], cache_size=4)
+        if match.box[2] > match.box[0] and match.box[3] > match.box[1]:
             boxed = Region.from_box(match.box, image_size=(h, w), clip=True, source=source, score=score)
-            cut = self.segmenters.segment(ctx.image, boxed, key=image_key(ctx.image)).region
-            if cut.mask is not None and cut.mask.any():
+            cut, seg_name = self.cut(self.linker.profile, ctx.image, boxed, ctx)
+            if seg_name is not None and cut.mask is not None and cut.mask.any():
                 region = cut
-                source += f"+{seg.name}"
+                source += f"+{seg_name}"
         return [Proposal(self.name, None, region, score, source, [list(match.box)], [score])]
 
 
@@ -224,11 +233,9 @@ def make_annotators(names: Sequence[str], profile: Any, linker: Any, grounding: 
                     notes: list[str]) -> list[Any]:
     """The annotators asked for that can run (an unknown name is E713; one that cannot run
     here is left out with a note)."""
-    from ..errors import Errors, InputError
+    from ..errors import Errors, InputError, ModelUnavailableError
 
     known = ("text", "face", "instance")
-    from ..errors import ModelUnavailableError
-
     out: list[Any] = []
     segmenters: SegmenterSession | None = None  # one session: an image is embedded once for all annotators
     try:

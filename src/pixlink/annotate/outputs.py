@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import PixlinkError
 from ..geometry import mask_to_box, mask_to_rle, rle_to_mask
-from ..labelstudio import brush_rle, percent_box
+from ..labelstudio import brush_result, rectangle_result, result_base
 
 
 def latest_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -56,6 +56,16 @@ def _parts(mask: np.ndarray, min_share: float = 0.01) -> list[np.ndarray]:
     return big
 
 
+def _relative(path: str, root: Path | None) -> str:
+    """``path`` relative to ``root`` (resolved), or as given when it is not under it."""
+    if root is None:
+        return path
+    try:
+        return Path(path).resolve().relative_to(root).as_posix()
+    except ValueError:
+        return path
+
+
 def image_id(path: str) -> str:
     return f"{Path(path).stem}-{hashlib.blake2b(path.encode(), digest_size=4).hexdigest()}"
 
@@ -73,12 +83,7 @@ def maskoven_json(records: Sequence[dict[str, Any]], image_root: str | Path | No
         path = item["image"]
         iid = image_id(path)
         h, w = r["image_size"]
-        fname = path
-        if root is not None:
-            try:
-                fname = str(Path(path).resolve().relative_to(root))
-            except ValueError:
-                fname = path
+        fname = _relative(path, root)
         images.setdefault(iid, {"id": iid, "file_name": fname, "height": int(h), "width": int(w)})
         cats.setdefault(item["entity"], r.get("entity_label") or item["entity"])
         mask = rle_to_mask(r["region"]["mask"])
@@ -140,24 +145,15 @@ def labelstudio_tasks(records: Sequence[dict[str, Any]], image_url: str | None =
         item = r["item"]
         path = item["image"]
         if image_url is not None:
-            rel = path
-            if root is not None:
-                try:
-                    rel = Path(path).resolve().relative_to(root).as_posix()
-                except ValueError:
-                    rel = path
-            path = image_url + rel
+            path = image_url + _relative(path, root)
         h, w = (int(v) for v in r["image_size"])
         mask = rle_to_mask(region["mask"])
         box = region.get("box") or mask_to_box(mask)
-        rid = hashlib.blake2b(str(item["id"]).encode(), digest_size=5).hexdigest()
-        base = {"id": rid, "to_name": "image", "original_width": w, "original_height": h, "image_rotation": 0}
+        base = result_base(hashlib.blake2b(str(item["id"]).encode(), digest_size=5).hexdigest(), "image", (h, w))
         score = float(region.get("score") or 0.0)
         result = [
-            {**base, "from_name": "box", "type": "rectanglelabels",
-             "value": {**percent_box(box, w, h), "rectanglelabels": ["entity"]}},
-            {**base, "from_name": "mask", "type": "brushlabels",
-             "value": {"format": "rle", "rle": brush_rle(mask), "brushlabels": ["entity"]}},
+            rectangle_result(base, "box", box, ["entity"]),
+            brush_result(base, "mask", mask, ["entity"]),
             {**base, "from_name": "qid", "type": "textarea", "value": {"text": [item["entity"]]}},
         ]
         tasks.append({

@@ -36,7 +36,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from ..errors import Errors, InputError, PixlinkError
-from ..labelstudio import brush_rle, percent_box
+from ..labelstudio import brush_result, rectangle_result, result_base
 from ..log import get_logger
 from .engine import Engine
 from .routes import engine_of, require_key, require_ready, runner_of
@@ -162,24 +162,20 @@ def fetch_task_image(engine: Engine, url: str) -> StoredImage:
 def region_results(tools: Tools, link: Any, size: tuple[int, int], label_hint: Optional[str] = None
                    ) -> list[dict[str, Any]]:
     """The results of one linked region: box, brush mask and entity id, sharing one ``id``."""
-    h, w = size
     rid = uuid.uuid4().hex[:10]
     top = None if link.nil or not link.candidates else link.candidates[0]
     score = float(link.candidates[0].score) if link.candidates else 0.0
     region = link.region
-    base = {"id": rid, "to_name": tools.image, "original_width": w, "original_height": h, "image_rotation": 0}
+    base = result_base(rid, tools.image, size)
     out: list[dict[str, Any]] = []
     if tools.rect is not None and region is not None:
         name, labels = tools.rect
-        val: dict[str, Any] = percent_box(region.bbox, w, h)
         lab = _label(labels, label_hint)
-        val["rectanglelabels"] = [lab] if lab else []
-        out.append({**base, "from_name": name, "type": "rectanglelabels", "value": val, "score": score})
+        out.append(rectangle_result(base, name, region.bbox, [lab] if lab else [], score=score))
     if tools.brush is not None and region is not None and region.mask is not None:
         name, labels = tools.brush
         lab = _label(labels, label_hint)
-        out.append({**base, "from_name": name, "type": "brushlabels", "score": score,
-                    "value": {"format": "rle", "rle": brush_rle(region.mask), "brushlabels": [lab] if lab else []}})
+        out.append(brush_result(base, name, region.mask, [lab] if lab else [], score=score))
     if tools.entity is not None:
         eid = top.entity_id if top is not None else "NIL"
         if tools.entity_kind == "textarea":
