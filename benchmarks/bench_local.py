@@ -218,14 +218,14 @@ def main() -> None:
     result["kb_side"]["build_meta"] = {k: meta.get(k) for k in ("n_images", "n_features", "index", "concat_s", "created")}
     # KB-side build rate: the per-image work of build_kb_side (read, support, features,
     # thumbnail), timed on a sample, and the FAISS build recorded in the store's meta
-    from pixlink.link.signals.local import LocalOptions, reference_image, thumbnail
+    from pixlink.link.signals.local import LocalOptions, reference_features, reference_image, thumbnail
 
     be, o = prof.get("local_features"), LocalOptions()
     refs = [r.images[0] for r in cs.references if not r.nil][:: max(1, len(cs.references) // args.rate_sample)]
     t1, c1 = time.perf_counter(), time.process_time()
     for ref in refs[: args.rate_sample]:
         rgb, sup = reference_image(ref)
-        be.extract(rgb, max_features=o.kb_max_features)
+        reference_features(be, rgb, sup, o)
         thumbnail(rgb, sup, o.thumb_side)
     n_s = min(len(refs), args.rate_sample)
     wall, cpu = time.perf_counter() - t1, time.process_time() - c1

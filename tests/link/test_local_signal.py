@@ -139,3 +139,46 @@ def test_without_a_store_the_named_signal_fails(tmp_path, composite):
     sig, q = LocalSignal(), Query()
     assert sig.store(lk2, q, lk2.profile.get("local_features")) is None
     assert any("kb embed" in n for n in q.notes)
+
+
+def _logo(composite):
+    from pixlink.link.signals.local import reference_image
+
+    cs = composite[0]
+    ref = next(r for r in cs.references if not r.nil)
+    return reference_image(ref.images[0])
+
+
+def test_reference_views_add_features_in_the_references_own_pixels(composite):
+    from pixlink.link.signals.local import LocalOptions, reference_features
+    from pixlink.models import Profile
+
+    be = Profile("offline").get("local_features")
+    rgb, support = _logo(composite)
+    assert not support.all()  # an icon on white: the background views apply
+    plain = reference_features(be, rgb, support, LocalOptions(kb_backgrounds=(), kb_small_sides=()))
+    direct = be.extract(rgb, max_features=LocalOptions().kb_max_features)
+    assert np.array_equal(plain.descriptors, direct.descriptors) and np.allclose(plain.xy, direct.xy)
+    views = reference_features(be, rgb, support, LocalOptions())
+    assert len(views) > len(plain)
+    h, w = rgb.shape[:2]
+    assert views.image_size == (h, w)
+    assert (views.xy[:, 0] >= -1).all() and (views.xy[:, 0] <= w + 1).all()
+    assert (views.xy[:, 1] >= -1).all() and (views.xy[:, 1] <= h + 1).all()
+    # the shrunk views' keypoints are mapped back: they lie on the object, as the image's own do
+    import cv2
+
+    near = cv2.dilate(support.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+    xi = np.clip(np.round(views.xy).astype(int), 0, [w - 1, h - 1])
+    assert near[xi[:, 1], xi[:, 0]].mean() > 0.9
+    assert len(views) <= LocalOptions().kb_max_features
+
+
+def test_reference_view_options_are_checked():
+    from pixlink.errors import PixlinkError
+    from pixlink.link.signals.local import LocalOptions
+
+    assert LocalOptions(kb_small_sides=[64]).kb_small_sides == (64,)
+    for bad in ({"kb_small_sides": [8]}, {"kb_backgrounds": [300]}, {"kb_backgrounds": "0"}, {"kb_small_sides": [True]}):
+        with pytest.raises(PixlinkError, match="E010"):
+            LocalOptions(**bad)
