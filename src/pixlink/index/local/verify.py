@@ -113,6 +113,20 @@ def match_features(q_desc: np.ndarray, r_desc: np.ndarray, kind: str, *, ratio: 
     return qi.astype(np.int64), ri.astype(np.int64), dd.astype(np.float32)
 
 
+DISTINCT_PX = 2.0
+"""Keypoints closer than about this (pixels of their image) are one point when inliers are
+counted: a view and its negative (``polarity="both"``) give keypoints at the same places, and
+so do the KB side's views of one reference (:func:`pixlink.link.signals.local.reference_features`)."""
+
+
+def n_distinct(xy: np.ndarray, tol: float = DISTINCT_PX) -> int:
+    """How many distinct places the ``(n, 2)`` points ``xy`` occupy (on a grid of ``tol`` px)."""
+    if len(xy) == 0:
+        return 0
+    g = np.round(np.asarray(xy, np.float64) / tol).astype(np.int64)
+    return int(len(np.unique((g[:, 0] << 32) + g[:, 1])))
+
+
 def corners(h: int, w: int) -> np.ndarray:
     """``(4, 2)`` float32 corners TL, TR, BR, BL of an ``h`` x ``w`` image (pixel edges)."""
     return np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
@@ -188,7 +202,7 @@ def similarity_inliers(q_kp: np.ndarray, r_kp: np.ndarray, qi: np.ndarray, ri: n
     # distinct query points agreeing with each hypothesis
     best, best_n = 0, -1
     for h in np.argsort(-ok.sum(axis=1), kind="stable")[:5]:
-        m = len(np.unique(qi[ok[h]]))
+        m = n_distinct(q_kp[qi[ok[h]], :2])
         if m > best_n:
             best, best_n = h, m
     return ok[best]
@@ -210,7 +224,8 @@ def verify_homography(q_kp: np.ndarray, r_kp: np.ndarray, qi: np.ndarray, ri: np
         qi, ri, d: the matches (indices into them) and their descriptor distances.
         ref_hw: ``(H, W)`` of the KB image.
         threshold: reprojection threshold, query pixels.
-        min_inliers: fewer distinct inliers (query and reference points) is no homography.
+        min_inliers: fewer distinct inliers (query and reference places, :func:`n_distinct`) is no
+            homography.
 
     Returns:
         ``(H or None, inlier mask over the matches (bool), reason)``.
@@ -219,11 +234,13 @@ def verify_homography(q_kp: np.ndarray, r_kp: np.ndarray, qi: np.ndarray, ri: np
 
     none = np.zeros(len(qi), bool)
     need = max(min_inliers, 4)
-    if len(np.unique(qi)) < need:
-        return None, none, f"{len(np.unique(qi))} matched query keypoints (< {need})"
+    n_matched = n_distinct(q_kp[qi, :2])
+    if n_matched < need:
+        return None, none, f"{n_matched} matched query keypoints (< {need})"
     sim = similarity_inliers(q_kp, r_kp, qi, ri, d, threshold=threshold)
-    if len(np.unique(qi[sim])) < need:
-        return None, none, f"{len(np.unique(qi[sim]))} matches agree on a similarity (< {need})"
+    n_sim = min(n_distinct(q_kp[qi[sim], :2]), n_distinct(r_kp[ri[sim], :2]))
+    if n_sim < need:
+        return None, none, f"{n_sim} matches agree on a similarity (< {need})"
     src = r_kp[ri[sim], :2].astype(np.float32)
     dst = q_kp[qi[sim], :2].astype(np.float32)
     H, _ = cv2.findHomography(src, dst, cv2.RANSAC, float(threshold), maxIters=int(max_iters),
@@ -234,7 +251,7 @@ def verify_homography(q_kp: np.ndarray, r_kp: np.ndarray, qi: np.ndarray, ri: np
     if proj is None:
         return None, none, "the homography folds the reference"
     inl = np.hypot(*(proj - q_kp[qi, :2]).T) <= threshold
-    n_q, n_r = len(np.unique(qi[inl])), len(np.unique(ri[inl]))
+    n_q, n_r = n_distinct(q_kp[qi[inl], :2]), n_distinct(r_kp[ri[inl], :2])
     if min(n_q, n_r) < min_inliers:
         return None, none, f"{min(n_q, n_r)} distinct inliers (< {min_inliers})"
     h, w = ref_hw

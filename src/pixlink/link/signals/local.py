@@ -71,6 +71,8 @@ class LocalOptions:
         verify_extra: other signals' candidates (with votes) verified in :meth:`score`.
         ratio, match_max_dist, multi: tentative matches (see
             :func:`pixlink.index.local.match_features`).
+        max_matches: at most this many tentative matches, nearest first (at least one per query
+            feature: a whole photo's thousands of features keep their own matches).
         ransac_threshold: RANSAC reprojection threshold, as a fraction of the view's longer side
             (at least 2 px).
         min_inliers: fewer distinct inliers is no match.
@@ -107,8 +109,9 @@ class LocalOptions:
     ratio: float = 0.8
     match_max_dist: float | None = None
     multi: int = 3
+    max_matches: int = 600
     ransac_threshold: float = 0.02
-    min_inliers: int = 6
+    min_inliers: int = 5
     max_skew: float = 4.0
     colour: bool = True
     kb_max_features: int = 1000
@@ -122,7 +125,8 @@ class LocalOptions:
 
     def __post_init__(self) -> None:
         for name, lo, hi in (("max_features", 16, 100_000), ("neighbours", 1, 100), ("verify_top", 1, 10_000),
-                             ("verify_extra", 0, 10_000), ("multi", 1, 10), ("min_inliers", 4, 1000),
+                             ("verify_extra", 0, 10_000), ("multi", 1, 10), ("max_matches", 16, 100_000),
+                             ("min_inliers", 4, 1000),
                              ("kb_max_features", 16, 100_000), ("thumb_side", 8, 512), ("part_size", 1, 100_000),
                              ("index_exact_max", 0, 10**9), ("index_nprobe", 1, 65536),
                              ("index_train_size", 1000, 10**8)):
@@ -263,7 +267,7 @@ def effective_inliers(v: Any, use_colour: bool) -> float:
 def verify_image(store: Any, lq: LocalQuery, i: int, o: LocalOptions) -> Any:
     """Verify KB image row ``i`` against the query view (cached in ``lq.verified``)."""
     from ...index.local import Verification, match_features, verify_homography
-    from ...index.local.verify import colour_agreement, corners, photometric_agreement, project
+    from ...index.local.verify import colour_agreement, corners, n_distinct, photometric_agreement, project
 
     hit = lq.verified.get(i)
     if hit is not None:
@@ -273,7 +277,8 @@ def verify_image(store: Any, lq: LocalQuery, i: int, o: LocalOptions) -> Any:
     v = Verification(image=int(i), entity_id=row.entity_id)
     r_kp, r_desc, r_col = store.features(i)
     qi, ri, d = match_features(f.descriptors, r_desc, store.kind, ratio=o.ratio,
-                               max_dist=o.scale("match_max_dist", store.kind), multi=o.multi)
+                               max_dist=o.scale("match_max_dist", store.kind), multi=o.multi,
+                               max_matches=max(o.max_matches, len(f)))
     v.matches = int(len(qi))
     thr = max(2.0, o.ransac_threshold * max(lq.view_hw))
     H, inl, why = verify_homography(lq.keypoints, r_kp, qi, ri, d, (row.height, row.width), threshold=thr,
@@ -283,7 +288,7 @@ def verify_image(store: Any, lq: LocalQuery, i: int, o: LocalOptions) -> Any:
     else:
         v.homography = H
         uq = np.unique(qi[inl])
-        v.inliers = int(min(len(uq), len(np.unique(ri[inl]))))
+        v.inliers = int(min(n_distinct(lq.keypoints[qi[inl], :2]), n_distinct(r_kp[ri[inl], :2])))
         v.quad = project(H, corners(row.height, row.width))
         v.inlier_xy = f.xy[uq]
         v.colour = (photometric_agreement(lq.view, store.thumb(i), H, (row.height, row.width)) if lq.view is not None
