@@ -79,6 +79,10 @@ PLANS: dict[str, Plan] = {
     "bench_link": (["--distractors", "500", "--threads", "1", "--work", "{w}/work", "--out", "{w}/link.json"], [],
                    "{w}/link.json",
                    lambda r: _fmt("first prompt p50", _get(r, "first_prompt_on_image_ms", "p50"), " ms")),
+    "bench_local_scale": (["--images-per-logo", "1", "--n", "30", "--work", "{w}/work", "--out", "{w}/local_scale.json"],
+                          [], "{w}/local_scale.json",
+                          lambda r: _fmt("KB images", _get(r, "kb", "images")) + "; "
+                          + _fmt("local p50", _get(r, "latency_local_s", "p50"), " s")),
     "bench_milvus": (["--n", "5000", "--dim", "64", "--queries", "30", "--out", "{w}/milvus.json"], [],
                      "{w}/milvus.json",
                      lambda r: next((_fmt("Lite FLAT recall@10", x["recall_at_10"]) + "; " + _fmt("p50", x["p50_ms"], " ms")
