@@ -31,3 +31,25 @@ def median_s(fn: Callable[[], Any], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def plot(path: Any, draw: Callable[[Any], Any], figsize: tuple[float, float] = (6, 3.2)) -> bool:
+    """One matplotlib axes drawn by ``draw(ax)`` (then legend, layout) saved as the PNG ``path``
+    (Agg backend); False, with a message, when matplotlib is absent."""
+    import sys
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is absent: no plot", file=sys.stderr)
+        return False
+    fig, ax = plt.subplots(figsize=figsize)
+    draw(ax)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True

@@ -42,6 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
+from _measure import plot  # noqa: E402
 
 OFFLINE = ("v2v", "v2t", "lexical", "dense_text", "type", "mention_type")
 """The previous offline signals (not `face`: the composite KB has no faces; named, it would be
@@ -371,31 +372,22 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: result[k] for k in ("kb_side", "test", "latency_local_s", "detector")}, indent=1))
-    try:
-        import matplotlib
+    names = [n for n in ("previous_offline", "local_alone", "fused_shipped_plus_local",
+                         "fused_shipped_plus_local_weighted", "fused_shipped_plus_local_top1", "fused_all_refitted")
+             if n in figs]
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        names = [n for n in ("previous_offline", "local_alone", "fused_shipped_plus_local",
-                             "fused_shipped_plus_local_weighted", "fused_shipped_plus_local_top1", "fused_all_refitted")
-                 if n in figs]
-        fig, ax = plt.subplots(figsize=(9, 3.5))
+    def draw(ax):
         w = 0.25
         for j, kind in enumerate(("all", "logo", "flag")):
             vals = [figs[n].get(kind, {}).get("hits@1", 0) for n in names]
             ax.bar(np.arange(len(names)) + j * w, vals, w, label=kind)
         ax.set_xticks(np.arange(len(names)) + w)
-        ax.set_xticklabels([n.replace('_', ' ') for n in names], fontsize=8)
+        ax.set_xticklabels([n.replace('_', ' ') for n in names], fontsize=7)
         ax.set_ylabel("Hits@1 (test split)")
         ax.set_ylim(0, 1)
-        ax.legend()
         ax.set_title(f"composite test split, KB of {loc.get('images')} images")
-        fig.tight_layout()
-        fig.savefig(out.with_suffix(".png"), dpi=100)
-    except ImportError:
-        log("matplotlib is absent: no plot")
 
+    plot(out.with_suffix(".png"), draw, figsize=(11, 3.5))
 
 if __name__ == "__main__":
     main()

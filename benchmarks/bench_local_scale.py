@@ -31,6 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
+from _measure import plot  # noqa: E402
 
 
 def log(*a):
@@ -116,25 +117,15 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 3.2))
+    def draw(ax):
         ax.hist(np.array(times) * 1000, bins=40, color="tab:blue")
         ax.axvline(result["latency_local_s"]["p50"] * 1000, color="k", ls="--", label="p50")
         ax.axvline(result["latency_local_s"]["p95"] * 1000, color="r", ls=":", label="p95")
         ax.set_xlabel("local signal per query (ms)")
         ax.set_ylabel("queries")
         ax.set_title(f"KB of {meta['n_images']} images, {meta['n_features']:,} features")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out.with_suffix(".png"), dpi=100)
-    except ImportError:
-        log("matplotlib is absent: no plot")
 
+    plot(out.with_suffix(".png"), draw)
 
 if __name__ == "__main__":
     main()
