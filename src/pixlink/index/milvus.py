@@ -48,7 +48,7 @@ import numpy as np
 
 from ..errors import Errors, IndexError_, InputError
 from ..log import get_logger
-from .dense.base import candidates_per_query, check_expected, check_queries, padded, swap_in
+from .dense.base import IndexRecord, candidates_per_query, check_expected, check_queries, padded, swap_in
 from .dense.layout import FORMAT_VERSION, check_build_id, check_space
 from .dense.store import check_rows
 
@@ -129,7 +129,7 @@ def _quoted(values: Sequence[str]) -> str:
     return json.dumps(list(values), ensure_ascii=False)
 
 
-class MilvusIndex:
+class MilvusIndex(IndexRecord):
     """A dense index whose vectors are in a Milvus collection (see the module docstring).
 
     Attributes (as :class:`~pixlink.index.dense.DenseIndex`): ``path`` (the record's
@@ -145,30 +145,12 @@ class MilvusIndex:
     approximate = True
 
     def __init__(self, path: Path, meta: dict[str, Any], client: Any) -> None:
-        self.path = path
-        self.meta = meta
-        self.model_id: str = meta["model_id"]
-        self.space: str = meta["space"]
-        self.kb_build_id: str | None = meta.get("kb_build_id")
-        self.dim = int(meta["dim"])
-        self.metric: str = meta["metric"]
-        self.params: dict[str, Any] = dict(meta.get("params") or {})
+        super().__init__(path, meta)
         self.uri: str = self.params["uri"]
         self.collection: str = self.params["collection"]
         self.device = "milvus"
-        self.notes: list[str] = []
-        self._count = int(meta["count"])
-        self._n_entities = int(meta["entities"])
-        self._max_per_entity = int(meta["max_vectors_per_entity"])
         self._client = client
         self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return self._count
-
-    @property
-    def n_entities(self) -> int:
-        return self._n_entities
 
     def __repr__(self) -> str:
         return (f"MilvusIndex({self.collection!r} at {self.uri!r}, model_id={self.model_id!r}, space={self.space!r}, "

@@ -32,7 +32,36 @@ METRICS = ("cosine", "ip", "l2")
 AUTO_EXACT_MAX = 100_000
 
 
-class DenseIndex:
+class IndexRecord:
+    """What every dense index reads from its ``meta.json``, whatever holds its vectors (FAISS
+    files: :class:`DenseIndex`; a Milvus collection: :class:`~pixlink.index.milvus.MilvusIndex`):
+    ``path``, ``meta``, ``model_id``, ``space``, ``kb_build_id``, ``dim``, ``metric``,
+    ``params``, ``notes``; ``len(index)`` is the number of vector rows, :attr:`n_entities` the
+    distinct entity ids."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        self.path = path
+        self.meta = meta
+        self.model_id: str = meta["model_id"]
+        self.space: str = meta["space"]
+        self.kb_build_id: str | None = meta.get("kb_build_id")
+        self.dim: int = int(meta["dim"])
+        self.metric: str = meta["metric"]
+        self.params: dict[str, Any] = dict(meta.get("params") or {})
+        self.notes: list[str] = []
+        self._count = int(meta["count"])
+        self._n_entities = int(meta["entities"])
+        self._max_per_entity = int(meta["max_vectors_per_entity"])
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def n_entities(self) -> int:
+        return self._n_entities
+
+
+class DenseIndex(IndexRecord):
     """A read-only dense index opened from disk. Build one with :meth:`build`, open it with
     :meth:`open`; both return the subclass of the index's backend (:class:`ExactIndex`,
     :class:`IVFPQIndex`, :class:`HNSWIndex`), all used through this interface.
@@ -76,21 +105,10 @@ class DenseIndex:
             DenseIndex._registry[cls.kind] = cls
 
     def __init__(self, path: Path, meta: dict[str, Any], corpus_chunk_size: int) -> None:
-        self.path = path
-        self.meta = meta
-        self.model_id: str = meta["model_id"]
-        self.space: str = meta["space"]
-        self.kb_build_id: str | None = meta.get("kb_build_id")
-        self.dim: int = int(meta["dim"])
-        self.metric: str = meta["metric"]
+        super().__init__(path, meta)
         self.backend: str = meta["backend"]
-        self.params: dict[str, Any] = dict(meta.get("params") or {})
         self.corpus_chunk_size = int(corpus_chunk_size)
         self.device = "cpu"
-        self.notes: list[str] = []
-        self._count = int(meta["count"])
-        self._n_entities = int(meta["entities"])
-        self._max_per_entity = int(meta["max_vectors_per_entity"])
         self._vectors: np.ndarray = np.empty((0, 0))
         self._keys: np.ndarray = np.empty(0, dtype="S1")
         self._row_entity: np.ndarray = np.empty(0, dtype=np.int64)
@@ -99,13 +117,6 @@ class DenseIndex:
         self._reader: RowReader | None = None
 
     # -- properties ------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return self._count
-
-    @property
-    def n_entities(self) -> int:
-        return self._n_entities
-
     def __repr__(self) -> str:
         return (
             f"DenseIndex({str(self.path)!r}, model_id={self.model_id!r}, space={self.space!r}, dim={self.dim}, "
