@@ -264,6 +264,17 @@ class LocalFeatures:
     def __len__(self) -> int:
         return int(self.xy.shape[0])
 
+    @classmethod
+    def concat(cls, parts: "Sequence[LocalFeatures]") -> "LocalFeatures":
+        """The features of several extractions of one image (views of it, all in its pixels)
+        as one set; ``kind`` and ``image_size`` are the first part's."""
+        if len(parts) == 1:
+            return parts[0]
+        cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+        return cls(xy=cat("xy"), size=cat("size"), angle=cat("angle"), response=cat("response"),
+                   descriptors=cat("descriptors"), colour=cat("colour"), kind=parts[0].kind,
+                   image_size=parts[0].image_size)
+
 
 @runtime_checkable
 class LocalFeatureExtractor(Protocol):

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -234,11 +234,7 @@ def query_features(backend: Any, view: np.ndarray, max_features: int, polarity: 
     if polarity != "both":
         return f
     g = backend.extract(255 - view, max_features=max_features)
-    return R.LocalFeatures(
-        xy=np.concatenate([f.xy, g.xy]), size=np.concatenate([f.size, g.size]),
-        angle=np.concatenate([f.angle, g.angle]), response=np.concatenate([f.response, g.response]),
-        descriptors=np.concatenate([f.descriptors, g.descriptors]), colour=np.concatenate([f.colour, 255 - g.colour]),
-        kind=f.kind, image_size=f.image_size)
+    return R.LocalFeatures.concat([f, replace(g, colour=255 - g.colour)])
 
 
 def rank_images(store: Any, lq: "LocalQuery", o: "LocalOptions") -> np.ndarray:
@@ -596,14 +592,9 @@ def reference_features(backend: Any, rgb: np.ndarray, support: np.ndarray, o: Lo
     parts = []
     for img, f in views:
         x = backend.extract(img, max_features=per)
-        parts.append(x if f == 1.0 else R.LocalFeatures(
-            xy=(x.xy / f).astype(np.float32), size=(x.size / f).astype(np.float32), angle=x.angle, response=x.response,
-            descriptors=x.descriptors, colour=x.colour, kind=x.kind, image_size=(h, w)))
-    if len(parts) == 1:
-        return parts[0]
-    cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
-    return R.LocalFeatures(xy=cat("xy"), size=cat("size"), angle=cat("angle"), response=cat("response"),
-                           descriptors=cat("descriptors"), colour=cat("colour"), kind=parts[0].kind, image_size=(h, w))
+        parts.append(x if f == 1.0 else replace(x, xy=(x.xy / f).astype(np.float32),
+                                                 size=(x.size / f).astype(np.float32), image_size=(h, w)))
+    return R.LocalFeatures.concat(parts)
 
 
 def border_support(rgb: np.ndarray, tolerance: int = 24, uniform: float = 0.97) -> np.ndarray:
