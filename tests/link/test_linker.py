@@ -181,10 +181,17 @@ def test_missing_vectors_skip_the_signal_with_a_note(tmp_path):
     link = Linker.from_kb(kb_dir, profile=_profile(), config=cfg).link(None, None, text="Red Square")
     assert link.prediction == "Q1"
     assert any("no entity_text vectors" in n and "pixlink kb embed" in n for n in link.notes)
-    # named explicitly, the signal is required: its missing vectors fail the call
+    # named explicitly, the signal is required: with no vectors of its space at all, the linker
+    # is refused when it is built, not at the first query that reaches the signal
     cfg = LinkerConfig(signals=("dense_text", "lexical"), segment=False, signal_options={"lexical": {"ner": False}})
-    with pytest.raises(KBError, match="E405"):
-        Linker.from_kb(kb_dir, profile=_profile(), config=cfg).link(None, None, text="Red Square")
+    with pytest.raises(KBError, match="E405") as err:
+        Linker.from_kb(kb_dir, profile=_profile(), config=cfg)
+    assert "'dense_text'" in str(err.value) and "entity_text" in str(err.value)
+    # so is a named image signal that no query of a text-only run would ever have reached
+    cfg = LinkerConfig(signals=("lexical", "face"), segment=False, signal_options={"lexical": {"ner": False}})
+    with pytest.raises(KBError, match="E405") as err:
+        Linker.from_kb(kb_dir, profile=_profile(), config=cfg)
+    assert "'face'" in str(err.value) and "entity_face" in str(err.value)
 
 
 def test_rerank_mode_orders_recalled_candidates_by_the_second_signal(small_kb):

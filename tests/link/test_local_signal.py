@@ -131,10 +131,8 @@ def test_without_a_store_the_named_signal_fails(tmp_path, composite):
 
     cs = composite[0]
     build_kb_from_entities(cs.kb_entities()[:5], tmp_path / "kb", name="no-local")
-    m = cs.mentions("test")[0]
-    lk = Linker.from_kb(tmp_path / "kb", "offline", LinkerConfig(signals=("local",), segment=False))
-    with pytest.raises(KBError, match="E405"):
-        lk.link(m.image, m.region, k=5)
+    with pytest.raises(KBError, match="E405"):  # refused when built: not at the first query
+        Linker.from_kb(tmp_path / "kb", "offline", LinkerConfig(signals=("local",), segment=False))
     lk2 = Linker.from_kb(tmp_path / "kb", "offline", LinkerConfig(signals=("lexical",), segment=False))
     sig, q = LocalSignal(), Query()
     assert sig.store(lk2, q, lk2.profile.get("local_features")) is None

@@ -84,6 +84,7 @@ class Linker:
             fusion = fusion.with_nil_threshold(cfg.nil_threshold)
         self.fusion = fusion
         self.vectors = KBVectors(Path(kb.path), getattr(kb, "build_id", None))
+        self._check_required()
         self._segmenters: SegmenterSession | None = None
         self._segment_notes: list[str] = []
         self._segment_cache = (8, 512 * 2**20)  # SegmenterSession bounds: images, bytes
@@ -128,6 +129,20 @@ class Linker:
                 if choice.backend:
                     out[sig.name] = choice.backend
         return out
+
+    def _check_required(self) -> None:
+        """E405 now for a named signal whose KB side no model made: not at the first query that
+        reaches it (a face found by chance in item 217 of a job). Vectors made by another model
+        than the one this linker runs are found at the first query (that needs the model)."""
+        required = [s for s in self.signals if s.name in self.config.required_signals and s.space is not None]
+        if not required:
+            return
+        available = self.vectors.available()
+        for sig in required:
+            if not sig.kb_has_vectors(self.vectors.kb_dir, available):
+                choice = self.profile.choose(sig.role).backend if sig.role else None
+                raise KBError(Errors.E405.format(signal=sig.name, space=sig.space, expected=choice or "any model",
+                                                 found="; it has none of any model"))
 
     # ---------------------------------------------------------------------------------------
     # public API

@@ -24,6 +24,7 @@ backends (``ctx.backend(role, q)``), the KB (``ctx.kb``), the KB's indexes
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
 
 import numpy as np
@@ -58,6 +59,13 @@ class Signal:
     def model_id(self, backend: Any) -> str:
         """The model id the KB vectors of this signal carry for ``backend``."""
         return str(backend.model_id)
+
+    def kb_has_vectors(self, kb_dir: Path, available: Sequence[Any]) -> bool:
+        """Whether the KB at ``kb_dir`` holds this signal's KB side made by *any* model
+        (``available``: its dense indexes, :func:`pixlink.index.dense.list_indexes`); checked
+        without loading a model, so a linker can refuse a named signal at once (E405) rather
+        than at the first query that reaches it. Signals without KB vectors: True."""
+        return self.space is None or any(getattr(i, "space", None) == self.space for i in available)
 
     # -- query side ------------------------------------------------------------------------
     def applies(self, q: Query) -> bool:

@@ -343,6 +343,11 @@ class LocalSignal(Signal):
     description = "the region <-> entities' own images, by local features and geometric verification"
     Options = LocalOptions
 
+    def kb_has_vectors(self, kb_dir: Path, available: Sequence[Any]) -> bool:
+        from ...index.local.store import DIRNAME
+
+        return any((Path(kb_dir) / DIRNAME).glob("*/meta.json"))
+
     def store(self, ctx: Any, q: Query, backend: Any) -> Any | None:
         """The KB's store for ``backend``; None with a note (E405 when the signal was named)."""
         kb = ctx.kb
