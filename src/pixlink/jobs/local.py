@@ -2,7 +2,9 @@
 
 Workers are started with ``spawn`` (a fresh interpreter: no forked model or SQLite state) and
 each builds its engine from the :class:`~pixlink.jobs.spec.JobSpec` once, in the pool's
-initializer. The driver sends batches of items, gets their outcomes back as plain data and
+initializer; no worker takes a batch before every worker has its engine (a barrier), so that
+the first one ready does not take the whole of a short job while the others are still loading
+models. The driver sends batches of items, gets their outcomes back as plain data and
 writes each finished batch group as one part file, atomically; progress (items, rate, ETA)
 goes to stderr.
 """
@@ -24,10 +26,12 @@ log = get_logger("pixlink.jobs")
 
 _RUNNER: Any = None
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_READY_TIMEOUT_S = 900
 
 
-def _init_worker(spec_json: str, threads: int) -> None:
-    """Pool initializer: build this process's engine once."""
+def _init_worker(spec_json: str, threads: int, ready: Any = None) -> None:
+    """Pool initializer: build this process's engine once, then wait at ``ready`` (a barrier of
+    all the pool's workers) until every worker has built its own."""
     global _RUNNER
     for var in _THREAD_VARS:  # one worker = `threads` cores, not all of them
         os.environ.setdefault(var, str(threads))
@@ -39,6 +43,13 @@ def _init_worker(spec_json: str, threads: int) -> None:
         pass
     spec = JobSpec.from_json(spec_json)
     _RUNNER = get_task(spec.task).build(dict(spec.params))
+    if ready is not None:
+        import threading
+
+        try:
+            ready.wait(timeout=_READY_TIMEOUT_S)
+        except threading.BrokenBarrierError:
+            log.warning("a worker was not ready after %d s; this one starts without it", _READY_TIMEOUT_S)
 
 
 def _run_batch(items: list[dict[str, Any]]) -> tuple[str, list[Outcome]]:
@@ -62,6 +73,9 @@ def run_local(
 
     n = todo.num_rows
     batches = [todo.slice(s, batch_size) for s in range(0, n, batch_size)]
+    # a worker per batch at most: the pool starts a process per submitted batch until it has
+    # ``workers``, and the ready barrier counts on every one of them being started
+    workers = max(1, min(workers, len(batches)))
     per_worker: dict[str, int] = {}
     pending_rows: list[Outcome] = []
     seq = 0
@@ -69,8 +83,9 @@ def run_local(
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn")
     t_start = time.perf_counter()
+    ready = ctx.Barrier(workers) if workers > 1 else None
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(spec.to_json(), threads_per_worker)) as pool, \
+                             initargs=(spec.to_json(), threads_per_worker, ready)) as pool, \
             make_progress(disable=not progress) as bar:
         task = bar.add_task(f"{spec.task} job ({workers} worker{'s' if workers != 1 else ''})", total=n, rate="")
         futures: dict[Future, int] = {}
