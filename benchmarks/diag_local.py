@@ -62,7 +62,7 @@ def main() -> None:
     for m in ms:
         img = load_image(m.image)
         view, off = box_view(img, m.region.bbox, o.view_margin)
-        f = query_features(be, view, o.max_features, o.polarity)
+        f = query_features(be, view, o.max_features, o.polarity, o.colour_layers)
         lq = LocalQuery(store=store, features=f, offset=off, view_hw=view.shape[:2], view=view,
                         region_box=region_in_view(m.region.bbox, off, view.shape[:2]))
         votes = rank_images(store, lq, o)

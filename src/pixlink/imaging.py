@@ -55,3 +55,40 @@ def red_box(image: np.ndarray, box: np.ndarray, thickness: int | None = None) ->
     out = np.ascontiguousarray(image.copy())
     cv2.rectangle(out, (x1, y1), (max(x2 - 1, x1), max(y2 - 1, y1)), RED, t)
     return out
+
+
+def colour_layers(image: np.ndarray, k: int, *, min_share: float = 0.03, max_share: float = 0.8,
+                  sample: int = 4096, seed: int = 0) -> list[np.ndarray]:
+    """The image's main colours, each as a black-on-white silhouette: ``(H, W, 3)`` uint8 images.
+
+    ``image`` ``(H, W, 3)`` uint8 RGB is clustered into ``k`` colours (k-means in CIE Lab on a
+    sample of ``sample`` pixels, then every pixel to its nearest centre); each cluster covering
+    ``min_share``-``max_share`` of the pixels becomes one image, its pixels black (0) and the
+    rest white (255), smoothed by a 3x3 Gaussian (a printed edge is not a staircase). A logo
+    of one flat colour pasted on a textured wall, or blended into it, is a clean silhouette in
+    one of them: its outline no longer carries the wall's texture.
+    """
+    import cv2
+
+    if image.ndim != 3 or image.shape[2] != 3 or k < 2:
+        return []
+    lab = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    pick = lab if len(lab) <= sample else lab[rng.choice(len(lab), sample, replace=False)]
+    if len(pick) < k:
+        return []
+    cv2.setRNGSeed(seed)
+    _, _, centres = cv2.kmeans(pick, k, None, (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5), 2,
+                               cv2.KMEANS_PP_CENTERS)
+    d = ((lab[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
+    label = d.argmin(1).reshape(image.shape[:2])
+    out = []
+    for c in range(k):
+        on = label == c
+        share = float(on.mean())
+        if not min_share <= share <= max_share:
+            continue
+        sil = np.where(on, 0, 255).astype(np.uint8)
+        sil = cv2.GaussianBlur(sil, (3, 3), 0)
+        out.append(np.repeat(sil[..., None], 3, axis=2))
+    return out

@@ -177,6 +177,7 @@ def test_reference_view_options_are_checked():
     from pixlink.link.signals.local import LocalOptions
 
     assert LocalOptions(kb_small_sides=[64]).kb_small_sides == (64,)
-    for bad in ({"kb_small_sides": [8]}, {"kb_backgrounds": [300]}, {"kb_backgrounds": "0"}, {"kb_small_sides": [True]}):
+    for bad in ({"kb_small_sides": [8]}, {"kb_backgrounds": [300]}, {"kb_backgrounds": "0"}, {"kb_small_sides": [True]},
+                {"colour_layers": 1}, {"colour_layers": 17}, {"colour_layers": 2.5}):
         with pytest.raises(PixlinkError, match="E010"):
             LocalOptions(**bad)

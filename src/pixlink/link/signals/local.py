@@ -58,6 +58,9 @@ class LocalOptions:
         polarity: ``"both"``: features of the view and of its negative (a dark logo on white in
             the KB, printed light on a dark wall in the photo: SIFT and ORB descriptors are not
             invariant to a reversal of contrast); ``"positive"``: the view only (half the cost).
+        colour_layers: ``k`` >= 2: also the features of the view's ``k`` main colours, each as
+            a black-on-white silhouette (:func:`pixlink.imaging.colour_layers`): a flat logo on
+            a textured wall keeps an outline free of the wall's texture. 0 turns it off.
         view_margin: the region's box is grown by this fraction of its size on each side.
         neighbours: stored descriptors looked up per query descriptor.
         vote_max_dist, vote_sigma: a neighbour at distance ``d <= vote_max_dist`` votes
@@ -88,6 +91,8 @@ class LocalOptions:
         kb_small_sides: longer sides the reference is also shrunk to before extraction (KB side):
             a logo seen small and blurred in a photo keeps only its coarse features, which the
             sharp reference does not have. () turns it off. See :func:`reference_features`.
+        kb_silhouette: also the reference's object as a black-on-white silhouette (KB side, when
+            it has a support): what a query's colour layers (``colour_layers``) show of it.
         thumb_side: longer side of the stored thumbnails (masks of the detector).
         part_size: KB images per committed part of the build (resume granularity).
         index_exact_max, index_nprobe, index_train_size: the store's FAISS index: exact up to
@@ -97,6 +102,7 @@ class LocalOptions:
 
     max_features: int = 1000
     polarity: str = "both"
+    colour_layers: int = 3
     view_margin: float = 0.05
     neighbours: int = 20
     vote_max_dist: float | None = None
@@ -117,6 +123,7 @@ class LocalOptions:
     kb_max_features: int = 1000
     kb_backgrounds: tuple[int, ...] = (0, 128)
     kb_small_sides: tuple[int, ...] = (64, 128)
+    kb_silhouette: bool = False
     thumb_side: int = 64
     part_size: int = 256
     index_exact_max: int = 100_000
@@ -124,7 +131,7 @@ class LocalOptions:
     index_train_size: int = 100_000
 
     def __post_init__(self) -> None:
-        for name, lo, hi in (("max_features", 16, 100_000), ("neighbours", 1, 100), ("verify_top", 1, 10_000),
+        for name, lo, hi in (("max_features", 16, 100_000), ("colour_layers", 0, 16), ("neighbours", 1, 100), ("verify_top", 1, 10_000),
                              ("verify_extra", 0, 10_000), ("multi", 1, 10), ("max_matches", 16, 100_000),
                              ("min_inliers", 4, 1000),
                              ("kb_max_features", 16, 100_000), ("thumb_side", 8, 512), ("part_size", 1, 100_000),
@@ -151,6 +158,11 @@ class LocalOptions:
                 check_range(f"local {name}", v, 1e-6, 256.0)
         if self.nprobe is not None:
             check_range("local nprobe", self.nprobe, 1, 65536)
+        if not isinstance(self.kb_silhouette, bool):
+            raise InputError(Errors.E010.format(what="local kb_silhouette", value=self.kb_silhouette,
+                                                reason="true or false"))
+        if self.colour_layers == 1:
+            raise InputError(Errors.E010.format(what="local colour_layers", value=1, reason="0 (off) or 2-16 colours"))
         if self.polarity not in ("both", "positive"):
             raise InputError(Errors.E010.format(what="local polarity", value=self.polarity, reason="'both' or 'positive'"))
 
@@ -227,14 +239,25 @@ class LocalQuery:
         return np.c_[f.xy, f.size, f.angle].astype(np.float32)
 
 
-def query_features(backend: Any, view: np.ndarray, max_features: int, polarity: str) -> Any:
+def query_features(backend: Any, view: np.ndarray, max_features: int, polarity: str, layers: int = 0) -> Any:
     """The view's :class:`~pixlink.models.roles.LocalFeatures`; with ``polarity="both"`` those of
-    its negative are added (their disc colours are the view's own)."""
-    f = backend.extract(view, max_features=max_features)
-    if polarity != "both":
-        return f
-    g = backend.extract(255 - view, max_features=max_features)
-    return R.LocalFeatures.concat([f, replace(g, colour=255 - g.colour)])
+    its negative are added (their disc colours are the view's own); with ``layers`` >= 2 those
+    of its main colours as silhouettes (:func:`pixlink.imaging.colour_layers`), their disc
+    colours taken from the view at the keypoints."""
+    parts = [backend.extract(view, max_features=max_features)]
+    if polarity == "both":
+        g = backend.extract(255 - view, max_features=max_features)
+        parts.append(replace(g, colour=255 - g.colour))
+    if layers >= 2:
+        from ...imaging import colour_layers
+
+        h, w = view.shape[:2]
+        for sil in colour_layers(view, layers):
+            g = backend.extract(sil, max_features=max_features)
+            if len(g):
+                px = np.clip(np.round(g.xy).astype(np.int64), 0, [w - 1, h - 1])
+                parts.append(replace(g, colour=view[px[:, 1], px[:, 0]].astype(np.uint8)))
+    return R.LocalFeatures.concat(parts)
 
 
 def rank_images(store: Any, lq: "LocalQuery", o: "LocalOptions") -> np.ndarray:
@@ -375,7 +398,8 @@ class LocalSignal(Signal):
         if store is None:
             return
         view, off = self.view(q)
-        feats = query_features(backend, view, self.options.max_features, self.options.polarity)
+        feats = query_features(backend, view, self.options.max_features, self.options.polarity,
+                               self.options.colour_layers)
         q.scratch[self.name] = LocalQuery(store=store, features=feats, offset=off, view_hw=view.shape[:2], view=view,
                                           region_box=region_in_view(q.region.bbox, off, view.shape[:2]))
         q.signals[self.name] = q.roles.get(self.role) or str(getattr(backend, "name", ""))
@@ -442,7 +466,8 @@ class LocalSignal(Signal):
             return entry
         out = local_dir(kb_dir, model_id)
         params = {"kb_max_features": o.kb_max_features, "backend": backend.name,
-                  "kb_backgrounds": list(o.kb_backgrounds), "kb_small_sides": list(o.kb_small_sides)}
+                  "kb_backgrounds": list(o.kb_backgrounds), "kb_small_sides": list(o.kb_small_sides),
+                  **({"kb_silhouette": True} if o.kb_silhouette else {})}
         current = _up_to_date(out, model_id, getattr(kb, "build_id", None), params, o.thumb_side, items)
         if current is not None:
             entry.update({"vectors": current.n_features, "images": current.n_images, "entities": len(current.entities()),
@@ -587,6 +612,9 @@ def reference_features(backend: Any, rgb: np.ndarray, support: np.ndarray, o: Lo
     if not support.all():
         for g in o.kb_backgrounds:
             views.append((np.where(support[..., None], rgb, np.uint8(g)).astype(np.uint8), 1.0))
+        if o.kb_silhouette:
+            sil = cv2.GaussianBlur(np.where(support, 0, 255).astype(np.uint8), (3, 3), 0)
+            views.append((np.repeat(sil[..., None], 3, axis=2), 1.0))
     h, w = rgb.shape[:2]
     for side in o.kb_small_sides:
         f = side / max(h, w)
