@@ -91,8 +91,6 @@ class LocalOptions:
         kb_small_sides: longer sides the reference is also shrunk to before extraction (KB side):
             a logo seen small and blurred in a photo keeps only its coarse features, which the
             sharp reference does not have. () turns it off. See :func:`reference_features`.
-        kb_silhouette: also the reference's object as a black-on-white silhouette (KB side, when
-            it has a support): what a query's colour layers (``colour_layers``) show of it.
         thumb_side: longer side of the stored thumbnails (masks of the detector).
         part_size: KB images per committed part of the build (resume granularity).
         index_exact_max, index_nprobe, index_train_size: the store's FAISS index: exact up to
@@ -123,7 +121,6 @@ class LocalOptions:
     kb_max_features: int = 1000
     kb_backgrounds: tuple[int, ...] = (0, 128)
     kb_small_sides: tuple[int, ...] = (64, 128)
-    kb_silhouette: bool = False
     thumb_side: int = 64
     part_size: int = 256
     index_exact_max: int = 100_000
@@ -158,9 +155,6 @@ class LocalOptions:
                 check_range(f"local {name}", v, 1e-6, 256.0)
         if self.nprobe is not None:
             check_range("local nprobe", self.nprobe, 1, 65536)
-        if not isinstance(self.kb_silhouette, bool):
-            raise InputError(Errors.E010.format(what="local kb_silhouette", value=self.kb_silhouette,
-                                                reason="true or false"))
         if self.colour_layers == 1:
             raise InputError(Errors.E010.format(what="local colour_layers", value=1, reason="0 (off) or 2-16 colours"))
         if self.polarity not in ("both", "positive"):
@@ -466,8 +460,7 @@ class LocalSignal(Signal):
             return entry
         out = local_dir(kb_dir, model_id)
         params = {"kb_max_features": o.kb_max_features, "backend": backend.name,
-                  "kb_backgrounds": list(o.kb_backgrounds), "kb_small_sides": list(o.kb_small_sides),
-                  **({"kb_silhouette": True} if o.kb_silhouette else {})}
+                  "kb_backgrounds": list(o.kb_backgrounds), "kb_small_sides": list(o.kb_small_sides)}
         current = _up_to_date(out, model_id, getattr(kb, "build_id", None), params, o.thumb_side, items)
         if current is not None:
             entry.update({"vectors": current.n_features, "images": current.n_images, "entities": len(current.entities()),
@@ -612,9 +605,6 @@ def reference_features(backend: Any, rgb: np.ndarray, support: np.ndarray, o: Lo
     if not support.all():
         for g in o.kb_backgrounds:
             views.append((np.where(support[..., None], rgb, np.uint8(g)).astype(np.uint8), 1.0))
-        if o.kb_silhouette:
-            sil = cv2.GaussianBlur(np.where(support, 0, 255).astype(np.uint8), (3, 3), 0)
-            views.append((np.repeat(sil[..., None], 3, axis=2), 1.0))
     h, w = rgb.shape[:2]
     for side in o.kb_small_sides:
         f = side / max(h, w)
