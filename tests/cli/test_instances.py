@@ -50,4 +50,6 @@ def test_instances_needs_the_local_store(cli, composite, tmp_path):
     build_kb_from_entities(cs.kb_entities()[:3], tmp_path / "kb", name="no-local")
     m = cs.mentions("test")[0]
     r = cli("link", "instances", m.image, "--kb", tmp_path / "kb", "--profile", "offline", "--json")
-    assert r.exit_code == 2 and "E260" in r.output
+    # the linker that `link instances` builds names the local signal: refused at once (E405),
+    # with the command that builds the store
+    assert r.exit_code == 2 and "E405" in r.output and "--signals local" in r.output

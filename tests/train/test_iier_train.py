@@ -64,14 +64,13 @@ def test_full_iier_on_real_photos(learnset, efficientnet, minilm, tmp_path):
     assert res["test"]["hits@16"]["mean"] == 1.0  # 16 candidates = the whole KB of 16 entities
     # the linker runs the full model on an image region (features of the region's red-box view)
     m = parts["test"][0]
-    linker = Linker.from_kb(learnset["kb"], "offline",
-                            LinkerConfig(signals=("v2v",), segment=False,
-                                         reranker={"path": str(tmp_path / "m"), "mode": "replace"}))
     from pixlink.kb import KB
-
     from pixlink.link.embed import embed_kb
 
     embed_kb(learnset["kb"], "offline", signals=["v2v"], progress=False, cache_dir=tmp_path / "emb")
+    linker = Linker.from_kb(learnset["kb"], "offline",
+                            LinkerConfig(signals=("v2v",), segment=False,
+                                         reranker={"path": str(tmp_path / "m"), "mode": "replace"}))
     out = linker.link(m.image, {"box": m.region.bbox.tolist()}, text=m.text, k=16)
     assert all(RERANK_SIGNAL in c.signals for c in out.candidates)
     assert KB.open(learnset["kb"]).get(out.candidates[0].entity_id) is not None
