@@ -30,7 +30,9 @@ class LinkerConfig:
     Attributes:
         signals: which signals run. ``None`` (the default): every registered signal, each
             skipped with a note when its model or KB vectors are missing. Named explicitly, the
-            signals are *required*: one whose KB vectors were not made fails the call (E405).
+            signals are *required*: one whose KB vectors were not made is an error (E405) when
+            the linker is built (no vectors of its space at all) or at the first call that needs
+            them (vectors of another model only).
         signal_options: per-signal knobs, e.g. ``{"lexical": {"ner": false}, "face":
             {"min_overlap": 0.6}}`` (see each signal's ``Options``).
         recall_k: candidates each signal recalls before fusion.
