@@ -237,20 +237,19 @@ def query_features(backend: Any, view: np.ndarray, max_features: int, polarity: 
     """The view's :class:`~pixlink.models.roles.LocalFeatures`; with ``polarity="both"`` those of
     its negative are added (their disc colours are the view's own); with ``layers`` >= 2 those
     of its main colours as silhouettes (:func:`pixlink.imaging.colour_layers`), their disc
-    colours taken from the view at the keypoints."""
+    colours measured on the view (a silhouette's are black and white)."""
     parts = [backend.extract(view, max_features=max_features)]
     if polarity == "both":
         g = backend.extract(255 - view, max_features=max_features)
         parts.append(replace(g, colour=255 - g.colour))
     if layers >= 2:
         from ...imaging import colour_layers
+        from ...models.backends.local_features import disc_colours
 
-        h, w = view.shape[:2]
         for sil in colour_layers(view, layers):
             g = backend.extract(sil, max_features=max_features)
             if len(g):
-                px = np.clip(np.round(g.xy).astype(np.int64), 0, [w - 1, h - 1])
-                parts.append(replace(g, colour=view[px[:, 1], px[:, 0]].astype(np.uint8)))
+                parts.append(replace(g, colour=disc_colours(view, g.xy, g.size)))
     return R.LocalFeatures.concat(parts)
 
 
