@@ -83,7 +83,11 @@ class ImageEncoder(Protocol):
 
 @runtime_checkable
 class ImageTextEncoder(ImageEncoder, Protocol):
-    """A joint space: ``encode_images(...).embeds @ encode_texts(...).T`` is a similarity."""
+    """A joint space: ``encode_images(...).embeds @ encode_texts(...).T`` is a similarity.
+
+    A backend whose ``encode_texts`` is another text encoder's own (a bridge such as ConSE)
+    may set ``text_model_id`` to that encoder's ``model_id``: the KB's text vectors it makes are
+    then that encoder's, tagged, cached and indexed once for every signal that uses them."""
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         ...

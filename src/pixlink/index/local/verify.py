@@ -75,6 +75,23 @@ def distances(q_desc: np.ndarray, r_desc: np.ndarray, kind: str) -> np.ndarray:
     return hamming(np.asarray(q_desc, np.uint8), np.asarray(r_desc, np.uint8)).astype(np.float32)
 
 
+def nearest(q_desc: np.ndarray, r_desc: np.ndarray, kind: str, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m`` nearest reference descriptors of each query descriptor, nearest first:
+    ``(Q, m)`` int64 indices into ``r_desc`` and ``(Q, m)`` float32 distances (as
+    :func:`distances`). RootSIFT goes through FAISS's exact k-NN (BLAS and a heap, several times
+    faster than sorting the whole ``(Q, R)`` matrix, which is what binary descriptors get)."""
+    if kind == "float":
+        import faiss
+
+        d2, nn = faiss.knn(rootsift(q_desc), rootsift(r_desc), m)
+        return nn.astype(np.int64), np.sqrt(np.maximum(d2, 0.0)).astype(np.float32)
+    D = distances(q_desc, r_desc, kind)
+    nn = np.argpartition(D, m - 1, axis=1)[:, :m] if D.shape[1] > m else np.tile(np.arange(D.shape[1]), (len(D), 1))
+    nd = np.take_along_axis(D, nn, axis=1)
+    o = np.argsort(nd, axis=1, kind="stable")
+    return np.take_along_axis(nn, o, axis=1).astype(np.int64), np.take_along_axis(nd, o, axis=1)
+
+
 def match_features(q_desc: np.ndarray, r_desc: np.ndarray, kind: str, *, ratio: float = 0.8, max_dist: float,
                    multi: int = 3, max_matches: int = 600) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tentative matches ``(query index, reference index, distance)`` (see the module docstring).
@@ -90,12 +107,7 @@ def match_features(q_desc: np.ndarray, r_desc: np.ndarray, kind: str, *, ratio: 
     if len(q_desc) == 0 or len(r_desc) == 0:
         z = np.zeros(0, np.int64)
         return z, z, np.zeros(0, np.float32)
-    D = distances(q_desc, r_desc, kind)
-    m = min(max(multi, 2), D.shape[1])
-    nn = np.argpartition(D, m - 1, axis=1)[:, :m] if D.shape[1] > m else np.tile(np.arange(D.shape[1]), (len(D), 1))
-    nd = np.take_along_axis(D, nn, axis=1)
-    o = np.argsort(nd, axis=1, kind="stable")
-    nn, nd = np.take_along_axis(nn, o, axis=1), np.take_along_axis(nd, o, axis=1)
+    nn, nd = nearest(q_desc, r_desc, kind, min(max(multi, 2), len(r_desc)))
     d0 = nd[:, :1]
     if nd.shape[1] > 1:
         band = np.minimum(d0 / max(ratio, 1e-6), max_dist)
@@ -187,18 +199,23 @@ def similarity_inliers(q_kp: np.ndarray, r_kp: np.ndarray, qi: np.ndarray, ri: n
     ra = np.where(r_kp[ri, 3] < 0, 0.0, r_kp[ri, 3]).astype(np.float64)
     th = np.deg2rad(qa - ra)
     hyp = np.argsort(d, kind="stable")[:max_hypotheses]
-    hs, hc, hsn = s[hyp], np.cos(th[hyp]), np.sin(th[hyp])
+    c, sn, ls = np.cos(th), np.sin(th), np.log(np.maximum(s, 1e-300))
+    hs, hc, hsn = s[hyp], c[hyp], sn[hyp]
+    # scale and rotation first (cheap, and few random matches pass both), the points then
+    # only for the pairs left: |angle difference| <= angle_tol <=> cos(difference) >= cos(angle_tol)
+    sa = np.abs(ls[None, :] - ls[hyp][:, None]) <= np.log(scale_tol)
+    sa &= c[None, :] * hc[:, None] + sn[None, :] * hsn[:, None] >= np.cos(np.deg2rad(angle_tol))
+    hh, jj = np.nonzero(sa)
     # translation of each hypothesis: q_h - s_h R_h r_h
     tx = qx[hyp, 0] - hs * (hc * rx[hyp, 0] - hsn * rx[hyp, 1])
     ty = qx[hyp, 1] - hs * (hsn * rx[hyp, 0] + hc * rx[hyp, 1])
-    px = hs[:, None] * (hc[:, None] * rx[None, :, 0] - hsn[:, None] * rx[None, :, 1]) + tx[:, None]
-    py = hs[:, None] * (hsn[:, None] * rx[None, :, 0] + hc[:, None] * rx[None, :, 1]) + ty[:, None]
-    err = np.hypot(px - qx[None, :, 0], py - qx[None, :, 1])
-    far = hs[:, None] * np.hypot(rx[None, :, 0] - rx[hyp, 0][:, None], rx[None, :, 1] - rx[hyp, 1][:, None])
-    ok = err <= threshold + reach * far
-    ok &= np.abs(np.log(s[None, :] / hs[:, None])) <= np.log(scale_tol)
-    dth = np.abs(np.rad2deg(th[None, :] - th[hyp][:, None])) % 360.0
-    ok &= np.minimum(dth, 360.0 - dth) <= angle_tol
+    px = hs[hh] * (hc[hh] * rx[jj, 0] - hsn[hh] * rx[jj, 1]) + tx[hh]
+    py = hs[hh] * (hsn[hh] * rx[jj, 0] + hc[hh] * rx[jj, 1]) + ty[hh]
+    err = np.hypot(px - qx[jj, 0], py - qx[jj, 1])
+    far = hs[hh] * np.hypot(rx[jj, 0] - rx[hyp[hh], 0], rx[jj, 1] - rx[hyp[hh], 1])
+    agree = err <= threshold + reach * far
+    ok = np.zeros((len(hyp), n), bool)
+    ok[hh[agree], jj[agree]] = True
     # distinct query points agreeing with each hypothesis
     best, best_n = 0, -1
     for h in np.argsort(-ok.sum(axis=1), kind="stable")[:5]:

@@ -113,6 +113,9 @@ class ConSEEncoder:
         self.dim = int(text_encoder.dim)
         self.model_id = (f"conse(top_t={self.top_t}, names={names}, template={template}) of "
                          f"[{image_encoder.model_id}] in [{text_encoder.model_id}]")
+        # the text side is the text encoder's own (encode_texts): KB text vectors made with it
+        # are the text encoder's, shared with the dense_text signal (one index, one cache)
+        self.text_model_id = str(text_encoder.model_id)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.class_emb = self._class_embeddings(cache)
         fc = self.image_encoder.net._fc
