@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pixlink.errors import InputError
-from pixlink.link.fusion import Fusion, SignalCalibration
+from pixlink.link.fusion import SHIPPED, Fusion, SignalCalibration
 
 
 def test_fuse_is_weighted_mean_of_applicable_signals():
@@ -97,3 +97,27 @@ def test_shipped_parameters_are_chosen_by_backends():
     with pytest.raises(InputError, match="E410"):
         f.with_nil_threshold(3.0)
     assert f.with_nil_threshold(0.7).nil_threshold == 0.7 and f.nil_threshold == 0.4
+
+
+def test_every_signal_has_a_shipped_calibration_and_a_missing_one_is_said(tmp_path, caplog):
+    """A signal without a calibration adds nothing to a fused score: every registered signal has
+    one in each shipped set, and a linker given a fusion without one says so (log and output)."""
+    from pixlink.link import Linker, LinkerConfig
+    from pixlink.link.signals import signal_names
+    from pixlink.models import Profile
+
+    for name in SHIPPED:
+        cal = Fusion.shipped(name).calibration
+        missing = [s for s in signal_names() if not any(k == s or k.startswith(s + ":") for k in cal)]
+        assert not missing, (name, missing)
+    shipped = Fusion.shipped("offline")
+    partial = Fusion(calibration={k: v for k, v in shipped.calibration.items() if k != "lexical"}, name="partial")
+
+    class _KB:
+        path, build_id = tmp_path, None
+
+    with caplog.at_level("WARNING", logger="pixlink"):
+        linker = Linker(_KB(), Profile("offline"), LinkerConfig(signals=["lexical"]), fusion=partial)
+    assert linker.uncalibrated == ("lexical",)
+    assert "no calibration for lexical" in caplog.text
+    assert Linker(_KB(), Profile("offline"), LinkerConfig(signals=["lexical"]), fusion=shipped).uncalibrated == ()

@@ -83,6 +83,12 @@ class Linker:
         if cfg.nil_threshold is not None:
             fusion = fusion.with_nil_threshold(cfg.nil_threshold)
         self.fusion = fusion
+        # a signal the fusion has no calibration for adds nothing to a score: said, not silent
+        self.uncalibrated = tuple(n for n in names if cfg.mode == "fusion" and not any(
+            k == n or k.startswith(n + ":") for k in fusion.calibration))
+        if self.uncalibrated:
+            log.warning("fusion %r has no calibration for %s: their scores are ignored (fit one with "
+                        "`pixlink link calibrate`, docs/linking.md)", fusion.name, ", ".join(self.uncalibrated))
         self.vectors = KBVectors(Path(kb.path), getattr(kb, "build_id", None))
         self._check_required()
         self._segmenters: SegmenterSession | None = None
@@ -518,6 +524,8 @@ class Linker:
             fb = desc.get(role, {}).get("fallback") and "(fallback)" not in name
             out[role] = name + (" (fallback)" if fb else "")
         out["fusion"] = self.fusion.name
+        if self.uncalibrated:
+            out["uncalibrated"] = ", ".join(self.uncalibrated)
         return out
 
 
