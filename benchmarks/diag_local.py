@@ -78,6 +78,12 @@ def main() -> None:
                      "pred_score": round(effective_inliers(ranked[0][1], o.colour), 2) if ranked else 0.0,
                      "gold_ok": bool(gv.ok) if gv else None, "gold_inliers": gv.inliers if gv else None,
                      "gold_why": gv.reason if gv else None,
+                     # the verified entities, best first: what a score of a verification could use
+                     "candidates": [{"entity": e, "effective": round(effective_inliers(v, o.colour), 3),
+                                     "inliers": v.inliers, "matches": v.matches,
+                                     "colour": None if not np.isfinite(v.colour) else round(float(v.colour), 4),
+                                     **{k: round(float(x), 4) for k, x in v.extra.items()}}
+                                    for e, v in ranked[:10]],
                      "conditions": {"occluded": bool(p.get("occlusion")), "partial": bool(p.get("partial")),
                                     "plate": bool(p.get("plate")), "small": p.get("side", 999) < 120,
                                     "jpeg_below_50": p.get("jpeg_quality", 100) < 50}})

@@ -139,6 +139,13 @@ def n_distinct(xy: np.ndarray, tol: float = DISTINCT_PX) -> int:
     return int(len(np.unique((g[:, 0] << 32) + g[:, 1])))
 
 
+def distinct_matches(q_xy: np.ndarray, r_xy: np.ndarray) -> int:
+    """How many matches ``q_xy[j] <-> r_xy[j]`` (``(n, 2)`` each) count as distinct: the fewer of
+    the distinct places on either side (:func:`n_distinct`); a query point matched to three
+    views of one reference place is one inlier."""
+    return min(n_distinct(q_xy), n_distinct(r_xy))
+
+
 def corners(h: int, w: int) -> np.ndarray:
     """``(4, 2)`` float32 corners TL, TR, BR, BL of an ``h`` x ``w`` image (pixel edges)."""
     return np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
@@ -241,8 +248,7 @@ def verify_homography(q_kp: np.ndarray, r_kp: np.ndarray, qi: np.ndarray, ri: np
         qi, ri, d: the matches (indices into them) and their descriptor distances.
         ref_hw: ``(H, W)`` of the KB image.
         threshold: reprojection threshold, query pixels.
-        min_inliers: fewer distinct inliers (query and reference places, :func:`n_distinct`) is no
-            homography.
+        min_inliers: fewer distinct inliers (:func:`distinct_matches`) is no homography.
 
     Returns:
         ``(H or None, inlier mask over the matches (bool), reason)``.
@@ -255,7 +261,7 @@ def verify_homography(q_kp: np.ndarray, r_kp: np.ndarray, qi: np.ndarray, ri: np
     if n_matched < need:
         return None, none, f"{n_matched} matched query keypoints (< {need})"
     sim = similarity_inliers(q_kp, r_kp, qi, ri, d, threshold=threshold)
-    n_sim = min(n_distinct(q_kp[qi[sim], :2]), n_distinct(r_kp[ri[sim], :2]))
+    n_sim = distinct_matches(q_kp[qi[sim], :2], r_kp[ri[sim], :2])
     if n_sim < need:
         return None, none, f"{n_sim} matches agree on a similarity (< {need})"
     src = r_kp[ri[sim], :2].astype(np.float32)
@@ -268,9 +274,9 @@ def verify_homography(q_kp: np.ndarray, r_kp: np.ndarray, qi: np.ndarray, ri: np
     if proj is None:
         return None, none, "the homography folds the reference"
     inl = np.hypot(*(proj - q_kp[qi, :2]).T) <= threshold
-    n_q, n_r = n_distinct(q_kp[qi[inl], :2]), n_distinct(r_kp[ri[inl], :2])
-    if min(n_q, n_r) < min_inliers:
-        return None, none, f"{min(n_q, n_r)} distinct inliers (< {min_inliers})"
+    n_inl = distinct_matches(q_kp[qi[inl], :2], r_kp[ri[inl], :2])
+    if n_inl < min_inliers:
+        return None, none, f"{n_inl} distinct inliers (< {min_inliers})"
     h, w = ref_hw
     quad = project(H, corners(h, w))
     if quad is None:

@@ -279,7 +279,7 @@ def effective_inliers(v: Any, use_colour: bool) -> float:
 def verify_image(store: Any, lq: LocalQuery, i: int, o: LocalOptions) -> Any:
     """Verify KB image row ``i`` against the query view (cached in ``lq.verified``)."""
     from ...index.local import Verification, match_features, verify_homography
-    from ...index.local.verify import colour_agreement, corners, n_distinct, photometric_agreement, project
+    from ...index.local.verify import colour_agreement, corners, distinct_matches, photometric_agreement, project
 
     hit = lq.verified.get(i)
     if hit is not None:
@@ -300,7 +300,7 @@ def verify_image(store: Any, lq: LocalQuery, i: int, o: LocalOptions) -> Any:
     else:
         v.homography = H
         uq = np.unique(qi[inl])
-        v.inliers = int(min(n_distinct(lq.keypoints[qi[inl], :2]), n_distinct(r_kp[ri[inl], :2])))
+        v.inliers = distinct_matches(lq.keypoints[qi[inl], :2], r_kp[ri[inl], :2])
         v.quad = project(H, corners(row.height, row.width))
         v.inlier_xy = f.xy[uq]
         v.colour = (photometric_agreement(lq.view, store.thumb(i), H, (row.height, row.width)) if lq.view is not None
