@@ -94,3 +94,16 @@ def composite_kb(root: Path, **small_set: Any) -> tuple[Any, Path]:
     kb_dir = build_kb(cs, root / "kb")
     embed_kb(kb_dir, Profile("offline"), ["local"], progress=False)
     return cs, kb_dir
+
+
+def codex_types_of(qids: Any, out_dir: Path) -> list[str]:
+    """The CoDEx type files cut to the types of ``qids`` (the whole file adds 3,443 type
+    entities to embed), written in ``out_dir``: the two paths to give ``build_kb``."""
+    import json
+
+    types = json.loads(shared("kb", "codex_entity2types.json").read_text())
+    ours = {q: types[q] for q in qids if q in types}
+    labels = json.loads(shared("kb", "codex_types_en.json").read_text())
+    (out_dir / "codex_entity2types.json").write_text(json.dumps(ours))
+    (out_dir / "codex_types_en.json").write_text(json.dumps({t: labels[t] for ts in ours.values() for t in ts if t in labels}))
+    return [str(out_dir / "codex_entity2types.json"), str(out_dir / "codex_types_en.json")]

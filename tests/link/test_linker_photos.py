@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from helpers import PHOTO_PEOPLE
+from helpers import PHOTO_PEOPLE, codex_types_of
 from pixlink.kb import build_kb
 from pixlink.link import Linker, LinkerConfig
 from pixlink.link.embed import embed_kb
@@ -44,9 +44,8 @@ def linker(tmp_path_factory, shared_data):
                    "images": [str(photos / photo)] if photo else []}
             fh.write(json.dumps(rec) + "\n")
     kb_dir = tmp / "kb"
-    build_kb([str(tmp / "people.jsonl"), f"fb15k237:{tmp / 'distractors.json'}",
-              str(shared("kb", "codex_entity2types.json")), str(shared("kb", "codex_types_en.json"))],
-             kb_dir, progress=False)
+    types = codex_types_of([*PEOPLE, *(v["wikidata_id"] for v in subset.values())], tmp)
+    build_kb([str(tmp / "people.jsonl"), f"fb15k237:{tmp / 'distractors.json'}", *types], kb_dir, progress=False)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report = embed_kb(kb_dir, "offline", cache_dir=tmp / "cache", progress=False)
     assert report["face"]["entities"] == 4, report["face"]

@@ -80,7 +80,7 @@ def test_train_command_writes_a_model_that_tags(shared_data, tmp_path):
     assert [h["seed"] for h in cfg["heads"]] == [13, 14]
     assert all(len(h["history"]) == 2 and h["best_epoch"] in (1, 2) for h in cfg["heads"])
     assert set(cfg["dev"]["per_file"]["twitter2017/valid.txt"]["per_type"]) == {"PER", "LOC", "ORG", "MISC"}
-    t = Tagger(out, threads=1)
+    t = Tagger(out)
     assert len(t.tag_tokens([["Obama", "visits", "Paris"]])) == 1
     bad = runner.invoke(app, ["ner", "train", "--train", str(tr), "--dev", str(dv), "--out", str(out), "--epochs", "0"])
     assert bad.exit_code == 2 and "E507" in bad.output
@@ -122,7 +122,7 @@ def test_condition_tells_the_head_which_convention_a_post_follows(shared_data, t
                             "--dev", str(dev), "--out", str(out), "--epochs", "1", "--heads", "1", "--backbone", "minilm",
                             "--condition", "--cache-dir", str(tmp_path / "cache")])
     assert r.exit_code == 0, r.output
-    t = Tagger(out, threads=1)
+    t = Tagger(out)
     assert t.cfg["n_schemes"] == 3 and t.cfg["scheme_ids"] == {"twitter2015": 1, "twitter2017": 2}
     assert M.scheme_id("twitter2015") == 1 and M.scheme_id("OTHER") == 0 and M.scheme_id(None) == 0
     words = ["Obama", "visits", "Paris", "#", "NBA"]

@@ -21,7 +21,7 @@ def tagger():
     why = ner_trained.check(default_weights_dir())
     if why is not None:
         pytest.skip(f"the shipped NER model cannot run here: {why}")
-    return Tagger(threads=1)
+    return Tagger()  # threads=N would set torch's process-wide count for every later test
 
 
 def test_phillies_tweet_is_org(tagger, shared_data):

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import PHOTO_PEOPLE, need_module
+from helpers import PHOTO_PEOPLE, codex_types_of, need_module
 
 PEOPLE = PHOTO_PEOPLE
 # obama_and_biden.jpg (2000 x 1428): a click on Obama's face (x, y) and boxes on the two heads (XYXY)
@@ -36,15 +36,9 @@ def people_kb(tmp_path_factory, shared_data):
         for qid, (label, desc, photo) in PEOPLE.items():
             fh.write(json.dumps({"id": qid, "label": label, "description": desc, "types": ["Q5"],
                                  "images": [str(photos / photo)] if photo else []}) + "\n")
-    # the CoDEx types of these 45 entities only (the whole file adds 3,443 type entities to embed)
-    types = json.loads(shared_data("kb", "codex_entity2types.json").read_text())
-    ours = {q: types[q] for q in [*PEOPLE, *distractors] if q in types}
-    labels = json.loads(shared_data("kb", "codex_types_en.json").read_text())
-    (tmp / "codex_entity2types.json").write_text(json.dumps(ours))
-    (tmp / "codex_types_en.json").write_text(json.dumps({t: labels[t] for ts in ours.values() for t in ts if t in labels}))
+    types = codex_types_of([*PEOPLE, *(v["wikidata_id"] for v in distractors.values())], tmp)
     kb_dir = tmp / "kb"
-    build_kb([str(tmp / "people.jsonl"), f"fb15k237:{tmp / 'distractors.json'}", str(tmp / "codex_entity2types.json"),
-              str(tmp / "codex_types_en.json")], kb_dir, progress=False)
+    build_kb([str(tmp / "people.jsonl"), f"fb15k237:{tmp / 'distractors.json'}", *types], kb_dir, progress=False)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report = embed_kb(kb_dir, "offline", cache_dir=tmp / "cache", progress=False)
     assert report["face"]["entities"] == 4, report["face"]

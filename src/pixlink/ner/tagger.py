@@ -84,7 +84,9 @@ class Tagger:
             committed model, :func:`default_weights_dir`).
         label_scheme: ``"MISC"`` (default), ``"OTHER"`` or a dataset name.
         aux: an :class:`~pixlink.ner.aux.AuxKnowledge` to append generated context, or None.
-        threads: torch threads (None: torch's default). On a busy shared CPU 1 is fastest.
+        threads: torch threads (None: torch's default). torch has one count per process: this
+            sets it for every model of the process, not for the tagger alone. On a busy shared
+            CPU 1 is fastest.
         batch_size: posts per backbone batch.
         overlap: share of the encoder window that consecutive windows of a long post share
             (0 <= overlap <= 0.5; see :mod:`pixlink.ner.windows`). Posts that fit one window
