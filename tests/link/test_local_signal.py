@@ -42,8 +42,10 @@ def links(composite, linker):
 
 
 def _top_local(link):
-    c = sorted(link.candidates, key=lambda c: -c.signals.get("local", 0.0))
-    return (c[0].entity_id, c[0].signals.get("local", 0.0)) if c else (None, 0.0)
+    """The best ``local`` candidate and its raw score (a log-odds: may be negative), or
+    ``(None, -inf)`` when nothing verified."""
+    c = sorted((c for c in link.candidates if "local" in c.signals), key=lambda c: -c.signals["local"])
+    return (c[0].entity_id, c[0].signals["local"]) if c else (None, float("-inf"))
 
 
 def test_kb_side_is_built_and_resumes(composite):
