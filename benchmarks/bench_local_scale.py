@@ -96,8 +96,10 @@ def main() -> None:
         times.append(link.timings.get("local", 0.0))
         wall_q.append(dt)
         if m.gold:
-            best = max(link.candidates, key=lambda c: c.signals.get("local", 0.0), default=None)
-            hits.append(best is not None and best.signals.get("local", 0.0) > 0 and best.entity_id == m.gold)
+            # the raw score is a log-odds (may be negative): the best verified candidate, if any
+            scored = [c for c in link.candidates if "local" in c.signals]
+            best = max(scored, key=lambda c: c.signals["local"], default=None)
+            hits.append(best is not None and best.entity_id == m.gold)
         if n % 50 == 0:
             log(f"  linked {n}/{len(ms) - 1}")
     result["load_average_after"] = os.getloadavg()
