@@ -193,7 +193,7 @@ class InstanceAnnotator(_BoxCutter):
 
     def propose(self, ctx: ItemContext) -> list[Proposal]:
         from ..errors import IndexError_, InputError, ModelUnavailableError
-        from ..link.signals.local import locate
+        from ..link.signals.local import instance_probability, locate
 
         if ctx.is_person or self._no_store is not None:
             if self._no_store is not None:
@@ -215,8 +215,7 @@ class InstanceAnnotator(_BoxCutter):
         if match is None:
             ctx.notes.append(f"instance: no verified match of {ctx.entity_id}'s own image")
             return []
-        cal = self.linker.fusion.cal("local", backend.name)
-        score = float(cal.prob(match.score)) if cal is not None else 0.0
+        score = instance_probability(match)
         h, w = ctx.image.shape[:2]
         region = Region(image_size=(h, w), mask=match.mask, source=f"instance:{backend.name}", score=score)
         source = f"local:{backend.name}"

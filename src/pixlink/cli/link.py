@@ -131,7 +131,7 @@ def instances_command(
     """Which KB entities' own images appear in the image (logos, flags, artworks), with boxes and masks."""
     from ..io import load_image
     from ..link import Linker, LinkerConfig
-    from ..link.signals.local import find_instances
+    from ..link.signals.local import find_instances, instance_probability
     from ..models import roles as R
 
     check_overlay(overlay)
@@ -141,11 +141,10 @@ def instances_command(
                             device=_device(device))
     matches = find_instances(linker, img, box=region, k=k)
     backend = linker.profile.get(R.LOCAL_FEATURES).name
-    cal = linker.fusion.cal("local", backend)
     rows = []
     for m in matches:
         e = linker.kb.get(m.entity_id)
-        prob = float(cal.prob(m.score)) if cal is not None else None
+        prob = instance_probability(m)
         rows.append({**m.to_dict(), "label": e.label if e is not None else None,
                      "probability": None if prob is None else round(prob, 4),
                      "above_nil_threshold": None if prob is None else prob >= linker.fusion.nil_threshold})
