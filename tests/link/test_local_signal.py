@@ -180,6 +180,31 @@ def test_reference_view_options_are_checked():
 
     assert LocalOptions(kb_small_sides=[64]).kb_small_sides == (64,)
     for bad in ({"kb_small_sides": [8]}, {"kb_backgrounds": [300]}, {"kb_backgrounds": "0"}, {"kb_small_sides": [True]},
-                {"colour_layers": 1}, {"colour_layers": 17}, {"colour_layers": 2.5}):
+                {"colour_layers": 1}, {"colour_layers": 17}, {"colour_layers": 2.5}, {"score": "votes"},
+                {"score_weights": (1.0, 2.0)}, {"score_weights": (1.0, 2.0, float("nan"), 0.0)}, {"score_weights": "1,2,3,4"}):
         with pytest.raises(PixlinkError, match="E010"):
             LocalOptions(**bad)
+
+
+def test_verification_score_weighs_coverage_and_box_and_fails_to_minus_infinity():
+    """The learned score of a verification: more inliers, more of the reference explained and an
+    outline that fills the region's box each raise it; ``score="inliers"`` is the count alone;
+    a failed verification is never a candidate."""
+    from pixlink.index.local import Verification
+    from pixlink.link.signals.local import LocalOptions, effective_inliers, verification_score
+
+    o = LocalOptions()
+
+    def v(inliers, cov, iou, colour=1.0):
+        return Verification(image=0, entity_id="e", matches=100, inliers=inliers, homography=np.eye(3), colour=colour,
+                            extra={"ref_coverage": cov, "box_iou": iou, "inlier_ratio": inliers / 100})
+
+    base = verification_score(v(10, 0.2, 0.5), o)
+    assert verification_score(v(30, 0.2, 0.5), o) > base
+    assert verification_score(v(10, 0.6, 0.5), o) > base
+    assert verification_score(v(10, 0.2, 0.9), o) > base
+    assert verification_score(v(10, 0.2, 0.5, colour=0.0), o) < base  # colour halves the inliers at most
+    counted = LocalOptions(score="inliers")
+    assert verification_score(v(10, 0.2, 0.5), counted) == effective_inliers(v(10, 0.2, 0.5), True) == 10.0
+    failed = Verification(image=0, entity_id="e", reason="no homography")
+    assert verification_score(failed, o) == float("-inf") and verification_score(failed, counted) == float("-inf")
