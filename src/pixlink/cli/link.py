@@ -146,8 +146,7 @@ def instances_command(
         e = linker.kb.get(m.entity_id)
         prob = instance_probability(m)
         rows.append({**m.to_dict(), "label": e.label if e is not None else None,
-                     "probability": None if prob is None else round(prob, 4),
-                     "above_nil_threshold": None if prob is None else prob >= linker.fusion.nil_threshold})
+                     "probability": round(prob, 4), "above_nil_threshold": prob >= linker.fusion.nil_threshold})
     if overlay:
         from ..viz import instances_overlay
 
@@ -165,7 +164,7 @@ def instances_command(
         table.add_column(col)
     for r in rows:
         table.add_row(escape(r["entity_id"]), escape(r["label"] or ""), str(r["inliers"]), f"{r['score']:.1f}",
-                      "-" if r["probability"] is None else f"{r['probability']:.2f}",
+                      f"{r['probability']:.2f}",
                       ",".join(f"{v:.0f}" for v in r["box"]))
     Console().print(table)
     if overlay:

@@ -88,6 +88,11 @@ class Fusion:
             return self.calibration[f"{signal}:{backend}"]
         return self.calibration.get(signal)
 
+    def calibrates(self, signal: str) -> bool:
+        """Whether ``signal`` has a calibration here, for any backend (``"signal"`` or
+        ``"signal:backend"``): without one its scores add nothing to a fused score."""
+        return any(k == signal or k.startswith(signal + ":") for k in self.calibration)
+
     def fuse(self, signals: Mapping[str, float], unverified: Iterable[str] = (),
              backends: Mapping[str, str] | None = None) -> tuple[float, dict[str, float]]:
         """Fused score of one candidate from its applicable signals' raw scores.

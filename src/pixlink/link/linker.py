@@ -84,8 +84,7 @@ class Linker:
             fusion = fusion.with_nil_threshold(cfg.nil_threshold)
         self.fusion = fusion
         # a signal the fusion has no calibration for adds nothing to a score: said, not silent
-        self.uncalibrated = tuple(n for n in names if cfg.mode == "fusion" and not any(
-            k == n or k.startswith(n + ":") for k in fusion.calibration))
+        self.uncalibrated = tuple(n for n in names if cfg.mode == "fusion" and not fusion.calibrates(n))
         if self.uncalibrated:
             log.warning("fusion %r has no calibration for %s: their scores are ignored (fit one with "
                         "`pixlink link calibrate`, docs/linking.md)", fusion.name, ", ".join(self.uncalibrated))

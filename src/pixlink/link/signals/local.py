@@ -42,6 +42,7 @@ import numpy as np
 from ...errors import Errors, IndexError_, InputError, KBError, PixlinkError
 from ...log import get_logger
 from ...models import roles as R
+from ..fusion import SignalCalibration
 from ..query import Query
 from . import register_signal
 from .base import Signal, check_range
@@ -742,8 +743,8 @@ class InstanceMatch:
                 "mask": None if self.mask is None else mask_to_rle(self.mask)}
 
 
-DETECTOR_CALIBRATION = (9.169, 0.129)
-"""``(centre, slope)`` of the detector's confidence (:func:`instance_probability`): how often the
+DETECTOR_CALIBRATION = SignalCalibration(center=9.169, slope=0.129, weight=1.0)
+"""The detector's confidence (:func:`instance_probability`): how often the
 best verified KB image of a composite calibration query is right at a given count of effective
 inliers (a logistic over the 206 calibration queries with a verified match; 15 % below 6, 41 % at
 6-10, 63 % at 10-15, 96 % above). The linking signal's own calibration (the fusion files) reads
@@ -753,8 +754,7 @@ its learned score instead, which needs the region's box."""
 def instance_probability(match: "InstanceMatch") -> float:
     """How likely a detected instance is its entity, from its effective inliers
     (:data:`DETECTOR_CALIBRATION`)."""
-    c, k = DETECTOR_CALIBRATION
-    return float(1.0 / (1.0 + np.exp(-k * (float(match.score) - c))))
+    return float(DETECTOR_CALIBRATION.prob(match.score))
 
 
 def _instance(store: Any, lq: LocalQuery, v: Any, image_hw: tuple[int, int], with_mask: bool,
