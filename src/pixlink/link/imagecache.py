@@ -13,18 +13,16 @@ one region's window), a service that answers clicks on uploaded images gains mos
 
 Thread-safe: one lock guards the table; a value is computed by one thread while the others that
 ask for the same (image, part) wait for it. Bounded: at most ``max_images`` images and
-``max_bytes`` bytes (arrays counted by :func:`pixlink.regions.prompt.approx_nbytes`); the least
-recently used image goes first, with all its parts.
+``max_bytes`` bytes (arrays counted by :func:`pixlink.lru.approx_nbytes`); the least recently used
+image goes first, with all its parts (:class:`pixlink.lru.BoundedLRU`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from typing import Any, Callable, TypeVar
 
-from ..errors import Errors, InputError
-from ..regions.prompt import approx_nbytes
+from ..lru import BoundedLRU, approx_nbytes
 
 T = TypeVar("T")
 
@@ -42,17 +40,19 @@ class ImageCache:
     """
 
     def __init__(self, max_images: int = 32, max_bytes: int = 256 * 2**20) -> None:
-        for what, v in (("max_images", max_images), ("max_bytes", max_bytes)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InputError(Errors.E010.format(what=f"image cache {what}", value=v, reason="must be an integer >= 1"))
-        self.max_images = max_images
-        self.max_bytes = max_bytes
-        self._images: OrderedDict[str, dict[str, tuple[Any, int]]] = OrderedDict()
-        self._bytes = 0
+        self._images: BoundedLRU[str, dict[str, Any]] = BoundedLRU(max_images, max_bytes, what="image cache")
         self._lock = threading.Lock()
         self._gates: dict[tuple[str, str], threading.Lock] = {}
         self.hits = 0
         self.misses = 0
+
+    @property
+    def max_images(self) -> int:
+        return self._images.max_items
+
+    @property
+    def max_bytes(self) -> int:
+        return self._images.max_bytes
 
     def __len__(self) -> int:
         """How many images have values here."""
@@ -60,18 +60,17 @@ class ImageCache:
 
     @property
     def cached_bytes(self) -> int:
-        return self._bytes
+        return self._images.cached_bytes
 
     def __contains__(self, key: object) -> bool:
         return key in self._images
 
     def _lookup(self, key: str, part: str) -> tuple[bool, Any]:
-        with self._lock:
-            parts = self._images.get(key)
-            if parts is not None and part in parts:
-                self._images.move_to_end(key)
+        parts = self._images.get(key)
+        if parts is not None and part in parts:
+            with self._lock:
                 self.hits += 1
-                return True, parts[part][0]
+            return True, parts[part]
         return False, None
 
     def get(self, key: str, part: str, compute: Callable[[], T]) -> T:
@@ -91,27 +90,14 @@ class ImageCache:
             finally:
                 with self._lock:
                     self._gates.pop((key, part), None)
-            self._put(key, part, value)
+            with self._lock:
+                self.misses += 1
+            if approx_nbytes(value) <= self._images.max_bytes:  # else used once, not kept
+                self._images.update(key, lambda parts: {**(parts or {}), part: value})
             return value
-
-    def _put(self, key: str, part: str, value: Any) -> None:
-        size = approx_nbytes(value)
-        with self._lock:
-            self.misses += 1
-            if size > self.max_bytes:
-                return
-            parts = self._images.setdefault(key, {})
-            old = parts.get(part)
-            if old is not None:
-                self._bytes -= old[1]
-            parts[part] = (value, size)
-            self._bytes += size
-            self._images.move_to_end(key)
-            while self._images and (len(self._images) > self.max_images or self._bytes > self.max_bytes):
-                _, gone = self._images.popitem(last=False)
-                self._bytes -= sum(s for _, s in gone.values())
 
     def stats(self) -> dict[str, int]:
         """``images``, ``bytes``, ``hits``, ``misses`` (for a service's metrics)."""
         with self._lock:
-            return {"images": len(self._images), "bytes": self._bytes, "hits": self.hits, "misses": self.misses}
+            return {"images": len(self._images), "bytes": self._images.cached_bytes, "hits": self.hits,
+                    "misses": self.misses}

@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -20,6 +18,7 @@ import numpy as np
 
 from ..errors import ModelUnavailableError
 from ..log import get_logger
+from ..lru import BoundedLRU
 from ..types import Region
 
 log = get_logger("pixlink.regions")
@@ -41,24 +40,6 @@ class SegmentResult:
     embedded: bool = False  # True when this call computed the image embedding
 
 
-def approx_nbytes(obj: Any, _depth: int = 0) -> int:
-    """Rough memory of a segmenter's image handle: the bytes of the arrays / tensors it holds
-    (numpy arrays, torch tensors, and those inside dataclasses, dicts, lists and tuples)."""
-    if _depth > 4 or obj is None:
-        return 0
-    if isinstance(obj, np.ndarray):
-        return int(obj.nbytes)
-    if hasattr(obj, "element_size") and hasattr(obj, "nelement"):  # a torch tensor
-        return int(obj.element_size() * obj.nelement())
-    if isinstance(obj, dict):
-        return sum(approx_nbytes(v, _depth + 1) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(approx_nbytes(v, _depth + 1) for v in obj)
-    if hasattr(obj, "__dict__"):
-        return sum(approx_nbytes(v, _depth + 1) for v in vars(obj).values())
-    return 0
-
-
 class SegmenterSession:
     """Promptable segmentation over a chain of segmenters, caching image embeddings.
 
@@ -75,53 +56,45 @@ class SegmenterSession:
 
     def __init__(self, segmenters: Sequence[Any], cache_size: int = 8, max_bytes: int = 512 * 2**20):
         self.segmenters = list(segmenters)
-        self.cache_size = int(cache_size)
-        self.max_bytes = int(max_bytes)
-        self._cache: OrderedDict[tuple[str, str], tuple[Any, int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self._computing: dict[tuple[str, str], threading.Lock] = {}
-        self.embed_calls = 0
-        self.hits = 0
+        self._cache: BoundedLRU[tuple[str, str], Any] = BoundedLRU(cache_size, max_bytes, what="segmenter session")
+
+    @property
+    def cache_size(self) -> int:
+        return self._cache.max_items
+
+    @cache_size.setter
+    def cache_size(self, n: int) -> None:
+        self._cache.resize(max_items=n)
+
+    @property
+    def max_bytes(self) -> int:
+        return self._cache.max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, n: int) -> None:
+        self._cache.resize(max_bytes=n)
 
     @property
     def cached_bytes(self) -> int:
-        return self._bytes
+        return self._cache.cached_bytes
+
+    @property
+    def hits(self) -> int:
+        """Embeddings answered from the cache."""
+        return self._cache.hits
+
+    @property
+    def embed_calls(self) -> int:
+        """Embeddings computed."""
+        return self._cache.computed
 
     def __len__(self) -> int:
         return len(self._cache)
 
-    def _lookup(self, ck: tuple[str, str]) -> Any | None:
-        with self._lock:
-            if ck in self._cache:
-                self._cache.move_to_end(ck)
-                self.hits += 1
-                return self._cache[ck][0]
-        return None
-
     def _handle(self, seg: Any, image: np.ndarray, key: str) -> tuple[Any, bool]:
-        ck = (seg.name, key)
-        hit = self._lookup(ck)
-        if hit is not None:
-            return hit, False
-        with self._lock:
-            gate = self._computing.setdefault(ck, threading.Lock())
-        with gate:  # one thread computes an image's embedding; the others wait for it
-            hit = self._lookup(ck)
-            if hit is not None:
-                return hit, False
-            handle = seg.embed_image(image)
-            size = approx_nbytes(handle)
-            with self._lock:
-                self.embed_calls += 1
-                self._computing.pop(ck, None)
-                if size <= self.max_bytes:
-                    self._cache[ck] = (handle, size)
-                    self._bytes += size
-                    while self._cache and (len(self._cache) > self.cache_size or self._bytes > self.max_bytes):
-                        _, (_, old) = self._cache.popitem(last=False)
-                        self._bytes -= old
-        return handle, True
+        """``(seg's handle of the image, computed by this call)``: one thread computes an
+        image's embedding, the others wait for it."""
+        return self._cache.get_or_compute((seg.name, key), lambda: seg.embed_image(image))
 
     def embedding(self, seg: Any, image: np.ndarray, key: str | None = None) -> Any:
         """``seg``'s handle for ``image`` (its image embedding), computed once and cached."""

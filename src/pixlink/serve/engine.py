@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from ..errors import Errors, InputError, KBError, PixlinkError
 from ..log import get_logger
+from ..lru import BoundedLRU
 from ..types import Link
 from .settings import ServeSettings
 from .store import ImageStore, StoredImage
@@ -53,7 +53,7 @@ class Engine:
         self._precompute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixlink-precompute")
         self._precomputing: set[str] = set()
         self._lock = threading.Lock()
-        self._thumbs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._thumbs: BoundedLRU[tuple[str, int], bytes] = BoundedLRU(256, 64 * 2**20, what="thumbnail cache")
         self.precomputed = 0
         self.precompute_skipped = 0
 
@@ -232,10 +232,9 @@ class Engine:
 
         side = self.settings.thumbnail_side
         key = (eid, index)
-        with self._lock:
-            if key in self._thumbs:
-                self._thumbs.move_to_end(key)
-                return self._thumbs[key]
+        hit = self._thumbs.get(key)
+        if hit is not None:
+            return hit
         self.entity(eid)
         paths = [p for _, p in self.kb.image_refs(eid) if p]
         if not 0 <= index < len(paths):
@@ -249,10 +248,7 @@ class Engine:
         buf = io.BytesIO()
         Image.fromarray(arr).save(buf, format="JPEG", quality=85)
         data = buf.getvalue()
-        with self._lock:
-            self._thumbs[key] = data
-            while len(self._thumbs) > 256:
-                self._thumbs.popitem(last=False)
+        self._thumbs.put(key, data, size=len(data))
         return data
 
     # -- metrics ---------------------------------------------------------------------------------------

@@ -9,15 +9,14 @@ Thread-safe.
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import Errors, InputError
 from ..io import load_image
+from ..lru import BoundedLRU
 from ..regions import image_key
 
 ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
@@ -40,24 +39,37 @@ class StoredImage:
 class ImageStore:
     """Decoded uploads by id, at most ``max_images`` images and ``max_bytes`` bytes of pixels
     (the least recently used go first; an image larger than ``max_bytes`` is used for its
-    request and not kept)."""
+    request and not kept): a :class:`pixlink.lru.BoundedLRU`."""
 
     def __init__(self, max_images: int, max_bytes: int) -> None:
-        self.max_images = int(max_images)
-        self.max_bytes = int(max_bytes)
-        self._items: OrderedDict[str, StoredImage] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-        self.evictions = 0
+        self._items: BoundedLRU[str, StoredImage] = BoundedLRU(max_images, max_bytes, what="upload store")
+
+    @property
+    def max_images(self) -> int:
+        return self._items.max_items
+
+    @property
+    def max_bytes(self) -> int:
+        return self._items.max_bytes
 
     def __len__(self) -> int:
         return len(self._items)
 
     @property
     def cached_bytes(self) -> int:
-        return self._bytes
+        return self._items.cached_bytes
+
+    @property
+    def hits(self) -> int:
+        return self._items.hits
+
+    @property
+    def misses(self) -> int:
+        return self._items.misses
+
+    @property
+    def evictions(self) -> int:
+        return self._items.evictions
 
     def add(self, data: bytes, max_pixels: int) -> tuple[StoredImage, bool]:
         """Decode ``data`` (any format PIL reads; E001 when it is not an image, E016 above
@@ -69,31 +81,15 @@ class ImageStore:
         pixels = load_image(bytes(data), max_pixels=max_pixels)
         pixels.setflags(write=False)  # shared by threads: nobody may change it
         key = image_key(pixels)
-        with self._lock:
-            old = self._items.get(key)
-            if old is not None:
-                self._items.move_to_end(key)
-                return old, True
-            img = StoredImage(key, pixels, time.time())
-            if pixels.nbytes <= self.max_bytes:
-                self._items[key] = img
-                self._bytes += pixels.nbytes
-                while len(self._items) > self.max_images or self._bytes > self.max_bytes:
-                    _, gone = self._items.popitem(last=False)
-                    self._bytes -= gone.pixels.nbytes
-                    self.evictions += 1
-            return img, False
+        img, added = self._items.setdefault(key, StoredImage(key, pixels, time.time()), size=pixels.nbytes)
+        return img, not added
 
     def get(self, image_id: str) -> StoredImage:
         """The upload ``image_id``; E724 for a malformed id, E721 when it is not (or no longer) here."""
         if not isinstance(image_id, str) or not ID_PATTERN.match(image_id):
             raise InputError(Errors.E724.format(reason=f"image_id {str(image_id)[:80]!r} is not an id this server "
                                                        "gives (32 hexadecimal digits from POST /v1/images)"))
-        with self._lock:
-            img = self._items.get(image_id)
-            if img is None:
-                self.misses += 1
-                raise InputError(Errors.E721.format(id=image_id))
-            self._items.move_to_end(image_id)
-            self.hits += 1
-            return img
+        img = self._items.get(image_id)
+        if img is None:
+            raise InputError(Errors.E721.format(id=image_id))
+        return img
