@@ -47,10 +47,15 @@ def fit_score(rows: list[dict]) -> None:
     cross-validation (by query) of Hits@1 against the effective inliers alone."""
     from sklearn.linear_model import LogisticRegression
 
+    FEATS = ("log1p(effective)", "ref_coverage", "box_iou", "affine")
+
+    def feats(c):
+        return [np.log1p(c["effective"]), c["ref_coverage"], c["box_iou"], float(c.get("model") == "affine")]
+
     def xy(rs):
-        X = [[np.log1p(c["effective"]), c["ref_coverage"], c["box_iou"]] for r in rs for c in r["candidates"]]
+        X = [feats(c) for r in rs for c in r["candidates"]]
         y = [c["entity"] == r["gold"] for r in rs for c in r["candidates"]]
-        return np.array(X).reshape(-1, 3), np.array(y)
+        return np.array(X).reshape(-1, len(FEATS)), np.array(y)
 
     def hits(rs, f):
         return [int(bool(r["candidates"]) and max(r["candidates"], key=f)["entity"] == r["gold"]) for r in rs if r["gold"]]
@@ -65,7 +70,7 @@ def fit_score(rows: list[dict]) -> None:
         test = [rows[i] for i in folds[k]]
         mk = LogisticRegression(C=10.0, max_iter=5000).fit(*xy([rows[i] for j in range(5) if j != k for i in folds[j]]))
         base += hits(test, lambda c: c["effective"])
-        learned += hits(test, lambda c: mk.decision_function([[np.log1p(c["effective"]), c["ref_coverage"], c["box_iou"]]])[0])
+        learned += hits(test, lambda c: mk.decision_function([feats(c)])[0])
     print(f"five-fold Hits@1: effective inliers {np.mean(base):.3f}, learned {np.mean(learned):.3f} ({len(base)} queries)")
 
 
@@ -118,7 +123,7 @@ def main() -> None:
                      # the verified entities, best first: what a score of a verification could use
                      "candidates": [{"entity": e, "score": round(score(v), 3),
                                      "effective": round(effective_inliers(v, o.colour), 3),
-                                     "inliers": v.inliers, "matches": v.matches,
+                                     "inliers": v.inliers, "matches": v.matches, "model": v.model,
                                      "colour": None if not np.isfinite(v.colour) else round(float(v.colour), 4),
                                      **{k: round(float(x), 4) for k, x in v.extra.items()}}
                                     for e, v in ranked[:10]],

@@ -137,3 +137,26 @@ def test_homography_is_recovered(sift, icons):
     H2, _, _ = verify_homography(np.c_[other.xy, other.size, other.angle], np.c_[r.xy, r.size, r.angle], qi, ri, d,
                                  (h, w), threshold=3.0)
     assert H2 is None
+
+
+def test_affine_fallback_when_the_homography_fails_its_checks(sift, icons, monkeypatch):
+    """A homography that folds the reference is refused; with ``affine_fallback`` an affine map
+    fitted to the same matches verifies instead, and the reason says which model it is."""
+    import cv2
+
+    rgb = icons["debian"][0]
+    h, w = rgb.shape[:2]
+    A = cv2.getRotationMatrix2D((w / 2, h / 2), 10, 0.8)
+    scene = cv2.warpAffine(rgb, A, (w, h), borderValue=(90, 140, 60))
+    r = sift.extract(rgb, max_features=400)
+    q = sift.extract(scene, max_features=800)
+    qi, ri, d = match_features(q.descriptors, r.descriptors, "float", max_dist=0.7)
+    args = (np.c_[q.xy, q.size, q.angle], np.c_[r.xy, r.size, r.angle], qi, ri, d, (h, w))
+    # the failure seen on small, occluded logos: RANSAC's homography throws points behind the camera
+    monkeypatch.setattr(cv2, "findHomography", lambda *a, **k: (np.diag([1.0, 1.0, -1.0]), None))
+    H, _, why = verify_homography(*args, threshold=3.0)
+    assert H is None and why == "the homography folds the reference"
+    H, inl, why = verify_homography(*args, threshold=3.0, affine_fallback=True)
+    assert H is not None and why == "affine: the homography folds the reference" and inl.sum() >= 15
+    true_quad = corners(h, w) @ A[:, :2].T + A[:, 2]
+    assert np.abs(project(H, corners(h, w)) - true_quad).max() < 4.0

@@ -42,7 +42,10 @@ class Verification:
         quad: ``(4, 2)`` float32: the KB image's corners (TL, TR, BR, BL) in query pixels, or None.
         colour: agreement of the inliers' colours in [0, 1] (1 = the same colours under some
             light; NaN when not computed).
-        reason: why there is no homography (too few matches, RANSAC failed, a check failed).
+        reason: why there is no homography (too few matches, RANSAC failed, a check failed);
+            with ``model == "affine"``, why the homography was not kept.
+        model: the map that verified: ``"homography"``, ``"affine"`` (the fallback of
+            :func:`verify_homography`), or ``""`` (none).
         inlier_xy: ``(n, 2)`` query-pixel positions of the inliers.
     """
 
@@ -54,6 +57,7 @@ class Verification:
     quad: np.ndarray | None = None
     colour: float = float("nan")
     reason: str = ""
+    model: str = ""
     inlier_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -64,7 +68,8 @@ class Verification:
     def to_dict(self) -> dict[str, Any]:
         return {"image": self.image, "entity_id": self.entity_id, "matches": self.matches, "inliers": self.inliers,
                 "colour": None if np.isnan(self.colour) else round(float(self.colour), 4),
-                "quad": None if self.quad is None else np.round(self.quad, 2).tolist(), "reason": self.reason}
+                "quad": None if self.quad is None else np.round(self.quad, 2).tolist(), "reason": self.reason,
+                "model": self.model}
 
 
 def distances(q_desc: np.ndarray, r_desc: np.ndarray, kind: str) -> np.ndarray:
@@ -234,14 +239,19 @@ def similarity_inliers(q_kp: np.ndarray, r_kp: np.ndarray, qi: np.ndarray, ri: n
 
 def verify_homography(q_kp: np.ndarray, r_kp: np.ndarray, qi: np.ndarray, ri: np.ndarray, d: np.ndarray,
                       ref_hw: tuple[int, int], *, threshold: float, min_inliers: int = 6, max_skew: float = 4.0,
-                      min_side: float = 8.0, max_iters: int = 500, confidence: float = 0.995
-                      ) -> tuple[np.ndarray | None, np.ndarray, str]:
+                      min_side: float = 8.0, max_iters: int = 500, confidence: float = 0.995,
+                      affine_fallback: bool = False) -> tuple[np.ndarray | None, np.ndarray, str]:
     """The homography from KB-image pixels to query pixels over the matches ``(qi, ri)``.
 
     Two stages: the matches consistent with the best similarity hypothesis
     (:func:`similarity_inliers`), then a RANSAC homography (``cv2.findHomography``,
     deterministic) fitted to those, whose inliers are then counted over *all* matches within
     ``threshold``; then the sanity checks of the reference's outline (:func:`quad_problem`).
+    When the homography fails a check (a few agreeing matches on a small or occluded object
+    leave its perspective terms free: it folds the reference, or throws its outline behind
+    the camera) and ``affine_fallback`` is set, a RANSAC *affine* map
+    (``cv2.estimateAffine2D``) is fitted to the same matches and checked the same way; the
+    reason then starts with ``"affine: "`` (it is the model that verified, not a failure).
 
     Args:
         q_kp, r_kp: ``(Q, 4)``, ``(R, 4)`` keypoints ``[x, y, size, angle]`` (query view, KB image).
@@ -249,9 +259,12 @@ def verify_homography(q_kp: np.ndarray, r_kp: np.ndarray, qi: np.ndarray, ri: np
         ref_hw: ``(H, W)`` of the KB image.
         threshold: reprojection threshold, query pixels.
         min_inliers: fewer distinct inliers (:func:`distinct_matches`) is no homography.
+        affine_fallback: fit an affine map when the homography fails its checks.
 
     Returns:
-        ``(H or None, inlier mask over the matches (bool), reason)``.
+        ``(H or None, inlier mask over the matches (bool), reason)``: ``reason`` is ``""`` for
+        a homography, ``"affine: <why the homography failed>"`` for the affine fallback, and
+        why nothing verified otherwise.
     """
     import cv2
 
@@ -266,25 +279,32 @@ def verify_homography(q_kp: np.ndarray, r_kp: np.ndarray, qi: np.ndarray, ri: np
         return None, none, f"{n_sim} matches agree on a similarity (< {need})"
     src = r_kp[ri[sim], :2].astype(np.float32)
     dst = q_kp[qi[sim], :2].astype(np.float32)
+
+    def checked(H: np.ndarray | None, what: str) -> tuple[np.ndarray | None, np.ndarray, str]:
+        if H is None:
+            return None, none, f"no {what} fits the agreeing matches"
+        proj = project(H, r_kp[ri, :2])
+        if proj is None:
+            return None, none, f"the {what} folds the reference"
+        inl = np.hypot(*(proj - q_kp[qi, :2]).T) <= threshold
+        n_inl = distinct_matches(q_kp[qi[inl], :2], r_kp[ri[inl], :2])
+        if n_inl < min_inliers:
+            return None, none, f"{n_inl} distinct inliers (< {min_inliers})"
+        quad = project(H, corners(*ref_hw))
+        if quad is None:
+            return None, none, "the outline falls behind the camera"
+        why = quad_problem(quad, ref_hw, min_side, max_skew)
+        return (None, none, why) if why else (H, inl, "")
+
     H, _ = cv2.findHomography(src, dst, cv2.RANSAC, float(threshold), maxIters=int(max_iters),
                               confidence=float(confidence))
-    if H is None:
-        return None, none, "no homography fits the agreeing matches"
-    proj = project(H, r_kp[ri, :2])
-    if proj is None:
-        return None, none, "the homography folds the reference"
-    inl = np.hypot(*(proj - q_kp[qi, :2]).T) <= threshold
-    n_inl = distinct_matches(q_kp[qi[inl], :2], r_kp[ri[inl], :2])
-    if n_inl < min_inliers:
-        return None, none, f"{n_inl} distinct inliers (< {min_inliers})"
-    h, w = ref_hw
-    quad = project(H, corners(h, w))
-    if quad is None:
-        return None, none, "the outline falls behind the camera"
-    why = quad_problem(quad, ref_hw, min_side, max_skew)
-    if why:
-        return None, none, why
-    return H, inl, ""
+    H, inl, why = checked(H, "homography")
+    if H is not None or not affine_fallback:
+        return H, inl, why
+    A, _ = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=float(threshold),
+                                maxIters=int(max_iters), confidence=float(confidence))
+    Ha, inl, why_a = checked(None if A is None else np.vstack([A, [0.0, 0.0, 1.0]]), "affine map")
+    return (Ha, inl, f"affine: {why}") if Ha is not None else (None, none, why)
 
 
 def colour_agreement(q_col: np.ndarray, r_col: np.ndarray, max_gain_ratio: float = 2.5) -> float:
