@@ -36,7 +36,7 @@ def test_store_is_keyed_by_pixels_and_bounded():
     store.add(b, max_pixels=10**6)
     store.get(ia.id)  # a is now the most recent
     store.add(c, max_pixels=10**6)
-    assert len(store) == 2 and store.get(ia.id) is ia and store.evictions == 1
+    assert len(store) == 2 and store.get(ia.id) is ia and store.stats()["evictions"] == 1
     with pytest.raises(InputError, match="E721"):
         store.get("f" * 32)
     with pytest.raises(InputError, match="E724"):
@@ -49,7 +49,7 @@ def test_store_bytes_bound_and_pixel_limit():
     store = ImageStore(max_images=100, max_bytes=3 * 32 * 32 * 3)
     for data in images(5):
         store.add(data, max_pixels=10**6)
-    assert store.cached_bytes <= 3 * 32 * 32 * 3 and len(store) == 3
+    assert store.stats()["bytes"] <= 3 * 32 * 32 * 3 and len(store) == 3
     with pytest.raises(InputError, match="E016"):
         store.add(images(1, side=64)[0], max_pixels=1000)
     with pytest.raises(InputError, match="E738"):

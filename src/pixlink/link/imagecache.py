@@ -46,14 +46,6 @@ class ImageCache:
         self.hits = 0
         self.misses = 0
 
-    @property
-    def max_images(self) -> int:
-        return self._images.max_items
-
-    @property
-    def max_bytes(self) -> int:
-        return self._images.max_bytes
-
     def __len__(self) -> int:
         """How many images have values here."""
         return len(self._images)

@@ -255,14 +255,15 @@ class Engine:
     def gauges(self) -> list[tuple[str, str, dict[str, str], float]]:
         from .metrics import rss_bytes
 
+        uploads = self.store.stats()
         out: list[tuple[str, str, dict[str, str], float]] = [
             ("pixlink_ready", "gauge", {}, float(self.ready)),
             ("pixlink_process_resident_bytes", "gauge", {}, float(rss_bytes())),
-            ("pixlink_uploads_cached", "gauge", {}, float(len(self.store))),
-            ("pixlink_uploads_cached_bytes", "gauge", {}, float(self.store.cached_bytes)),
-            ("pixlink_upload_lookups_total", "counter", {"result": "hit"}, float(self.store.hits)),
-            ("pixlink_upload_lookups_total", "counter", {"result": "miss"}, float(self.store.misses)),
-            ("pixlink_uploads_evicted_total", "counter", {}, float(self.store.evictions)),
+            ("pixlink_uploads_cached", "gauge", {}, float(uploads["items"])),
+            ("pixlink_uploads_cached_bytes", "gauge", {}, float(uploads["bytes"])),
+            ("pixlink_upload_lookups_total", "counter", {"result": "hit"}, float(uploads["hits"])),
+            ("pixlink_upload_lookups_total", "counter", {"result": "miss"}, float(uploads["misses"])),
+            ("pixlink_uploads_evicted_total", "counter", {}, float(uploads["evictions"])),
             ("pixlink_images_precomputed_total", "counter", {}, float(self.precomputed)),
             ("pixlink_images_precompute_skipped_total", "counter", {}, float(self.precompute_skipped)),
         ]

@@ -44,32 +44,12 @@ class ImageStore:
     def __init__(self, max_images: int, max_bytes: int) -> None:
         self._items: BoundedLRU[str, StoredImage] = BoundedLRU(max_images, max_bytes, what="upload store")
 
-    @property
-    def max_images(self) -> int:
-        return self._items.max_items
-
-    @property
-    def max_bytes(self) -> int:
-        return self._items.max_bytes
-
     def __len__(self) -> int:
         return len(self._items)
 
-    @property
-    def cached_bytes(self) -> int:
-        return self._items.cached_bytes
-
-    @property
-    def hits(self) -> int:
-        return self._items.hits
-
-    @property
-    def misses(self) -> int:
-        return self._items.misses
-
-    @property
-    def evictions(self) -> int:
-        return self._items.evictions
+    def stats(self) -> dict[str, int]:
+        """``items``, ``bytes``, ``hits`` / ``misses`` (lookups by id), ``evictions``... (:meth:`pixlink.lru.BoundedLRU.stats`)."""
+        return self._items.stats()
 
     def add(self, data: bytes, max_pixels: int) -> tuple[StoredImage, bool]:
         """Decode ``data`` (any format PIL reads; E001 when it is not an image, E016 above
