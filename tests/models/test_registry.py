@@ -194,7 +194,8 @@ def test_cli_models_tiny(tmp_path):
 
 TORCH_BACKENDS = {
     "clip", "siglip", "clip_vision", "sam", "sam_auto", "owlv2", "grounding_dino", "hub_vlm", "hub_lm",
-    "hub_sentence_transformer", "efficientnet_lite", "conse_efficientnet", "litemedsam", "minilm", "mpnet",
+    "hub_sentence_transformer", "efficientnet_lite", "efficientnet_lite_instance", "conse_efficientnet", "litemedsam",
+    "minilm", "mpnet",
     "gemma3_270m", "coco_fallback", "proposals_fallback",
 }
 """Backends that run torch models (``pixlink_ner`` too, but its tagger takes no device yet)."""

@@ -229,6 +229,7 @@ PREFERENCES: dict[str, dict[str, tuple[str, ...]]] = {
         R.OCR: ("rapidocr",),
         R.GENERATE: ("gemma3_270m", "template"),
         R.LOCAL_FEATURES: ("sift", "orb"),
+        R.INSTANCE_EMBED: ("efficientnet_lite_instance",),
     },
     "hub": {
         R.IMAGE_TEXT: ("clip", "siglip"),
@@ -243,6 +244,7 @@ PREFERENCES: dict[str, dict[str, tuple[str, ...]]] = {
         R.OCR: ("rapidocr",),
         R.GENERATE: ("hub_lm",),
         R.LOCAL_FEATURES: ("sift", "orb"),
+        R.INSTANCE_EMBED: (),  # CLIP's image side does this job; the head's weight beside it is not fitted
     },
 }
 

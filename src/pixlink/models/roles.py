@@ -29,9 +29,10 @@ DESCRIBE = "describe"  # VLM: question about an image with a marked region -> te
 OCR = "ocr"  # text in an image
 GENERATE = "generate"  # text generator for expansions / short descriptions
 LOCAL_FEATURES = "local_features"  # keypoints + local descriptors (SIFT/RootSIFT, ORB) for instance matching
+INSTANCE_EMBED = "instance_embed"  # image <-> image in a space learned for "the same object" (an ImageEncoder)
 
 ROLES = (IMAGE_TEXT, IMAGE_EMBED, TEXT_EMBED, FACES, SEGMENT, SEGMENT_ALL, DETECT, NER, DESCRIBE, OCR, GENERATE,
-         LOCAL_FEATURES)
+         LOCAL_FEATURES, INSTANCE_EMBED)
 
 IMAGE_BATCH = (16, 64)
 """Default batch size of the image encoders: ``(on the CPU, on an accelerator)``

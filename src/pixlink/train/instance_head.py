@@ -1,0 +1,142 @@
+"""Train the instance head of :mod:`pixlink.models.backends.instance_head` on composites.
+
+Offline data building, apart from inference (ReFinED's split): the composite set
+(:mod:`pixlink.demo.composite`) gives, for its CALIBRATION entities only, as many new photos of
+each logo and flag as wanted (:func:`render_views`: the set's own recipe with fresh seeds; the
+visible object's box, grown by 5 %, is the view). A linear map ``W`` ``(dim, D)`` of the
+backbone's multi-layer features (:func:`~pixlink.models.backends.instance_head.multilayer_features`)
+is trained with a softmax over the training entities' reference images (:func:`train_head`:
+InfoNCE with a learned temperature, full batch, AdamW): a view must be nearer its own reference
+than every other one. The head is then :func:`save_head`-d (safetensors, the recipe and figures
+in its metadata).
+
+No test entity is seen: the set's test split (its own entities) measures it
+(``benchmarks/train_instance_head.py``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import Errors, InputError
+from ..log import get_logger
+
+log = get_logger(__name__)
+
+VIEW_MARGIN = 0.05
+"""The view of a training photo (and of a query in the benchmarks): the visible object's box
+grown by this fraction of its size on each side."""
+
+
+def crop_view(image: np.ndarray, box: Sequence[float], margin: float = VIEW_MARGIN) -> np.ndarray:
+    """The ``(h, w, 3)`` crop of ``image`` by the XYXY ``box`` grown by ``margin`` of its size."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = x2 - x1, y2 - y1
+    a, b = max(0, int(x1 - margin * w)), max(0, int(y1 - margin * h))
+    c, d = min(image.shape[1], int(np.ceil(x2 + margin * w))), min(image.shape[0], int(np.ceil(y2 + margin * h)))
+    if c <= a or d <= b:
+        raise InputError(Errors.E010.format(what="view box", value=list(box), reason="empty inside the image"))
+    return np.ascontiguousarray(image[b:d, a:c])
+
+
+def _render(job: tuple[Any, int, int]) -> tuple[int, np.ndarray] | None:
+    from PIL import Image
+
+    from ..demo.composite import render_query
+
+    ref, row, seed = job
+    out = render_query(ref, seed)
+    if out is None:
+        return None
+    jpg, mask, _, _ = out
+    img = np.asarray(Image.open(io.BytesIO(jpg.tobytes())).convert("RGB"))
+    ys, xs = np.nonzero(mask)
+    return row, crop_view(img, (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+
+
+def render_views(references: Sequence[Any], rows: Iterable[int], per_kind: dict[str, int], *, seed: int = 50_000_000,
+                 workers: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+    """``(reference row, view)`` for ``per_kind[kind]`` new photos of each reference ``rows``
+    (:class:`~pixlink.demo.composite.Reference`); seeds ``seed + 97 * row + j`` (fresh: the set's
+    own queries come from other seeds). A photo that hides too much of its object is skipped."""
+    jobs = [(references[r], r, seed + 97 * r + j) for r in rows for j in range(int(per_kind.get(references[r].kind, 0)))]
+    if workers <= 1:
+        yield from (v for v in map(_render, jobs) if v is not None)
+        return
+    from multiprocessing import get_context
+
+    with get_context("spawn").Pool(workers) as pool:
+        yield from (v for v in pool.imap(_render, jobs, chunksize=16) if v is not None)
+
+
+def train_head(queries: np.ndarray, targets: np.ndarray, references: np.ndarray, *, dim: int = 256, epochs: int = 300,
+               lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """Fit ``W`` ``(dim, D)`` so that ``normalise(W q)`` is nearest ``normalise(W r)`` of its own
+    reference among all the references that are targets.
+
+    Args:
+        queries: ``(N, D)`` float32 features of the training views.
+        targets: ``(N,)`` the row of each view's reference in ``references``.
+        references: ``(M, D)`` float32 features of the reference images.
+        dim, epochs, lr, weight_decay, seed: the head's size and the optimiser's settings
+            (full batch, AdamW; the temperature is learned, from 0.07).
+
+    Returns:
+        ``(W, log)``: the weight and ``{"loss_first", "loss_last", "temperature"}``.
+    """
+    import torch
+
+    q, t, r = np.asarray(queries, np.float32), np.asarray(targets), np.asarray(references, np.float32)
+    if q.ndim != 2 or r.ndim != 2 or q.shape[1] != r.shape[1] or len(t) != len(q) or len(q) == 0:
+        raise InputError(Errors.E010.format(what="instance head training data", value=f"{q.shape} {t.shape} {r.shape}",
+                                            reason="queries (N, D), targets (N,), references (M, D)"))
+    torch.manual_seed(seed)
+    cand = np.unique(t)
+    pos = {int(c): i for i, c in enumerate(cand)}
+    y = torch.tensor([pos[int(c)] for c in t])
+    qx, rx = torch.from_numpy(q), torch.from_numpy(r[cand])
+    head = torch.nn.Linear(q.shape[1], int(dim), bias=False)
+    scale = torch.nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
+    opt = torch.optim.AdamW([*head.parameters(), scale], lr=lr, weight_decay=weight_decay)
+    first = last = float("nan")
+    for ep in range(int(epochs)):
+        opt.zero_grad()
+        eq = torch.nn.functional.normalize(head(qx), dim=1)
+        er = torch.nn.functional.normalize(head(rx), dim=1)
+        loss = torch.nn.functional.cross_entropy(scale.exp().clamp(max=100.0) * eq @ er.T, y)
+        loss.backward()
+        opt.step()
+        last = loss.item()
+        first = last if ep == 0 else first
+        if ep % 50 == 0:
+            log.debug("instance head: epoch %d loss %.4f", ep, last)
+    w = head.weight.detach().numpy().astype(np.float32)
+    return w, {"loss_first": round(first, 4), "loss_last": round(last, 4),
+               "temperature": round(float(1 / scale.detach().exp().clamp(max=100.0)), 4)}
+
+
+def project(features: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``(N, dim)`` L2-normalised ``features @ weight.T`` (what the backend computes)."""
+    from ..vecmath import l2_normalise
+
+    return l2_normalise(np.asarray(features, np.float32) @ weight.T).astype(np.float32)
+
+
+def save_head(path: str | Path, weight: np.ndarray, info: dict[str, Any]) -> Path:
+    """Write the head (safetensors: ``weight``; metadata ``pixlink``: ``info`` as JSON, which
+    must name the ``layers``)."""
+    from safetensors.numpy import save_file
+
+    if "layers" not in info:
+        raise InputError(Errors.E010.format(what="instance head info", value=sorted(info), reason="must name 'layers'"))
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    save_file({"weight": np.ascontiguousarray(weight, np.float32)}, str(tmp), metadata={"pixlink": json.dumps(info)})
+    tmp.replace(p)
+    return p
