@@ -6,6 +6,8 @@ signal             role             KB space        evidence
 ``face``           ``faces``        entity_face     the face in the region (:mod:`.face`)
 ``v2v``            ``image_embed``  entity_image    the region's image vs entity images (:mod:`.image`)
 ``v2t``            ``image_text``   entity_text     the region's image vs entity text (:mod:`.image`)
+``instance``       ``instance_embed`` entity_image_instance  the region's image vs entity images, in a
+                                                    space learned for the same object (:mod:`.image`)
 ``lexical``        (``ner``, ocr)   (FTS index)     names vs labels and aliases (:mod:`.lexical`)
 ``dense_text``     ``text_embed``   entity_text     the caption vs entity text (:mod:`.text`)
 ``type``           —                —               a face, and a non-person entity (:mod:`.type`)

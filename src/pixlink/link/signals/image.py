@@ -5,6 +5,12 @@ joint image-text space).
   ``entity_image``: the region view vs every local image of every entity (best image wins).
 * ``v2t`` — role ``image_text`` (CLIP / SigLIP; the ConSE bridge offline), space
   ``entity_text`` made by the joint model's *text* side (``label: description``).
+* ``instance`` — role ``instance_embed`` (offline: EfficientNet-Lite's blocks through a head
+  trained to put an object in a photo near its own reference image,
+  :mod:`pixlink.models.backends.instance_head`), space ``entity_image_instance``: like ``v2v``,
+  the region view vs every entity image, in that learned space. Global, so it sees what local
+  features miss (a flag without corners, a logo half hidden) and misses what they see (the
+  exact design): the fusion weighs both.
 
 The region view is the linker's ``image_view`` (crop, masked crop or VP-MEL's red box).
 """
@@ -45,6 +51,14 @@ class ImageToImage(DenseSignal):
             return np.asarray(backend.encode_images([load_image(p) for p in paths]).embeds, dtype=np.float32)
 
         return encode
+
+
+@register_signal
+class ImageToInstance(ImageToImage):
+    name = "instance"
+    role = R.INSTANCE_EMBED
+    space = "entity_image_instance"
+    description = "the region's image <-> entities' images, in a space learned for the same object"
 
 
 @register_signal

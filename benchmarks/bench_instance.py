@@ -1,0 +1,149 @@
+"""The ``instance`` signal beside the others on the composite set: its fusion entry fitted on the
+CALIBRATION split (out of fold), figures on the TEST split.
+
+Needs the cached links of ``benchmarks/bench_local.py`` (its ``--work``: the ``local`` signal
+and the previous offline signals on both splits) and the heads of
+``benchmarks/train_instance_head.py`` (its ``--work``: the fold heads and ``folds.json``).
+
+1. the KB's ``instance`` vectors for the shipped head and for each fold head (``kb embed``, a
+   profile option names the head);
+2. calibration mentions linked with ``instance`` alone by the fold head that did NOT see the
+   mention's entity (NIL entities included), test mentions by the shipped head
+   (``links_<split>_instance.jsonl``, cached);
+3. the three runs merged per mention (raw scores side by side, as ``bench_local`` merges its two);
+4. the ``instance`` calibration (:meth:`~pixlink.link.fusion.Fusion.fit`) and its weight (chosen
+   on the calibration split: the best accuracy with NIL at the shipped threshold, as ``local``'s
+   was, then the best Hits@1) added to the shipped offline fusion; the NIL threshold re-chosen
+   on the calibration split too, reported beside;
+5. test figures (Hits@1/5, MRR, accuracy with NIL, NIL accuracy; all, logos, flags) of: the
+   shipped fusion without ``instance``, ``instance`` alone, and the shipped fusion with it.
+
+Usage::
+
+    python benchmarks/bench_instance.py --kb KB [--work /tmp/bl] [--heads /tmp/instance_head]
+
+Writes ``benchmarks/results/instance.json`` and prints the fusion entry to ship.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+from bench_local import by_kind, link_all, merged, rescored  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kb", required=True, help="the composite set's KB (bench_local's)")
+    ap.add_argument("--work", default="/tmp/bl", help="bench_local's work folder (cached links)")
+    ap.add_argument("--heads", default="/tmp/instance_head", help="train_instance_head.py's work folder")
+    ap.add_argument("--n-test", type=int, default=400)
+    ap.add_argument("--n-calibration", type=int, default=250)
+    ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "instance.json"))
+    args = ap.parse_args()
+
+    from pixlink.demo.composite import CompositeConfig, generate
+    from pixlink.link import Linker, LinkerConfig
+    from pixlink.link.embed import embed_kb
+    from pixlink.link.fusion import Fusion
+    from pixlink.models import Profile
+
+    work, heads = Path(args.work), Path(args.heads)
+    result: dict = {"generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_average": os.getloadavg()}
+    cs = generate(CompositeConfig())
+    ms_of = {"calibration": cs.mentions("calibration")[: args.n_calibration], "test": cs.mentions("test")[: args.n_test]}
+    fold_of = json.loads((heads / "folds.json").read_text())
+    profiles = {"shipped": Profile("offline")}
+    for f in (0, 1):
+        profiles[f] = Profile("offline", options={"instance_embed": {"head": str(heads / f"head_fold{f}.safetensors")}})
+    t0 = time.perf_counter()
+    for name, prof in profiles.items():
+        embed_kb(args.kb, prof, ["instance"], progress=False)
+    result["kb_embed_s"] = round(time.perf_counter() - t0, 1)
+    cfg = LinkerConfig(signals=("instance",), segment=False, max_candidates=args.k)
+
+    # calibration: each mention by the fold head that did not see its entity
+    cal_path = work / "links_calibration_instance.jsonl"
+    by_fold = {f: [m for m in ms_of["calibration"] if fold_of[m.meta["entity"]] != f] for f in (0, 1)}
+    cal = {}
+    for f in (0, 1):
+        for m, lk in link_all(Linker.from_kb(args.kb, profiles[f], cfg), by_fold[f], cal_path, args.k):
+            cal[m.id] = (m, lk)
+    inst = {"calibration": [cal[m.id] for m in ms_of["calibration"]],
+            "test": link_all(Linker.from_kb(args.kb, profiles["shipped"], cfg), ms_of["test"],
+                             work / "links_test_instance.jsonl", args.k)}
+    runs = {}
+    for split in ("calibration", "test"):
+        loc = _cached(work / f"links_{split}_local.jsonl", ms_of[split])
+        prev = _cached(work / f"links_{split}_previous.jsonl", ms_of[split])
+        runs[split] = merged(merged(loc, prev), inst[split])
+
+    cal_links, t_links = runs["calibration"], runs["test"]
+    shipped = Fusion.shipped("offline")
+    examples = [({"instance": c.signals["instance"]}, c.entity_id == m.gold) for m, lk in cal_links
+                for c in lk.candidates if "instance" in c.signals]
+    backend = profiles["shipped"].get("instance_embed").name
+    inst_cal = Fusion(calibration={}, nil_threshold=shipped.nil_threshold, name="instance").fit(examples).cal("instance")
+    grid = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+    acc_by_w, hits_by_w, fused = {}, {}, {}
+    for w in grid:
+        f_w = replace(shipped, calibration={**dict(shipped.calibration), "instance": replace(inst_cal, weight=w)},
+                      backends={**dict(shipped.backends), "instance": backend}, name="offline+instance")
+        rows = rescored(cal_links, f_w)
+        acc_by_w[w] = round(float(np.mean([r[2] == r[0] for r in rows])), 4)
+        hits_by_w[w] = round(float(np.mean([bool(r[1]) and r[1][0] == r[0] for r in rows if r[0] is not None])), 4)
+        fused[w] = f_w
+    # right answers first (accuracy with NIL at the shipped threshold), then the ranking (Hits@1)
+    best = max(grid, key=lambda w: (acc_by_w[w], hits_by_w[w], -w))
+    plus = fused[best]
+    from pixlink.link.calibrate import rescore
+
+    tops = [rescore(lk, plus.with_nil_threshold(0.0)) for _, lk in cal_links]
+    plus_nil = plus.calibrate_nil([t[1] for t in tops], [t[2] == m.gold for t, (m, _) in zip(tops, cal_links)],
+                                  [m.gold is None for m, _ in cal_links])
+    alone = Fusion(calibration={"instance": inst_cal}, nil_threshold=shipped.nil_threshold, name="instance-only",
+                   backends={"instance": backend})
+    tops = [rescore(lk, alone.with_nil_threshold(0.0)) for _, lk in cal_links]
+    alone = alone.calibrate_nil([t[1] for t in tops], [t[2] == m.gold for t, (m, _) in zip(tops, cal_links)],
+                                [m.gold is None for m, _ in cal_links])
+    result["fit"] = {"examples": len(examples), "instance": plus.to_dict()["calibration"]["instance"],
+                     "calibration_accuracy_by_weight": acc_by_w, "calibration_hits1_by_weight": hits_by_w, "weight": best,
+                     "nil_threshold_shipped": shipped.nil_threshold, "nil_threshold_refitted": plus_nil.nil_threshold}
+    result["test"] = {
+        "shipped_without_instance": by_kind(t_links, lambda L: rescored(L, shipped, drop=("instance",))),
+        "instance_alone": by_kind(t_links, lambda L: rescored(L, alone, only=("instance",))),
+        "shipped_plus_instance": by_kind(t_links, lambda L: rescored(L, plus)),
+        "shipped_plus_instance_nil_refitted": by_kind(t_links, lambda L: rescored(L, plus_nil)),
+    }
+    secs = [lk.timings.get("instance") for _, lk in inst["test"] if lk.timings.get("instance") is not None]
+    result["instance_seconds_per_query"] = {"p50": round(float(np.median(secs)), 4), "p95": round(float(np.percentile(secs, 95)), 4)}
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+def _cached(path: Path, mentions):
+    """The cached links of ``mentions`` in ``path`` (bench_local's), in mention order."""
+    from bench_local import Cand, SmallLink
+
+    done = {}
+    for line in path.read_text().splitlines():
+        d = json.loads(line)
+        done[d["id"]] = SmallLink([Cand(e, s) for e, s in d["candidates"]], d["signals"], d["timings"])
+    missing = [m.id for m in mentions if m.id not in done]
+    if missing:
+        raise SystemExit(f"{path} lacks {len(missing)} mentions (first {missing[0]}): run bench_local.py first")
+    return [(m, done[m.id]) for m in mentions]
+
+
+if __name__ == "__main__":
+    main()
