@@ -107,3 +107,26 @@ def codex_types_of(qids: Any, out_dir: Path) -> list[str]:
     (out_dir / "codex_entity2types.json").write_text(json.dumps(ours))
     (out_dir / "codex_types_en.json").write_text(json.dumps({t: labels[t] for ts in ours.values() for t in ts if t in labels}))
     return [str(out_dir / "codex_entity2types.json"), str(out_dir / "codex_types_en.json")]
+
+
+def race(lookup: Any, threads: int = 8, calls: int = 16) -> tuple[int, list[Any]]:
+    """Call ``lookup(compute)`` from ``threads`` threads ``calls`` times at once, ``compute`` a slow
+    function returning a fresh array: ``(how many times compute ran, what each call returned)``
+    (a single-flight cache computes once and hands every caller the same object)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    ran, lock = [], threading.Lock()
+
+    def compute() -> Any:
+        with lock:
+            ran.append(1)
+        time.sleep(0.05)
+        return np.ones(3)
+
+    with ThreadPoolExecutor(threads) as pool:
+        got = list(pool.map(lambda _: lookup(compute), range(calls)))
+    return len(ran), got

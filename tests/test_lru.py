@@ -3,12 +3,9 @@ an oversized value used and not kept, bounds changed later, bad bounds refused."
 
 from __future__ import annotations
 
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import pytest
+from helpers import race
 
 from pixlink.errors import InputError
 from pixlink.lru import BoundedLRU, approx_nbytes
@@ -59,17 +56,8 @@ def test_resize_evicts_at_once():
 
 def test_one_computation_under_threads_and_failures_not_kept():
     lru = BoundedLRU(8, 10**6)
-    calls, lock = [], threading.Lock()
-
-    def compute():
-        with lock:
-            calls.append(1)
-        time.sleep(0.05)
-        return np.ones(3)
-
-    with ThreadPoolExecutor(8) as pool:
-        got = list(pool.map(lambda _: lru.get_or_compute("img", compute), range(16)))
-    assert len(calls) == 1 and sum(c for _, c in got) == 1 and all(v is got[0][0] for v, _ in got)
+    ran, got = race(lambda compute: lru.get_or_compute("img", compute))
+    assert ran == 1 and sum(c for _, c in got) == 1 and all(v is got[0][0] for v, _ in got)
     assert lru.computed == 1 and lru.hits == 15
 
     def boom():

@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import pytest
+from helpers import race
 
 from pixlink.errors import InputError
 from pixlink.link.imagecache import ImageCache
@@ -43,18 +40,8 @@ def test_bounded_by_bytes():
 
 def test_one_computation_under_threads():
     cache = ImageCache()
-    calls = []
-    lock = threading.Lock()
-
-    def compute():
-        with lock:
-            calls.append(1)
-        time.sleep(0.05)
-        return np.ones(3)
-
-    with ThreadPoolExecutor(8) as pool:
-        got = list(pool.map(lambda _: cache.get("img", "faces", compute), range(16)))
-    assert len(calls) == 1 and all(g is got[0] for g in got)
+    ran, got = race(lambda compute: cache.get("img", "faces", compute))
+    assert ran == 1 and all(g is got[0] for g in got)
 
 
 def test_a_failed_computation_is_not_kept():
