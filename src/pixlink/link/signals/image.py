@@ -1,5 +1,5 @@
-"""The region's image against the KB: ``v2v`` (entity images) and ``v2t`` (entity text in a
-joint image-text space).
+"""The region's image against the KB: ``v2v`` (entity images), ``instance`` (entity images in a
+space learned for the same object) and ``v2t`` (entity text in a joint image-text space).
 
 * ``v2v`` — role ``image_embed`` (CLIP's vision tower; EfficientNet-Lite offline), space
   ``entity_image``: the region view vs every local image of every entity (best image wins).
