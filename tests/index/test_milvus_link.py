@@ -65,8 +65,8 @@ def test_linking_answers_the_same_from_milvus_lite_and_faiss(tmp_path, shared_da
     logging.getLogger("pixlink").setLevel(logging.INFO)
     assert res.exit_code == 0, res.output
     moved = json.loads(res.stdout)
-    # faces, images, entity texts (v2t's ConSE and dense_text share MiniLM's text index)
-    assert {r["backend"] for r in moved} == {"milvus"} and len(moved) == len(list_indexes(kb)) == 3
+    # faces, images, instance images, entity texts (v2t's ConSE and dense_text share MiniLM's text index)
+    assert {r["backend"] for r in moved} == {"milvus"} and len(moved) == len(list_indexes(kb)) == 4
     milvus, opened = _answers(kb, shared_data, profile)
     assert "MilvusIndex" in opened.values() and "ExactIndex" not in opened.values()
     _same(milvus, faiss)
