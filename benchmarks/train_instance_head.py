@@ -77,7 +77,7 @@ def main() -> None:
     from pixlink.demo.composite import RECIPE_VERSION, CompositeConfig, generate
     from pixlink.io import load_image
     from pixlink.models.backends.efficientnet import EfficientNetLiteEncoder
-    from pixlink.models.backends.instance_head import LAYERS, multilayer_features
+    from pixlink.models.backends.instance_head import LAYERS, pool_layers
     from pixlink.train.instance_head import crop_view, project, render_views, save_head, train_head
     from pixlink.vecmath import l2_normalise
 
@@ -88,12 +88,12 @@ def main() -> None:
     refs = cs.references
     enc = EfficientNetLiteEncoder()
 
-    def feats(images):
-        return multilayer_features(enc, images, LAYERS)
+    def both(images):
+        """The head's input and the last layer alone (what ``v2v`` compares), from one pass."""
+        f = enc.encode_images(images, layers=LAYERS)
+        return {"x": pool_layers(f.cls_layers, LAYERS), "last": l2_normalise(f.cls_layers[17])}
 
-    R = cached(work / "refs.npz", lambda: {"x": feats([load_image(r.images[0]) for r in refs]),
-                                          "last": l2_normalise(enc.encode_images([load_image(r.images[0]) for r in refs],
-                                                                                 layers=(17,)).cls_layers[17])})
+    R = cached(work / "refs.npz", lambda: both([load_image(r.images[0]) for r in refs]))
     log(f"references: {len(refs)} ({time.perf_counter() - t0:.0f} s)")
     cal_rows = [i for i, r in enumerate(refs) if r.split == "calibration"]
 
@@ -104,7 +104,7 @@ def main() -> None:
             rows.append(row)
             views.append(view)
         log(f"rendered {len(views)} training views ({time.perf_counter() - t0:.0f} s)")
-        return {"row": np.array(rows), "x": feats(views)}
+        return {"row": np.array(rows), "x": both(views)["x"]}
 
     T = cached(work / "train.npz", make_train)
     index = {r.entity_id: i for i, r in enumerate(refs)}
@@ -113,8 +113,7 @@ def main() -> None:
     def make_test():
         views = [crop_view(load_image(m.image), m.region.bbox) for m in test_ms]
         return {"gold": np.array([index[m.gold] if m.gold else -1 for m in test_ms]),
-                "kind": np.array([m.meta["kind"] for m in test_ms]), "x": feats(views),
-                "last": l2_normalise(enc.encode_images(views, layers=(17,)).cls_layers[17])}
+                "kind": np.array([m.meta["kind"] for m in test_ms]), **both(views)}
 
     Q = cached(work / "test.npz", make_test)
     log(f"features ready ({time.perf_counter() - t0:.0f} s): {len(T['row'])} training views, {len(Q['gold'])} test queries")

@@ -44,7 +44,13 @@ def multilayer_features(encoder: EfficientNetLiteEncoder, images: Sequence[np.nd
     """``(N, sum of the layers' channels)`` float32: each layer's global average pool,
     L2-normalised, concatenated, divided by ``sqrt(len(layers))`` (unit length overall)."""
     f = encoder.encode_images(images, layers=tuple(layers), batch_size=batch_size)
-    parts = [l2_normalise(f.cls_layers[l].astype(np.float32)) for l in layers]
+    return pool_layers(f.cls_layers, layers)
+
+
+def pool_layers(cls_layers: dict[int, np.ndarray], layers: Sequence[int] = LAYERS) -> np.ndarray:
+    """:func:`multilayer_features` from an encoder's ``cls_layers`` (layer -> ``(N, C)`` pools)
+    already computed: the ``layers`` L2-normalised, concatenated, divided by ``sqrt(len(layers))``."""
+    parts = [l2_normalise(cls_layers[l].astype(np.float32)) for l in layers]
     return (np.concatenate(parts, axis=1) / np.sqrt(len(layers))).astype(np.float32)
 
 
