@@ -10,7 +10,8 @@ both bounds hold.
 
 :meth:`BoundedLRU.get_or_compute` computes a missing value once when several threads ask for
 it at the same time (the others wait for it and read it): an image's embedding is not computed
-twice by two clicks on it.
+twice by two clicks on it. :class:`SingleFlight` is that gating alone, for a cache that keeps
+its values its own way (:class:`~pixlink.link.imagecache.ImageCache`: several parts per image).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 _MISSING = object()
+MISSING: Any = _MISSING
+"""What a :meth:`SingleFlight.run` lookup returns when it has no value (``None`` is a value)."""
 
 
 def approx_nbytes(obj: Any, _depth: int = 0) -> int:
@@ -54,6 +57,35 @@ def check_bound(what: str, value: Any) -> int:
     return int(value)
 
 
+class SingleFlight:
+    """One computation per key at a time: the threads that ask for a key being computed wait
+    for it and read its value instead of computing it again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gates: dict[Hashable, threading.Lock] = {}
+
+    def run(self, key: Hashable, lookup: Callable[[], Any], compute: Callable[[], V]) -> tuple[Any, bool]:
+        """``(value, computed)``: ``lookup()``'s value, else ``compute()``'s (which must keep
+        it where ``lookup`` finds it). ``lookup`` returns :data:`MISSING` when it has none; it
+        runs again after waiting for another thread's ``compute``. An exception of ``compute``
+        reaches the thread that called it, and the next caller computes again."""
+        found = lookup()
+        if found is not _MISSING:
+            return found, False
+        with self._lock:
+            gate = self._gates.setdefault(key, threading.Lock())
+        with gate:
+            found = lookup()  # computed by the thread this one waited for
+            if found is not _MISSING:
+                return found, False
+            try:
+                return compute(), True
+            finally:
+                with self._lock:
+                    self._gates.pop(key, None)
+
+
 class BoundedLRU(Generic[K, V]):
     """``key -> value``, at most ``max_items`` entries and ``max_bytes`` bytes of them.
 
@@ -75,7 +107,7 @@ class BoundedLRU(Generic[K, V]):
         self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        self._gates: dict[K, threading.Lock] = {}
+        self._flight = SingleFlight()
         self.hits = self.misses = self.computed = self.evictions = 0
 
     def __len__(self) -> int:
@@ -142,26 +174,16 @@ class BoundedLRU(Generic[K, V]):
         it is missing (``None`` is a value too). While one thread computes it, the others that
         ask for ``key`` wait and read its value; an exception of ``compute`` reaches the
         thread that called it, and the next caller computes again."""
-        found = self._hit(key)
-        if found is not _MISSING:
-            return found, False
-        with self._lock:
-            gate = self._gates.setdefault(key, threading.Lock())
-        with gate:
-            found = self._hit(key)  # computed by the thread this one waited for
-            if found is not _MISSING:
-                return found, False
-            try:
-                value = compute()
-            finally:
-                with self._lock:
-                    self._gates.pop(key, None)
-            size = approx_nbytes(value) if size is None else int(size)
+        def make() -> V:
+            value = compute()
+            n = approx_nbytes(value) if size is None else int(size)
             with self._lock:
                 self.misses += 1
                 self.computed += 1
-                self._put(key, value, size)
-            return value, True
+                self._put(key, value, n)
+            return value
+
+        return self._flight.run(key, lambda: self._hit(key), make)
 
     def _hit(self, key: K) -> Any:
         """The value of ``key`` counted as a hit, or ``_MISSING`` (not counted)."""

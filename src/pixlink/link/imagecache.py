@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, TypeVar
 
-from ..lru import BoundedLRU, approx_nbytes
+from ..lru import MISSING, BoundedLRU, SingleFlight, approx_nbytes
 
 T = TypeVar("T")
 
@@ -42,7 +42,7 @@ class ImageCache:
     def __init__(self, max_images: int = 32, max_bytes: int = 256 * 2**20) -> None:
         self._images: BoundedLRU[str, dict[str, Any]] = BoundedLRU(max_images, max_bytes, what="image cache")
         self._lock = threading.Lock()
-        self._gates: dict[tuple[str, str], threading.Lock] = {}
+        self._flight = SingleFlight()
         self.hits = 0
         self.misses = 0
 
@@ -57,36 +57,27 @@ class ImageCache:
     def __contains__(self, key: object) -> bool:
         return key in self._images
 
-    def _lookup(self, key: str, part: str) -> tuple[bool, Any]:
+    def _lookup(self, key: str, part: str) -> Any:
         parts = self._images.get(key)
         if parts is not None and part in parts:
             with self._lock:
                 self.hits += 1
-            return True, parts[part]
-        return False, None
+            return parts[part]
+        return MISSING
 
     def get(self, key: str, part: str, compute: Callable[[], T]) -> T:
         """The value of ``part`` for image ``key``, computed by ``compute()`` once (``None`` is
-        a value too: "no face here" is remembered)."""
-        found, value = self._lookup(key, part)
-        if found:
-            return value
-        with self._lock:
-            gate = self._gates.setdefault((key, part), threading.Lock())
-        with gate:  # one thread computes; the others wait and read its value
-            found, value = self._lookup(key, part)
-            if found:
-                return value
-            try:
-                value = compute()
-            finally:
-                with self._lock:
-                    self._gates.pop((key, part), None)
+        a value too: "no face here" is remembered); threads asking for it meanwhile wait for it."""
+
+        def make() -> T:
+            value = compute()
             with self._lock:
                 self.misses += 1
             if approx_nbytes(value) <= self._images.max_bytes:  # else used once, not kept
                 self._images.update(key, lambda parts: {**(parts or {}), part: value})
             return value
+
+        return self._flight.run((key, part), lambda: self._lookup(key, part), make)[0]
 
     def stats(self) -> dict[str, int]:
         """``images``, ``bytes``, ``hits``, ``misses`` (for a service's metrics)."""
