@@ -302,7 +302,7 @@ class Linker:
             self.image_cache = cache
             self._segment_cache = (segment_images or max_images, segment_bytes or max_bytes)
             if self._segmenters is not None:
-                self._segmenters.cache_size, self._segmenters.max_bytes = self._segment_cache
+                self._segmenters.resize(*self._segment_cache)
         return cache
 
     def use_segmenters(self, segmenters: Sequence[Any]) -> None:

@@ -62,17 +62,13 @@ class SegmenterSession:
     def cache_size(self) -> int:
         return self._cache.max_items
 
-    @cache_size.setter
-    def cache_size(self, n: int) -> None:
-        self._cache.resize(max_items=n)
-
     @property
     def max_bytes(self) -> int:
         return self._cache.max_bytes
 
-    @max_bytes.setter
-    def max_bytes(self, n: int) -> None:
-        self._cache.resize(max_bytes=n)
+    def resize(self, cache_size: int | None = None, max_bytes: int | None = None) -> None:
+        """New bounds (None keeps one); embeddings that no longer fit are dropped at once."""
+        self._cache.resize(max_items=cache_size, max_bytes=max_bytes)
 
     @property
     def cached_bytes(self) -> int:
