@@ -58,6 +58,13 @@ def test_catalogue_errors():
         Profile("fast")
     with pytest.raises(InputError, match="E301"):
         list_backends("colour")
+    with pytest.raises(InputError, match="E010.*profile options"):
+        Profile("offline", options={"instance_embed": "head.safetensors"})
+
+
+def test_no_options_is_the_defaults():
+    """``options=None`` (what a caller passes for "none") chooses as the default profile does."""
+    assert Profile("offline", options=None).choose(R.IMAGE_EMBED).backend == Profile("offline").choose(R.IMAGE_EMBED).backend
 
 
 def test_auto_without_cached_weights_falls_back_and_says_why(offline_env, caplog):

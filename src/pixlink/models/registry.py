@@ -35,7 +35,7 @@ import pkgutil
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from ..device import requested_device, resolve_device
 from ..errors import Errors, InputError, ModelUnavailableError
@@ -306,6 +306,12 @@ class Profile:
     def __post_init__(self) -> None:
         if self.name not in ("offline", "hub", "auto"):
             raise InputError(Errors.E303.format(profile=self.name))
+        if self.options is None:
+            self.options = {}
+        if not isinstance(self.options, Mapping) or not all(isinstance(v, Mapping) for v in self.options.values()):
+            raise InputError(Errors.E010.format(what="profile options", value=self.options,
+                                                reason="a mapping of role -> keyword arguments"))
+        self.options = {str(role): dict(kw) for role, kw in self.options.items()}
         if self.device is not None:
             self.device = requested_device(self.device)  # E010 for a malformed device, now
         if self.hub_retry_seconds is not None:
