@@ -4,8 +4,9 @@ Steps (each cached in ``--work``; a re-run resumes):
 
 1. the backbone's multi-layer features of every reference image of the set (logos and flags);
 2. new photos of the CALIBRATION entities only (:func:`pixlink.train.instance_head.render_views`:
-   ``--logo-views`` per logo, ``--flag-views`` per flag: flags are few), their features;
-3. the features of the TEST split's queries (the mention's box grown by 5 %);
+   ``--logo-views`` per logo, ``--flag-views`` per flag: flags are few; ``--crops`` views cut
+   from each with random margins, half masked to the object), their features;
+3. the features of the TEST split's queries, cut as the linker cuts a box (``LinkerConfig.crop_margin``);
 4. the head trained on all calibration entities (written to ``--out``, the shipped file by
    default), and two *fold* heads, each trained on half of the calibration entities (by a hash of
    the entity id), written to ``WORK/head_fold{0,1}.safetensors`` with ``folds.json``: the
@@ -69,6 +70,7 @@ def main() -> None:
     ap.add_argument("--results", default=str(Path(__file__).parent / "results" / "instance_head.json"))
     ap.add_argument("--logo-views", type=int, default=2)
     ap.add_argument("--flag-views", type=int, default=10)
+    ap.add_argument("--crops", type=int, default=2, help="views cut from each new photo (random margins, masked or not)")
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--workers", type=int, default=2)
@@ -78,9 +80,12 @@ def main() -> None:
     from pixlink.io import load_image
     from pixlink.models.backends.efficientnet import EfficientNetLiteEncoder
     from pixlink.models.backends.instance_head import LAYERS, pool_layers
-    from pixlink.train.instance_head import crop_view, project, render_views, save_head, train_head
+    from pixlink.link import LinkerConfig
+    from pixlink.regions.views import crop
+    from pixlink.train.instance_head import MARGINS, MASKED_SHARE, project, render_views, save_head, train_head
     from pixlink.vecmath import l2_normalise
 
+    view_margin = LinkerConfig().crop_margin  # test queries are seen as the linker sees a box
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -100,7 +105,7 @@ def main() -> None:
     def make_train():
         rows, views = [], []
         for row, view in render_views(refs, cal_rows, {"logo": args.logo_views, "flag": args.flag_views},
-                                      workers=args.workers):
+                                      crops=args.crops, workers=args.workers):
             rows.append(row)
             views.append(view)
         log(f"rendered {len(views)} training views ({time.perf_counter() - t0:.0f} s)")
@@ -111,7 +116,7 @@ def main() -> None:
     test_ms = cs.mentions("test")
 
     def make_test():
-        views = [crop_view(load_image(m.image), m.region.bbox) for m in test_ms]
+        views = [crop(load_image(m.image), m.region, view_margin) for m in test_ms]
         return {"gold": np.array([index[m.gold] if m.gold else -1 for m in test_ms]),
                 "kind": np.array([m.meta["kind"] for m in test_ms]), **both(views)}
 
@@ -124,7 +129,9 @@ def main() -> None:
               "layers": list(LAYERS), "dim": args.dim, "epochs": args.epochs,
               "training": {"entities": {k: int(sum(1 for i in cal_rows if refs[i].kind == k)) for k in ("logo", "flag")},
                            "views": {k: int((kinds[T["row"]] == k).sum()) for k in ("logo", "flag")},
-                           "views_per_entity": {"logo": args.logo_views, "flag": args.flag_views}},
+                           "photos_per_entity": {"logo": args.logo_views, "flag": args.flag_views},
+                           "crops_per_photo": args.crops, "margins": list(MARGINS), "masked_share": MASKED_SHARE},
+              "test_view_margin": view_margin,
               "test": {"queries_with_kb_entity": int((Q["gold"] >= 0).sum()), "kb_references": len(kb_pool)}}
 
     t1 = time.perf_counter()
@@ -151,7 +158,7 @@ def main() -> None:
     info = {"layers": list(LAYERS), "dim": args.dim, "backbone": enc.model_id,
             "trained_on": f"composite set v{RECIPE_VERSION}, CALIBRATION entities only "
                           f"({result['training']['entities']['logo']} logos, {result['training']['entities']['flag']} flags; "
-                          f"{result['training']['views']['logo']} + {result['training']['views']['flag']} new photos)",
+                          f"{result['training']['views']['logo']} + {result['training']['views']['flag']} views of new photos)",
             "recipe": {"epochs": args.epochs, "lr": 3e-3, "weight_decay": 1e-4, "seed": 0, **fit},
             "test_figures": result["test"]["head"], "script": "benchmarks/train_instance_head.py",
             "entities": sorted(refs[i].entity_id for i in cal_rows)}

@@ -54,3 +54,29 @@ def test_crop_view_grows_the_box_and_refuses_an_empty_one():
 
     with pytest.raises(InputError, match="E010"):
         crop_view(img, (300, 20, 400, 60))
+
+
+def test_training_views_vary_margin_and_masking_and_repeat_by_seed(tmp_path):
+    """Each new photo gives ``crops`` views: tight and loose boxes, some masked to the object
+    (its surroundings one flat grey), the same ones again for the same seed."""
+    from helpers import need_composite
+
+    need_composite()
+    from pixlink.demo.composite import small_set
+    from pixlink.train.instance_head import render_views
+
+    cs = small_set(tmp_path, n_logos=3, n_queries=1, n_nil=0, seed=5)
+    refs = cs.references
+    got = list(render_views(refs, range(len(refs)), {"logo": 4, "flag": 4}, crops=3))
+    again = list(render_views(refs, range(len(refs)), {"logo": 4, "flag": 4}, crops=3))
+    assert len(got) >= 3 * 3 * 2 and len(got) % 3 == 0  # a photo hiding its object is skipped whole
+    assert [r for r, _ in got] == [r for r, _ in again] and all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, again))
+
+    def flat_corners(v):  # a masked view: the four corners (background) are one grey value
+        c = np.stack([v[0, 0], v[0, -1], v[-1, 0], v[-1, -1]]).astype(int)
+        return bool((c == c[0, 0]).all())
+
+    masked = [flat_corners(v) for _, v in got]
+    assert 0 < sum(masked) < len(masked)
+    sizes = {v.shape[:2] for _, v in got[:3]}
+    assert len(sizes) > 1  # three crops of one photo, three margins

@@ -2,8 +2,9 @@
 
 Offline data building, apart from inference (ReFinED's split): the composite set
 (:mod:`pixlink.demo.composite`) gives, for its CALIBRATION entities only, as many new photos of
-each logo and flag as wanted (:func:`render_views`: the set's own recipe with fresh seeds; the
-visible object's box, grown by 5 %, is the view). A linear map ``W`` ``(dim, D)`` of the
+each logo and flag as wanted (:func:`render_views`: the set's own recipe with fresh seeds; views cut from the visible
+object's box with a random margin, half of them masked to the object, as the linker may see a
+region). A linear map ``W`` ``(dim, D)`` of the
 backbone's multi-layer features (:func:`~pixlink.models.backends.instance_head.multilayer_features`)
 is trained with a softmax over the training entities' reference images (:func:`train_head`:
 InfoNCE with a learned temperature, full batch, AdamW): a view must be nearer its own reference
@@ -44,34 +45,63 @@ def crop_view(image: np.ndarray, box: Sequence[float], margin: float = VIEW_MARG
     return np.ascontiguousarray(image[b:d, a:c])
 
 
-def _render(job: tuple[Any, int, int]) -> tuple[int, np.ndarray] | None:
+MARGINS = (0.0, 0.25)
+"""Training views are cut with a margin drawn uniformly from this range (a query's box may be
+tight or loose: the linker's crop adds ``LinkerConfig.crop_margin``, 0.1 by default, to a box
+drawn by hand)."""
+
+MASKED_SHARE = 0.5
+"""The share of training views that are *masked* crops (outside the object's visible mask set
+to the photo's mean grey, as :func:`pixlink.regions.views.masked_crop` does): the linker's view
+of a segmented region."""
+
+
+def _render(job: tuple[Any, int, int, int]) -> tuple[int, list[np.ndarray]] | None:
     from PIL import Image
 
     from ..demo.composite import render_query
 
-    ref, row, seed = job
+    ref, row, seed, n_crops = job
     out = render_query(ref, seed)
     if out is None:
         return None
     jpg, mask, _, _ = out
     img = np.asarray(Image.open(io.BytesIO(jpg.tobytes())).convert("RGB"))
     ys, xs = np.nonzero(mask)
-    return row, crop_view(img, (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+    box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    rng = np.random.default_rng(seed)
+    views = []
+    for _ in range(n_crops):
+        margin = float(rng.uniform(*MARGINS))
+        src = img
+        if rng.random() < MASKED_SHARE:
+            src = img.copy()
+            src[~mask] = int(img.mean())
+        views.append(crop_view(src, box, margin))
+    return row, views
 
 
 def render_views(references: Sequence[Any], rows: Iterable[int], per_kind: dict[str, int], *, seed: int = 50_000_000,
-                 workers: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+                 crops: int = 1, workers: int = 1) -> Iterator[tuple[int, np.ndarray]]:
     """``(reference row, view)`` for ``per_kind[kind]`` new photos of each reference ``rows``
-    (:class:`~pixlink.demo.composite.Reference`); seeds ``seed + 97 * row + j`` (fresh: the set's
-    own queries come from other seeds). A photo that hides too much of its object is skipped."""
-    jobs = [(references[r], r, seed + 97 * r + j) for r in rows for j in range(int(per_kind.get(references[r].kind, 0)))]
+    (:class:`~pixlink.demo.composite.Reference`), ``crops`` views cut from each (a margin drawn
+    from :data:`MARGINS`, masked for :data:`MASKED_SHARE` of them); seeds ``seed + 97 * row + j``
+    (fresh: the set's own queries come from other seeds). A photo that hides too much of its
+    object is skipped."""
+    jobs = [(references[r], r, seed + 97 * r + j, int(crops)) for r in rows
+            for j in range(int(per_kind.get(references[r].kind, 0)))]
     if workers <= 1:
-        yield from (v for v in map(_render, jobs) if v is not None)
+        results = map(_render, jobs)
+        for v in results:
+            if v is not None:
+                yield from ((v[0], view) for view in v[1])
         return
     from multiprocessing import get_context
 
     with get_context("spawn").Pool(workers) as pool:
-        yield from (v for v in pool.imap(_render, jobs, chunksize=16) if v is not None)
+        for v in pool.imap(_render, jobs, chunksize=16):
+            if v is not None:
+                yield from ((v[0], view) for view in v[1])
 
 
 def train_head(queries: np.ndarray, targets: np.ndarray, references: np.ndarray, *, dim: int = 256, epochs: int = 300,
