@@ -1,22 +1,29 @@
-"""The ``instance`` signal beside the others on the composite set: its fusion entry fitted on the
-CALIBRATION split (out of fold), figures on the TEST split.
+"""The ``instance`` signal in the real linker on the composite set: its fusion entry fitted on
+the CALIBRATION split (out of fold), figures on the TEST split.
 
-Needs the cached links of ``benchmarks/bench_local.py`` (its ``--work``: the ``local`` signal
-and the previous offline signals on both splits) and the heads of
-``benchmarks/train_instance_head.py`` (its ``--work``: the fold heads and ``folds.json``).
+Needs the composite set's KB (``benchmarks/bench_local.py`` builds it, with the ``local`` store
+and the previous offline signals' vectors) and the heads of ``benchmarks/train_instance_head.py``
+(its ``--work``: the fold heads and ``folds.json``).
 
 1. the KB's ``instance`` vectors for the shipped head and for each fold head (``kb embed``, a
    profile option names the head);
-2. calibration mentions linked with ``instance`` alone by the fold head that did NOT see the
-   mention's entity (NIL entities included), test mentions by the shipped head
-   (``links_<split>_instance.jsonl``, cached);
-3. the three runs merged per mention (raw scores side by side, as ``bench_local`` merges its two);
-4. the ``instance`` calibration (:meth:`~pixlink.link.fusion.Fusion.fit`) and its weight (chosen
-   on the calibration split: the best accuracy with NIL at the shipped threshold, as ``local``'s
-   was, then the best Hits@1) added to the shipped offline fusion; the NIL threshold re-chosen
-   on the calibration split too, reported beside;
-5. test figures (Hits@1/5, MRR, accuracy with NIL, NIL accuracy; all, logos, flags) of: the
-   shipped fusion without ``instance``, ``instance`` alone, and the shipped fusion with it.
+2. the mentions linked by the linker itself with every offline signal (``local`` and
+   ``instance`` included, ``segment=False``): every candidate scored by every signal, as a user
+   gets it. Calibration mentions with the fold head that did NOT see the mention's entity, test
+   mentions with the shipped head, and the test mentions once more without ``instance`` (the
+   figures "without" are that run, not the same links with a signal dropped). Cached as
+   ``links_<split>_<run>_<head digest>.jsonl`` in ``--work``: another head links again;
+3. the ``instance`` calibration (:meth:`~pixlink.link.fusion.Fusion.fit` on the calibration
+   candidates) and its weight (chosen on the calibration split: the best accuracy with NIL at
+   the shipped threshold, then the best Hits@1) in the shipped offline fusion; the NIL
+   threshold re-chosen on the calibration split, reported beside;
+4. test figures (Hits@1/5, MRR, accuracy with NIL, NIL accuracy; all, logos, flags) of: the
+   run without ``instance``, ``instance`` alone (ranking the same candidates), the shipped
+   fusion and the fitted one.
+
+(Before this, the figures came from separate runs merged per mention, where a candidate found
+by one run had no scores of the other's signals: the real linker scores every candidate with
+every signal; the merged figures were not its figures.)
 
 Usage::
 
@@ -38,7 +45,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-from bench_local import by_kind, link_all, merged, rescored  # noqa: E402
+from bench_local import OFFLINE, by_kind, link_all, rescored  # noqa: E402
 
 
 def main() -> None:
@@ -66,29 +73,28 @@ def main() -> None:
     profiles = {"shipped": Profile("offline")}
     for f in (0, 1):
         profiles[f] = Profile("offline", options={"instance_embed": {"head": str(heads / f"head_fold{f}.safetensors")}})
+    digest = {name: prof.get("instance_embed").model_id.rsplit("-", 1)[-1] for name, prof in profiles.items()}
     t0 = time.perf_counter()
     for name, prof in profiles.items():
         embed_kb(args.kb, prof, ["instance"], progress=False)
     result["kb_embed_s"] = round(time.perf_counter() - t0, 1)
-    cfg = LinkerConfig(signals=("instance",), segment=False, max_candidates=args.k)
+    full = LinkerConfig(signals=OFFLINE + ("local", "instance"), segment=False, max_candidates=args.k)
+    without = LinkerConfig(signals=OFFLINE + ("local",), segment=False, max_candidates=args.k)
+    result["heads"] = digest
 
     # calibration: each mention by the fold head that did not see its entity
-    cal_path = work / "links_calibration_instance.jsonl"
-    by_fold = {f: [m for m in ms_of["calibration"] if fold_of[m.meta["entity"]] != f] for f in (0, 1)}
+    cal_path = work / f"links_calibration_full_{digest[0]}-{digest[1]}.jsonl"
     cal = {}
     for f in (0, 1):
-        for m, lk in link_all(Linker.from_kb(args.kb, profiles[f], cfg), by_fold[f], cal_path, args.k):
+        mine = [m for m in ms_of["calibration"] if fold_of[m.meta["entity"]] != f]
+        for m, lk in link_all(Linker.from_kb(args.kb, profiles[f], full), mine, cal_path, args.k):
             cal[m.id] = (m, lk)
-    inst = {"calibration": [cal[m.id] for m in ms_of["calibration"]],
-            "test": link_all(Linker.from_kb(args.kb, profiles["shipped"], cfg), ms_of["test"],
-                             work / "links_test_instance.jsonl", args.k)}
-    runs = {}
-    for split in ("calibration", "test"):
-        loc = _cached(work / f"links_{split}_local.jsonl", ms_of[split])
-        prev = _cached(work / f"links_{split}_previous.jsonl", ms_of[split])
-        runs[split] = merged(merged(loc, prev), inst[split])
+    cal_links = [cal[m.id] for m in ms_of["calibration"]]
+    t_links = link_all(Linker.from_kb(args.kb, profiles["shipped"], full), ms_of["test"],
+                       work / f"links_test_full_{digest['shipped']}.jsonl", args.k)
+    t_without = link_all(Linker.from_kb(args.kb, profiles["shipped"], without), ms_of["test"],
+                         work / "links_test_without_instance.jsonl", args.k)
 
-    cal_links, t_links = runs["calibration"], runs["test"]
     shipped = Fusion.shipped("offline")
     examples = [({"instance": c.signals["instance"]}, c.entity_id == m.gold) for m, lk in cal_links
                 for c in lk.candidates if "instance" in c.signals]
@@ -120,29 +126,18 @@ def main() -> None:
                      "calibration_accuracy_by_weight": acc_by_w, "calibration_hits1_by_weight": hits_by_w, "weight": best,
                      "nil_threshold_shipped": shipped.nil_threshold, "nil_threshold_refitted": plus_nil.nil_threshold}
     result["test"] = {
-        "shipped_without_instance": by_kind(t_links, lambda L: rescored(L, shipped, drop=("instance",))),
+        "without_instance": by_kind(t_without, lambda L: rescored(L, shipped)),
         "instance_alone": by_kind(t_links, lambda L: rescored(L, alone, only=("instance",))),
-        "shipped_plus_instance": by_kind(t_links, lambda L: rescored(L, plus)),
-        "shipped_plus_instance_nil_refitted": by_kind(t_links, lambda L: rescored(L, plus_nil)),
+        "shipped_fusion": by_kind(t_links, lambda L: rescored(L, shipped)),
+        "fitted": by_kind(t_links, lambda L: rescored(L, plus)),
+        "fitted_nil_refitted": by_kind(t_links, lambda L: rescored(L, plus_nil)),
     }
-    secs = [lk.timings.get("instance") for _, lk in inst["test"] if lk.timings.get("instance") is not None]
+    result["calibration"] = {"shipped_fusion": by_kind(cal_links, lambda L: rescored(L, shipped)),
+                             "fitted": by_kind(cal_links, lambda L: rescored(L, plus))}
+    secs = [lk.timings.get("instance") for _, lk in t_links if lk.timings.get("instance") is not None]
     result["instance_seconds_per_query"] = {"p50": round(float(np.median(secs)), 4), "p95": round(float(np.percentile(secs, 95)), 4)}
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
-
-
-def _cached(path: Path, mentions):
-    """The cached links of ``mentions`` in ``path`` (bench_local's), in mention order."""
-    from bench_local import Cand, SmallLink
-
-    done = {}
-    for line in path.read_text().splitlines():
-        d = json.loads(line)
-        done[d["id"]] = SmallLink([Cand(e, s) for e, s in d["candidates"]], d["signals"], d["timings"])
-    missing = [m.id for m in mentions if m.id not in done]
-    if missing:
-        raise SystemExit(f"{path} lacks {len(missing)} mentions (first {missing[0]}): run bench_local.py first")
-    return [(m, done[m.id]) for m in mentions]
 
 
 if __name__ == "__main__":
