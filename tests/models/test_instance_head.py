@@ -51,7 +51,8 @@ def test_unseen_logos_in_photos_find_their_own_image(encoder, tmp_path_factory):
     need_composite()
     from pixlink.demo.composite import small_set
     from pixlink.io import load_image
-    from pixlink.train.instance_head import crop_view
+    from pixlink.link import LinkerConfig
+    from pixlink.regions.views import crop
 
     cs = small_set(tmp_path_factory.mktemp("instance"), n_logos=40, n_queries=24, n_nil=0, seed=11)
     seen = set(encoder.info["entities"])
@@ -59,7 +60,7 @@ def test_unseen_logos_in_photos_find_their_own_image(encoder, tmp_path_factory):
     ids = [r.entity_id for r in refs]
     ms = [m for m in cs.mentions("test") if m.gold not in seen]
     assert len(ms) >= 15  # the seed draws mostly test-split logos of the full set
-    views = [crop_view(load_image(m.image), m.region.bbox) for m in ms]
+    views = [crop(load_image(m.image), m.region, LinkerConfig().crop_margin) for m in ms]  # as the linker cuts it
     images = [load_image(r.images[0]) for r in refs]
     gold = np.array([ids.index(m.gold) for m in ms])
 
