@@ -91,17 +91,20 @@ def render_views(references: Sequence[Any], rows: Iterable[int], per_kind: dict[
     jobs = [(references[r], r, seed + 97 * r + j, int(crops)) for r in rows
             for j in range(int(per_kind.get(references[r].kind, 0)))]
     if workers <= 1:
-        results = map(_render, jobs)
-        for v in results:
-            if v is not None:
-                yield from ((v[0], view) for view in v[1])
+        yield from _views_of(map(_render, jobs))
         return
     from multiprocessing import get_context
 
     with get_context("spawn").Pool(workers) as pool:
-        for v in pool.imap(_render, jobs, chunksize=16):
-            if v is not None:
-                yield from ((v[0], view) for view in v[1])
+        yield from _views_of(pool.imap(_render, jobs, chunksize=16))
+
+
+def _views_of(rendered: Iterable[tuple[int, list[np.ndarray]] | None]) -> Iterator[tuple[int, np.ndarray]]:
+    """``(row, view)`` for every view of every photo rendered (skipped photos are None)."""
+    for out in rendered:
+        if out is not None:
+            row, views = out
+            yield from ((row, v) for v in views)
 
 
 def train_head(queries: np.ndarray, targets: np.ndarray, references: np.ndarray, *, dim: int = 256, epochs: int = 300,
