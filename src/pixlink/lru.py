@@ -27,8 +27,7 @@ from .errors import Errors, InputError
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-_MISSING = object()
-MISSING: Any = _MISSING
+MISSING: Any = object()
 """What a :meth:`SingleFlight.run` lookup returns when it has no value (``None`` is a value)."""
 
 
@@ -71,13 +70,13 @@ class SingleFlight:
         runs again after waiting for another thread's ``compute``. An exception of ``compute``
         reaches the thread that called it, and the next caller computes again."""
         found = lookup()
-        if found is not _MISSING:
+        if found is not MISSING:
             return found, False
         with self._lock:
             gate = self._gates.setdefault(key, threading.Lock())
         with gate:
             found = lookup()  # computed by the thread this one waited for
-            if found is not _MISSING:
+            if found is not MISSING:
                 return found, False
             try:
                 return compute(), True
@@ -132,8 +131,8 @@ class BoundedLRU(Generic[K, V]):
     def get(self, key: K, default: Any = None) -> V | Any:
         """The value of ``key`` (now the most recently used), or ``default``."""
         with self._lock:
-            hit = self._items.get(key, _MISSING)
-            if hit is _MISSING:
+            hit = self._items.get(key, MISSING)
+            if hit is MISSING:
                 self.misses += 1
                 return default
             self._items.move_to_end(key)
@@ -186,11 +185,11 @@ class BoundedLRU(Generic[K, V]):
         return self._flight.run(key, lambda: self._hit(key), make)
 
     def _hit(self, key: K) -> Any:
-        """The value of ``key`` counted as a hit, or ``_MISSING`` (not counted)."""
+        """The value of ``key`` counted as a hit, or ``MISSING`` (not counted)."""
         with self._lock:
             hit = self._items.get(key)
             if hit is None:
-                return _MISSING
+                return MISSING
             self._items.move_to_end(key)
             self.hits += 1
             return hit[0]
