@@ -61,6 +61,26 @@ def test_unverified_signal_uses_its_missing_prior_only_when_it_has_one():
     assert g.fuse({"lexical": 0.9}, unverified=["v2v"])[0] == pytest.approx(1.0)
 
 
+def test_a_signal_yielding_to_face_is_left_out_where_a_face_scored():
+    f = Fusion(calibration={"face": SignalCalibration(0.5, 1000.0, 4.0, missing_prior=0.25),
+                            "instance": SignalCalibration(0.5, 1000.0, 2.0, yields_to=["face"])})
+    assert f.calibration["instance"].yields_to == ("face",)
+    # the face compared with the entity's face photo: the instance score says nothing
+    fused, probs = f.fuse({"face": 0.9, "instance": 0.1})
+    assert fused == pytest.approx(1.0) and "instance" not in probs
+    # a logo candidate in the same face query: face unverified (its prior), instance counts
+    fused, probs = f.fuse({"instance": 0.9}, unverified=["face"])
+    assert fused == pytest.approx((4 * 0.25 + 2 * 1.0) / 6) and probs["instance"] == 1.0
+    # the fit neither learns from nor forgets it
+    ex = [({"instance": 0.9, "face": 0.1}, False)] * 10 + [({"instance": 0.9}, True)] * 10 + \
+         [({"instance": 0.1}, False)] * 10
+    fitted = f.fit(ex)
+    assert fitted.calibration["instance"].yields_to == ("face",)
+    assert fitted.calibration["instance"].prob(0.9) > 0.9  # the 10 face-scored negatives were not used
+    g = Fusion.from_dict(f.to_dict())
+    assert g.calibration["instance"] == f.calibration["instance"]
+
+
 def test_fit_writes_backend_specific_keys_and_keeps_missing_prior():
     rng = np.random.default_rng(1)
     ex = []

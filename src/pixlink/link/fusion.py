@@ -13,7 +13,10 @@ the entity has something to compare with (an image signal applies only to entiti
 images); a signal that did not run applies to none. The face signal is stricter: when a face
 was found in the region, an entity with no face photo is *unverified* and gets the signal's
 ``missing_prior`` in place of a score, so that a name in the caption alone does not outrank a
-face that matches. The NIL answer is given when the best fused score is below
+face that matches. A signal may *yield* to others (``yields_to``): it is left out for an entity
+that one of those scored — the instance head, trained on logos and flags and never on people,
+says nothing beside a face that was compared with the entity's face photo, so its weight can be
+fitted for objects without diluting a face's evidence. The NIL answer is given when the best fused score is below
 ``nil_threshold``.
 
 Parameters are data, not code: one JSON per backend set ships in ``link/data/fusion/``
@@ -54,6 +57,9 @@ class SignalCalibration:
             has nothing to compare with (a face was found, the entity has no face photo).
             ``None`` leaves the signal out for that entity instead.
         gate: the signal multiplies the fused mean by ``p`` instead of joining it.
+        yields_to: signals that, when they scored an entity, leave this one out of that
+            entity's fused score (``instance`` yields to ``face``: a head that never saw people
+            says nothing beside a face compared with the entity's face photo).
     """
 
     center: float
@@ -61,6 +67,11 @@ class SignalCalibration:
     weight: float
     missing_prior: float | None = None
     gate: bool = False
+    yields_to: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # JSON gives a list; a tuple keeps the calibration hashable and immutable
+        object.__setattr__(self, "yields_to", tuple(self.yields_to))
 
     def prob(self, x: np.ndarray | float) -> np.ndarray:
         return sigmoid(self.slope * (np.asarray(x, dtype=np.float64) - self.center))
@@ -101,7 +112,8 @@ class Fusion:
         those with a ``missing_prior`` count with that probability. ``backends`` maps a signal
         to the backend that produced it (for backend-specific calibrations).
         Returns ``(fused, probs)`` where ``probs`` are the per-signal calibrated probabilities.
-        A candidate with no applicable mean signal gets 0.
+        A signal whose ``yields_to`` names a signal in ``signals`` is left out (not in
+        ``probs`` either). A candidate with no applicable mean signal gets 0.
         """
         num = den = 0.0
         gate = 1.0
@@ -109,7 +121,7 @@ class Fusion:
         backends = backends or {}
         for name, x in signals.items():
             cal = self.cal(name, backends.get(name))
-            if cal is None:
+            if cal is None or any(y in signals for y in cal.yields_to):
                 continue
             p = float(cal.prob(x))
             probs[name] = p
@@ -146,12 +158,15 @@ class Fusion:
         linker looks up for that backend, not shadowed by an older backend-specific entry), else
         under ``"signal"``; ``missing_prior`` and ``gate`` are kept from the entry it replaces.
         Signals with fewer than ``min_class`` positive or negative examples keep their
-        calibration.
+        calibration; a signal is not fitted on the examples where it yields to another.
         """
         backends = dict(backends or {})
         per: dict[str, tuple[list[float], list[int]]] = {}
         for sig, y in examples:
             for name, x in sig.items():
+                old = self.cal(name, backends.get(name))
+                if old is not None and any(o in sig for o in old.yields_to):
+                    continue  # left out of this candidate's fused score: not fitted on it either
                 xs, ys = per.setdefault(name, ([], []))
                 xs.append(float(x))
                 ys.append(int(bool(y)))
@@ -177,7 +192,8 @@ class Fusion:
             weight = max(a - 0.5, 0.01) * 4.0
             key = f"{name}:{backends[name]}" if backends.get(name) else name
             new[key] = SignalCalibration(center=float(center), slope=float(slope), weight=float(weight),
-                                         missing_prior=old.missing_prior if old else None)
+                                         missing_prior=old.missing_prior if old else None,
+                                         yields_to=old.yields_to if old else ())
         return replace(self, calibration=new, backends={**dict(self.backends), **backends}, name=f"{self.name}+fit")
 
     def calibrate_nil(self, top_scores: Sequence[float], top_correct: Sequence[bool],
