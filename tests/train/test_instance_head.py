@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pixlink.train.instance_head import crop_view, project, save_head, train_head
+from pixlink.train.instance_head import project, save_head, train_head
 
 
 def _data(rng, n_ent, views, d=48, nuisance=16, scale=8.0):
@@ -43,17 +43,6 @@ def test_saved_head_round_trips(tmp_path):
     save_head(tmp_path / "h.safetensors", w, {"layers": [6], "trained_on": "a test"})
     got, info = load_head(tmp_path / "h.safetensors")
     assert np.array_equal(got, w) and info == {"layers": [6], "trained_on": "a test"}
-
-
-def test_crop_view_grows_the_box_and_refuses_an_empty_one():
-    img = np.zeros((100, 200, 3), np.uint8)
-    assert crop_view(img, (50, 20, 150, 60)).shape == (44, 110, 3)
-    import pytest
-
-    from pixlink.errors import InputError
-
-    with pytest.raises(InputError, match="E010"):
-        crop_view(img, (300, 20, 400, 60))
 
 
 def test_training_views_vary_margin_and_masking_and_repeat_by_seed(tmp_path):

@@ -25,25 +25,10 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import Errors, InputError
+from ..imaging import crop_box
 from ..log import get_logger
 
 log = get_logger(__name__)
-
-VIEW_MARGIN = 0.05
-"""The view of a training photo (and of a query in the benchmarks): the visible object's box
-grown by this fraction of its size on each side."""
-
-
-def crop_view(image: np.ndarray, box: Sequence[float], margin: float = VIEW_MARGIN) -> np.ndarray:
-    """The ``(h, w, 3)`` crop of ``image`` by the XYXY ``box`` grown by ``margin`` of its size."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    w, h = x2 - x1, y2 - y1
-    a, b = max(0, int(x1 - margin * w)), max(0, int(y1 - margin * h))
-    c, d = min(image.shape[1], int(np.ceil(x2 + margin * w))), min(image.shape[0], int(np.ceil(y2 + margin * h)))
-    if c <= a or d <= b:
-        raise InputError(Errors.E010.format(what="view box", value=list(box), reason="empty inside the image"))
-    return np.ascontiguousarray(image[b:d, a:c])
-
 
 MARGINS = (0.0, 0.25)
 """Training views are cut with a margin drawn uniformly from this range (a query's box may be
@@ -77,7 +62,7 @@ def _render(job: tuple[Any, int, int, int]) -> tuple[int, list[np.ndarray]] | No
         if rng.random() < MASKED_SHARE:
             src = img.copy()
             src[~mask] = int(img.mean())
-        views.append(crop_view(src, box, margin))
+        views.append(crop_box(src, np.asarray(box, dtype=np.float64), margin))
     return row, views
 
 
