@@ -25,7 +25,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import Errors, InputError
-from ..imaging import crop_box
+from ..regions.views import crop, masked_crop
+from ..types import Region
 from ..log import get_logger
 
 log = get_logger(__name__)
@@ -37,7 +38,7 @@ drawn by hand)."""
 
 MASKED_SHARE = 0.5
 """The share of training views that are *masked* crops (outside the object's visible mask set
-to the photo's mean grey, as :func:`pixlink.regions.views.masked_crop` does): the linker's view
+to the photo's mean grey: :func:`pixlink.regions.views.masked_crop`, as the linker cuts it): the view
 of a segmented region."""
 
 
@@ -52,17 +53,13 @@ def _render(job: tuple[Any, int, int, int]) -> tuple[int, list[np.ndarray]] | No
         return None
     jpg, mask, _, _ = out
     img = np.asarray(Image.open(io.BytesIO(jpg.tobytes())).convert("RGB"))
-    ys, xs = np.nonzero(mask)
-    box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    region = Region.from_mask(np.asarray(mask, dtype=bool))
     rng = np.random.default_rng(seed)
     views = []
     for _ in range(n_crops):
         margin = float(rng.uniform(*MARGINS))
-        src = img
-        if rng.random() < MASKED_SHARE:
-            src = img.copy()
-            src[~mask] = int(img.mean())
-        views.append(crop_box(src, np.asarray(box, dtype=np.float64), margin))
+        # the linker's two views of a region: the box, or the box masked to the object
+        views.append(masked_crop(img, region, margin) if rng.random() < MASKED_SHARE else crop(img, region, margin))
     return row, views
 
 
