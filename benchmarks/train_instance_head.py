@@ -5,8 +5,9 @@ Steps (each cached in ``--work``; a re-run resumes):
 1. the backbone's multi-layer features of every reference image of the set (logos and flags);
 2. new photos of the CALIBRATION entities only (:func:`pixlink.train.instance_head.render_views`:
    ``--logo-views`` per logo, ``--flag-views`` per flag: flags are few; ``--crops`` views cut
-   from each with random margins, half masked to the object), their features;
-3. the features of the TEST split's queries, cut as the linker cuts a box (``LinkerConfig.crop_margin``);
+   from each with random margins, half masked to the object, ``--partial`` of them a part of it), their features;
+3. the features of the TEST split's queries, cut as the linker cuts a box (``LinkerConfig.crop_margin``),
+   and of a part of each (a seeded ``partial_box``: a flag behind a speaker shows its canton);
 4. the head trained on all calibration entities (written to ``--out``, the shipped file by
    default), and two *fold* heads, each trained on half of the calibration entities (by a hash of
    the entity id), written to ``WORK/head_fold{0,1}.safetensors`` with ``folds.json``: the
@@ -14,7 +15,8 @@ Steps (each cached in ``--work``; a re-run resumes):
    not see the mention's entity (``benchmarks/bench_instance.py``);
 5. test figures against every KB reference (the NIL entities' references left out), by kind:
    Hits@1 / Hits@5 of the raw features (cosine), of the last layer alone (what ``v2v``
-   compares) and of the head; a held-out check on the fold heads.
+   compares), of the head and of ``--previous`` (the head it would replace), on whole and
+   partial views; a held-out check on the fold heads.
 
 Usage::
 
@@ -67,10 +69,16 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/instance_head")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "src" / "pixlink" / "models" / "data"
                                          / "instance_head.safetensors"))
+    ap.add_argument("--previous", default=str(Path(__file__).resolve().parents[1] / "src" / "pixlink" / "models" / "data"
+                                              / "instance_head.safetensors"),
+                    help="the head this one would replace, measured on the same views ('' for none)")
     ap.add_argument("--results", default=str(Path(__file__).parent / "results" / "instance_head.json"))
     ap.add_argument("--logo-views", type=int, default=2)
     ap.add_argument("--flag-views", type=int, default=10)
     ap.add_argument("--crops", type=int, default=2, help="views cut from each new photo (random margins, masked or not)")
+    ap.add_argument("--partial", type=float, default=0.0,
+                    help="share of views showing only part of the object (0.25 tried: partial views gain, whole "
+                         "logos lose; not shipped)")
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--workers", type=int, default=2)
@@ -82,10 +90,14 @@ def main() -> None:
     from pixlink.models.backends.instance_head import LAYERS, pool_layers
     from pixlink.link import LinkerConfig
     from pixlink.regions.views import crop
-    from pixlink.train.instance_head import MARGINS, MASKED_SHARE, project, render_views, save_head, train_head
+    from pixlink.train.instance_head import (MARGINS, MASKED_SHARE, PARTIAL_SIDES, partial_box, project,
+                                              render_views, save_head, train_head)
+    from pixlink.models.backends.instance_head import load_head
+    from pixlink.types import Region
     from pixlink.vecmath import l2_normalise
 
     view_margin = LinkerConfig().crop_margin  # test queries are seen as the linker sees a box
+    previous = load_head(args.previous) if args.previous and Path(args.previous).exists() else None
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -105,7 +117,7 @@ def main() -> None:
     def make_train():
         rows, views = [], []
         for row, view in render_views(refs, cal_rows, {"logo": args.logo_views, "flag": args.flag_views},
-                                      crops=args.crops, workers=args.workers):
+                                      crops=args.crops, partial=args.partial, workers=args.workers):
             rows.append(row)
             views.append(view)
         log(f"rendered {len(views)} training views ({time.perf_counter() - t0:.0f} s)")
@@ -120,7 +132,18 @@ def main() -> None:
         return {"gold": np.array([index[m.gold] if m.gold else -1 for m in test_ms]),
                 "kind": np.array([m.meta["kind"] for m in test_ms]), **both(views)}
 
+    def make_partial():
+        """The same test queries, a part of each object's box (a seeded :func:`partial_box`)
+        cut as the linker cuts a box: a flag seen behind a speaker, a logo cut by the edge."""
+        views = []
+        for i, m in enumerate(test_ms):
+            img = load_image(m.image)
+            box = partial_box(m.region.bbox, np.random.default_rng(7_000_000 + i))
+            views.append(crop(img, Region.from_box(box, img.shape[:2], clip=True), view_margin))
+        return both(views)
+
     Q = cached(work / "test.npz", make_test)
+    QP = cached(work / "test_partial.npz", make_partial)
     log(f"features ready ({time.perf_counter() - t0:.0f} s): {len(T['row'])} training views, {len(Q['gold'])} test queries")
 
     kinds = np.array([r.kind for r in refs])
@@ -130,7 +153,8 @@ def main() -> None:
               "training": {"entities": {k: int(sum(1 for i in cal_rows if refs[i].kind == k)) for k in ("logo", "flag")},
                            "views": {k: int((kinds[T["row"]] == k).sum()) for k in ("logo", "flag")},
                            "photos_per_entity": {"logo": args.logo_views, "flag": args.flag_views},
-                           "crops_per_photo": args.crops, "margins": list(MARGINS), "masked_share": MASKED_SHARE},
+                           "crops_per_photo": args.crops, "margins": list(MARGINS), "masked_share": MASKED_SHARE,
+                           "partial_share": args.partial, "partial_sides": list(PARTIAL_SIDES)},
               "test_view_margin": view_margin,
               "test": {"queries_with_kb_entity": int((Q["gold"] >= 0).sum()), "kb_references": len(kb_pool)}}
 
@@ -140,6 +164,12 @@ def main() -> None:
     result["test"]["last_layer_cosine"] = hits(Q["last"], R["last"], Q["gold"], Q["kind"], kb_pool)
     result["test"]["multilayer_cosine"] = hits(Q["x"], R["x"], Q["gold"], Q["kind"], kb_pool)
     result["test"]["head"] = hits(project(Q["x"], W), project(R["x"], W), Q["gold"], Q["kind"], kb_pool)
+    result["test_partial"] = {"multilayer_cosine": hits(QP["x"], R["x"], Q["gold"], Q["kind"], kb_pool),
+                              "head": hits(project(QP["x"], W), project(R["x"], W), Q["gold"], Q["kind"], kb_pool)}
+    if previous is not None:  # the head this one replaces, on the same views
+        W0 = previous[0]
+        result["test"]["previous_head"] = hits(project(Q["x"], W0), project(R["x"], W0), Q["gold"], Q["kind"], kb_pool)
+        result["test_partial"]["previous_head"] = hits(project(QP["x"], W0), project(R["x"], W0), Q["gold"], Q["kind"], kb_pool)
 
     # two fold heads for the fusion's out-of-fold calibration, and a held-out check of each
     fold_of = {refs[i].entity_id: int(hashlib.sha256(refs[i].entity_id.encode()).digest()[0] % 2) for i in cal_rows}

@@ -69,3 +69,25 @@ def test_training_views_vary_margin_and_masking_and_repeat_by_seed(tmp_path):
     assert 0 < sum(masked) < len(masked)
     sizes = {v.shape[:2] for _, v in got[:3]}
     assert len(sizes) > 1  # three crops of one photo, three margins
+    # partial views: the first view of each photo has the same margin, a window of the box
+    part = list(render_views(refs, range(len(refs)), {"logo": 4, "flag": 4}, crops=3, partial=1.0))
+    assert [r for r, _ in part] == [r for r, _ in got]
+    for (_, whole), (_, p) in zip(got[::3], part[::3]):
+        assert p.shape[0] * p.shape[1] < whole.shape[0] * whole.shape[1]
+
+
+def test_partial_box_is_a_window_inside_the_box_of_the_stated_share():
+    from pixlink.train.instance_head import PARTIAL_SIDES, partial_box
+
+    box = np.array([10.0, 20.0, 110.0, 70.0])
+    lo, hi = PARTIAL_SIDES
+    shares = []
+    for seed in range(200):
+        x1, y1, x2, y2 = partial_box(box, np.random.default_rng(seed))
+        assert box[0] <= x1 < x2 <= box[2] + 1e-9 and box[1] <= y1 < y2 <= box[3] + 1e-9
+        fw, fh = (x2 - x1) / 100.0, (y2 - y1) / 50.0
+        assert lo - 1e-9 <= fw <= hi + 1e-9 and lo - 1e-9 <= fh <= hi + 1e-9
+        shares.append(fw)
+    assert max(shares) - min(shares) > 0.3  # drawn, not fixed
+    same = partial_box(box, np.random.default_rng(3)), partial_box(box, np.random.default_rng(3))
+    assert np.array_equal(*same)

@@ -4,7 +4,7 @@ Offline data building, apart from inference (ReFinED's split): the composite set
 (:mod:`pixlink.demo.composite`) gives, for its CALIBRATION entities only, as many new photos of
 each logo and flag as wanted (:func:`render_views`: the set's own recipe with fresh seeds; views cut from the visible
 object's box with a random margin, half of them masked to the object, as the linker may see a
-region). A linear map ``W`` ``(dim, D)`` of the
+region; optionally some showing only part of the object). A linear map ``W`` ``(dim, D)`` of the
 backbone's multi-layer features (:func:`~pixlink.models.backends.instance_head.multilayer_features`)
 is trained with a softmax over the training entities' reference images (:func:`train_head`:
 InfoNCE with a learned temperature, full batch, AdamW): a view must be nearer its own reference
@@ -41,13 +41,28 @@ MASKED_SHARE = 0.5
 to the photo's mean grey: :func:`pixlink.regions.views.masked_crop`, as the linker cuts it): the view
 of a segmented region."""
 
+PARTIAL_SIDES = (0.4, 0.8)
+"""A partial view keeps this fraction (drawn uniformly, per side) of the object's box width
+and height, at a random place inside it."""
 
-def _render(job: tuple[Any, int, int, int]) -> tuple[int, list[np.ndarray]] | None:
+
+def partial_box(box: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    """A window inside the XYXY ``box``: each side :data:`PARTIAL_SIDES` of the box's, at a
+    place drawn from ``rng`` (a flag behind a speaker shows its canton, a logo on a wall is cut
+    by the photo's edge). Returns ``(4,)`` float64 XYXY."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    fw, fh = rng.uniform(*PARTIAL_SIDES, size=2)
+    w, h = (x2 - x1) * fw, (y2 - y1) * fh
+    ox, oy = x1 + rng.uniform(0, x2 - x1 - w), y1 + rng.uniform(0, y2 - y1 - h)
+    return np.array([ox, oy, ox + w, oy + h], dtype=np.float64)
+
+
+def _render(job: tuple[Any, int, int, int, float]) -> tuple[int, list[np.ndarray]] | None:
     from PIL import Image
 
     from ..demo.composite import render_query
 
-    ref, row, seed, n_crops = job
+    ref, row, seed, n_crops, partial = job
     out = render_query(ref, seed)
     if out is None:
         return None
@@ -58,19 +73,24 @@ def _render(job: tuple[Any, int, int, int]) -> tuple[int, list[np.ndarray]] | No
     views = []
     for _ in range(n_crops):
         margin = float(rng.uniform(*MARGINS))
+        masked = rng.random() < MASKED_SHARE
+        view = region
+        if partial > 0 and rng.random() < partial:
+            view = Region(image_size=region.image_size, box=partial_box(region.bbox, rng), mask=region.mask)
         # the linker's two views of a region: the box, or the box masked to the object
-        views.append(masked_crop(img, region, margin) if rng.random() < MASKED_SHARE else crop(img, region, margin))
+        views.append(masked_crop(img, view, margin) if masked else crop(img, view, margin))
     return row, views
 
 
 def render_views(references: Sequence[Any], rows: Iterable[int], per_kind: dict[str, int], *, seed: int = 50_000_000,
-                 crops: int = 1, workers: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+                 crops: int = 1, partial: float = 0.0, workers: int = 1) -> Iterator[tuple[int, np.ndarray]]:
     """``(reference row, view)`` for ``per_kind[kind]`` new photos of each reference ``rows``
     (:class:`~pixlink.demo.composite.Reference`), ``crops`` views cut from each (a margin drawn
-    from :data:`MARGINS`, masked for :data:`MASKED_SHARE` of them); seeds ``seed + 97 * row + j``
+    from :data:`MARGINS`, masked for :data:`MASKED_SHARE` of them, a part of the object
+    (:func:`partial_box`) for a ``partial`` share of them); seeds ``seed + 97 * row + j``
     (fresh: the set's own queries come from other seeds). A photo that hides too much of its
     object is skipped."""
-    jobs = [(references[r], r, seed + 97 * r + j, int(crops)) for r in rows
+    jobs = [(references[r], r, seed + 97 * r + j, int(crops), float(partial)) for r in rows
             for j in range(int(per_kind.get(references[r].kind, 0)))]
     if workers <= 1:
         yield from _views_of(map(_render, jobs))
