@@ -76,6 +76,11 @@ class SignalCalibration:
     def prob(self, x: np.ndarray | float) -> np.ndarray:
         return sigmoid(self.slope * (np.asarray(x, dtype=np.float64) - self.center))
 
+    def yields_in(self, signals: Mapping[str, float]) -> bool:
+        """Whether the signal is left out of a candidate scored by ``signals`` (one of its
+        ``yields_to`` scored it)."""
+        return any(y in signals for y in self.yields_to)
+
 
 @dataclass(frozen=True)
 class Fusion:
@@ -121,7 +126,7 @@ class Fusion:
         backends = backends or {}
         for name, x in signals.items():
             cal = self.cal(name, backends.get(name))
-            if cal is None or any(y in signals for y in cal.yields_to):
+            if cal is None or cal.yields_in(signals):
                 continue
             p = float(cal.prob(x))
             probs[name] = p
@@ -165,7 +170,7 @@ class Fusion:
         for sig, y in examples:
             for name, x in sig.items():
                 old = self.cal(name, backends.get(name))
-                if old is not None and any(o in sig for o in old.yields_to):
+                if old is not None and old.yields_in(sig):
                     continue  # left out of this candidate's fused score: not fitted on it either
                 xs, ys = per.setdefault(name, ([], []))
                 xs.append(float(x))
