@@ -39,6 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 from _measure import plot  # noqa: E402
+from pixlink.models.backends.instance_head import HEAD_PATH  # noqa: E402  (the shipped head)
 
 
 def log(*a):
@@ -67,10 +68,8 @@ def hits(q: np.ndarray, r: np.ndarray, gold: np.ndarray, kind: np.ndarray, pool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="/tmp/instance_head")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "src" / "pixlink" / "models" / "data"
-                                         / "instance_head.safetensors"))
-    ap.add_argument("--previous", default=str(Path(__file__).resolve().parents[1] / "src" / "pixlink" / "models" / "data"
-                                              / "instance_head.safetensors"),
+    ap.add_argument("--out", default=str(HEAD_PATH))
+    ap.add_argument("--previous", default=str(HEAD_PATH),
                     help="the head this one would replace, measured on the same views ('' for none)")
     ap.add_argument("--results", default=str(Path(__file__).parent / "results" / "instance_head.json"))
     ap.add_argument("--logo-views", type=int, default=2)
@@ -87,12 +86,11 @@ def main() -> None:
     from pixlink.demo.composite import RECIPE_VERSION, CompositeConfig, generate
     from pixlink.io import load_image
     from pixlink.models.backends.efficientnet import EfficientNetLiteEncoder
-    from pixlink.models.backends.instance_head import LAYERS, pool_layers
+    from pixlink.models.backends.instance_head import LAYERS, load_head, pool_layers
     from pixlink.link import LinkerConfig
     from pixlink.regions.views import crop
     from pixlink.train.instance_head import (MARGINS, MASKED_SHARE, PARTIAL_SIDES, partial_box, project,
                                               render_views, save_head, train_head)
-    from pixlink.models.backends.instance_head import load_head
     from pixlink.types import Region
     from pixlink.vecmath import l2_normalise
 
