@@ -2,7 +2,8 @@
 
 Steps (each cached in ``--work``; a re-run resumes):
 
-1. the backbone's multi-layer features of every reference image of the set (logos and flags);
+1. the backbone's multi-layer features of every reference image of the set (logos and flags):
+   global pools and 2x2 layout pools (``--grid-layers``), cached apart;
 2. new photos of the CALIBRATION entities only (:func:`pixlink.train.instance_head.render_views`:
    ``--logo-views`` per logo, ``--flag-views`` per flag: flags are few; ``--crops`` views cut
    from each with random margins, half masked to the object, ``--partial`` of them a part of it), their features;
@@ -78,6 +79,9 @@ def main() -> None:
     ap.add_argument("--partial", type=float, default=0.0,
                     help="share of views showing only part of the object (0.25 tried: partial views gain, whole "
                          "logos lose; not shipped)")
+    ap.add_argument("--grid-layers", default=None,
+                    help="layers pooled over a 2x2 grid beside the global pools, comma-separated (default the "
+                         "backend's GRID_LAYERS; '' for a global-only head)")
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--workers", type=int, default=2)
@@ -86,7 +90,8 @@ def main() -> None:
     from pixlink.demo.composite import RECIPE_VERSION, CompositeConfig, generate
     from pixlink.io import load_image
     from pixlink.models.backends.efficientnet import EfficientNetLiteEncoder
-    from pixlink.models.backends.instance_head import LAYERS, load_head, pool_layers
+    from pixlink.models.backends.instance_head import (GRID_LAYERS, LAYERS, global_pools, grid_pools, join_pools,
+                                                           load_head)
     from pixlink.link import LinkerConfig
     from pixlink.regions.views import crop
     from pixlink.train.instance_head import (MARGINS, MASKED_SHARE, PARTIAL_SIDES, partial_box, project,
@@ -94,6 +99,7 @@ def main() -> None:
     from pixlink.types import Region
     from pixlink.vecmath import l2_normalise
 
+    grid = GRID_LAYERS if args.grid_layers is None else tuple(int(v) for v in args.grid_layers.split(",") if v.strip())
     view_margin = LinkerConfig().crop_margin  # test queries are seen as the linker sees a box
     previous = load_head(args.previous) if args.previous and Path(args.previous).exists() else None
     work = Path(args.work)
@@ -104,9 +110,16 @@ def main() -> None:
     enc = EfficientNetLiteEncoder()
 
     def both(images):
-        """The head's input and the last layer alone (what ``v2v`` compares), from one pass."""
-        f = enc.encode_images(images, layers=LAYERS)
-        return {"x": pool_layers(f.cls_layers, LAYERS), "last": l2_normalise(f.cls_layers[17])}
+        """From one pass: the global pools ``g`` of ``LAYERS`` and the 2x2 pools ``s`` of the grid layers
+        (cached apart, so that a head of either layout is measured on the same views) and the
+        last layer alone (``last``, what ``v2v`` compares)."""
+        out: dict[str, list] = {"g": [], "s": [], "last": []}
+        for i in range(0, len(images), 32):
+            maps = enc.feature_maps(images[i:i + 32], sorted(set(LAYERS) | set(grid)))
+            out["g"].append(global_pools(maps, LAYERS))
+            out["s"].append(grid_pools(maps, grid) if grid else np.zeros((len(maps[17]), 0), np.float32))
+            out["last"].append(l2_normalise(maps[17].mean(axis=(2, 3))))
+        return {k: np.concatenate(v).astype(np.float32) for k, v in out.items()}
 
     R = cached(work / "refs.npz", lambda: both([load_image(r.images[0]) for r in refs]))
     log(f"references: {len(refs)} ({time.perf_counter() - t0:.0f} s)")
@@ -119,7 +132,7 @@ def main() -> None:
             rows.append(row)
             views.append(view)
         log(f"rendered {len(views)} training views ({time.perf_counter() - t0:.0f} s)")
-        return {"row": np.array(rows), "x": both(views)["x"]}
+        return {"row": np.array(rows), **both(views)}
 
     T = cached(work / "train.npz", make_train)
     index = {r.entity_id: i for i, r in enumerate(refs)}
@@ -142,12 +155,16 @@ def main() -> None:
 
     Q = cached(work / "test.npz", make_test)
     QP = cached(work / "test_partial.npz", make_partial)
+    for D in (R, T, Q, QP):  # this head's input; a global-only head's is ``g``
+        if D["s"].shape[1] != 4 * sum(enc.net.layer_channels()[l] for l in grid):
+            raise SystemExit(f"{work}: cached features are of other grid layers than {grid}; use another --work")
+        D["x"] = join_pools(D["g"], D["s"]) if grid else D["g"]
     log(f"features ready ({time.perf_counter() - t0:.0f} s): {len(T['row'])} training views, {len(Q['gold'])} test queries")
 
     kinds = np.array([r.kind for r in refs])
     kb_pool = np.array([i for i, r in enumerate(refs) if not r.nil])
     result = {"generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_average": os.getloadavg(),
-              "layers": list(LAYERS), "dim": args.dim, "epochs": args.epochs,
+              "layers": list(LAYERS), "grid_layers": list(grid), "dim": args.dim, "epochs": args.epochs,
               "training": {"entities": {k: int(sum(1 for i in cal_rows if refs[i].kind == k)) for k in ("logo", "flag")},
                            "views": {k: int((kinds[T["row"]] == k).sum()) for k in ("logo", "flag")},
                            "photos_per_entity": {"logo": args.logo_views, "flag": args.flag_views},
@@ -165,9 +182,14 @@ def main() -> None:
     result["test_partial"] = {"multilayer_cosine": hits(QP["x"], R["x"], Q["gold"], Q["kind"], kb_pool),
                               "head": hits(project(QP["x"], W), project(R["x"], W), Q["gold"], Q["kind"], kb_pool)}
     if previous is not None:  # the head this one replaces, on the same views
-        W0 = previous[0]
-        result["test"]["previous_head"] = hits(project(Q["x"], W0), project(R["x"], W0), Q["gold"], Q["kind"], kb_pool)
-        result["test_partial"]["previous_head"] = hits(project(QP["x"], W0), project(R["x"], W0), Q["gold"], Q["kind"], kb_pool)
+        W0, prev_grid = previous[0], tuple(previous[1].get("grid_layers", ()))
+        key = "x" if prev_grid == grid else "g" if not prev_grid else None
+        if key is None:
+            log(f"--previous: its grid layers {prev_grid} are not this run's {grid}; not measured")
+        else:
+            result["test"]["previous_head"] = hits(project(Q[key], W0), project(R[key], W0), Q["gold"], Q["kind"], kb_pool)
+            result["test_partial"]["previous_head"] = hits(project(QP[key], W0), project(R[key], W0), Q["gold"],
+                                                           Q["kind"], kb_pool)
 
     # two fold heads for the fusion's out-of-fold calibration, and a held-out check of each
     fold_of = {refs[i].entity_id: int(hashlib.sha256(refs[i].entity_id.encode()).digest()[0] % 2) for i in cal_rows}
@@ -176,14 +198,14 @@ def main() -> None:
     for f in (0, 1):
         keep = np.array([fold_of[refs[r].entity_id] != f for r in T["row"]])
         Wf, _ = train_head(T["x"][keep], T["row"][keep], R["x"], dim=args.dim, epochs=args.epochs)
-        save_head(work / f"head_fold{f}.safetensors", Wf, {"layers": list(LAYERS), "fold": f,
+        save_head(work / f"head_fold{f}.safetensors", Wf, {"layers": list(LAYERS), "grid_layers": list(grid), "fold": f,
                                                            "trained_on": "calibration entities of the other fold"})
         out = ~keep  # views of the fold's entities: unseen by this head
         held[f] = hits(project(T["x"][out], Wf), project(R["x"], Wf), T["row"][out], kinds[T["row"][out]],
                        np.arange(len(refs)))
     result["held_out_folds"] = held
 
-    info = {"layers": list(LAYERS), "dim": args.dim, "backbone": enc.model_id,
+    info = {"layers": list(LAYERS), "grid_layers": list(grid), "dim": args.dim, "backbone": enc.model_id,
             "trained_on": f"composite set v{RECIPE_VERSION}, CALIBRATION entities only "
                           f"({result['training']['entities']['logo']} logos, {result['training']['entities']['flag']} flags; "
                           f"{result['training']['views']['logo']} + {result['training']['views']['flag']} views of new photos)",
@@ -198,7 +220,8 @@ def main() -> None:
     print(json.dumps(result, indent=1))
 
     def draw(ax):
-        names = [("last_layer_cosine", "last layer (v2v-like)"), ("multilayer_cosine", "5 layers, raw"), ("head", "5 layers + head")]
+        names = [("last_layer_cosine", "last layer (v2v-like)"), ("multilayer_cosine", "5 layers" + (" + 2x2" if grid else "") + ", raw"),
+                 ("head", "5 layers" + (" + 2x2" if grid else "") + " + head")]
         x = np.arange(2)
         for j, (key, label) in enumerate(names):
             ax.bar(x + 0.27 * (j - 1), [result["test"][key][k]["hits@1"] for k in ("logo", "flag")], 0.27, label=label)

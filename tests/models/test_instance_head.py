@@ -17,7 +17,7 @@ def encoder():
 
 
 def test_shipped_head_loads_and_names_its_training(encoder):
-    assert encoder.dim == 256 and encoder.layers == (6, 10, 13, 16, 17)
+    assert encoder.dim == 256 and encoder.layers == (6, 10, 13, 16, 17) and encoder.grid_layers == (6, 10, 13, 16)
     assert "instance-head-" in encoder.model_id and encoder.backbone.model_id in encoder.model_id
     info = encoder.info
     assert "CALIBRATION entities only" in info["trained_on"] and len(info["entities"]) > 500
@@ -42,6 +42,39 @@ def test_a_head_of_other_layers_is_refused(tmp_path):
         InstanceEncoder(head=tmp_path / "absent.safetensors")
     with pytest.raises(InputError, match="E010.*layers"):
         save_head(tmp_path / "x.safetensors", np.zeros((2, 2), np.float32), {})
+
+
+def test_a_global_only_head_is_fed_the_global_pools(tmp_path):
+    """Heads written before the layout pools (no ``grid_layers`` in their metadata) keep working:
+    their input is the global half alone, the same numbers as the backbone's own pools give."""
+    need_backend("image_embed", "efficientnet_lite")
+    from pixlink.models.backends.instance_head import LAYERS, InstanceEncoder
+    from pixlink.train.instance_head import save_head
+    from pixlink.vecmath import l2_normalise
+
+    w = np.random.default_rng(0).normal(size=(8, 1984)).astype(np.float32)
+    save_head(tmp_path / "old.safetensors", w, {"layers": list(LAYERS)})
+    enc = InstanceEncoder(head=tmp_path / "old.safetensors")
+    assert enc.grid_layers == () and enc.dim == 8
+    rng = np.random.default_rng(1)
+    imgs = [rng.integers(0, 255, (60 + 9 * i, 50, 3), dtype=np.uint8) for i in range(3)]
+    f = enc.backbone.encode_images(imgs, layers=LAYERS)
+    x = np.concatenate([l2_normalise(f.cls_layers[l]) for l in LAYERS], axis=1) / np.sqrt(len(LAYERS))
+    assert np.allclose(enc.encode_images(imgs).embeds, l2_normalise(x @ w.T), atol=1e-5)
+
+
+def test_layout_pools_see_where_things_are():
+    """The grid half tells a left-right mirror apart, the global half cannot; rows are unit."""
+    from pixlink.models.backends.instance_head import global_pools, grid_pools, pool_maps
+
+    m = np.random.default_rng(2).random((1, 3, 4, 6)).astype(np.float32)
+    maps = {5: np.concatenate([m, m[..., ::-1]])}  # an image and its mirror
+    g, s = global_pools(maps, (5,)), grid_pools(maps, (5,))
+    assert g.shape == (2, 3) and s.shape == (2, 12)
+    assert np.allclose(g[0], g[1]) and not np.allclose(s[0], s[1])
+    assert np.allclose(s[0].reshape(2, 2, 3)[:, ::-1], s[1].reshape(2, 2, 3))  # cells swap left and right
+    x = pool_maps(maps, (5,), (5,))
+    assert x.shape == (2, 15) and np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-6)
 
 
 def test_unseen_logos_in_photos_find_their_own_image(encoder, tmp_path_factory):
