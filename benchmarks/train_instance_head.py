@@ -90,8 +90,8 @@ def main() -> None:
     from pixlink.demo.composite import RECIPE_VERSION, CompositeConfig, generate
     from pixlink.io import load_image
     from pixlink.models.backends.efficientnet import EfficientNetLiteEncoder
-    from pixlink.models.backends.instance_head import (GRID_LAYERS, LAYERS, global_pools, grid_pools, join_pools,
-                                                           load_head)
+    from pixlink.models.backends.instance_head import (GRID_LAYERS, LAYERS, feature_dim, global_pools, grid_pools,
+                                                           join_pools, load_head, map_batches)
     from pixlink.link import LinkerConfig
     from pixlink.regions.views import crop
     from pixlink.train.instance_head import (MARGINS, MASKED_SHARE, PARTIAL_SIDES, partial_box, project,
@@ -114,8 +114,7 @@ def main() -> None:
         (cached apart, so that a head of either layout is measured on the same views) and the
         last layer alone (``last``, what ``v2v`` compares)."""
         out: dict[str, list] = {"g": [], "s": [], "last": []}
-        for i in range(0, len(images), 32):
-            maps = enc.feature_maps(images[i:i + 32], sorted(set(LAYERS) | set(grid)))
+        for maps in map_batches(enc, images, sorted(set(LAYERS) | set(grid)), 32):
             out["g"].append(global_pools(maps, LAYERS))
             out["s"].append(grid_pools(maps, grid) if grid else np.zeros((len(maps[17]), 0), np.float32))
             out["last"].append(l2_normalise(maps[17].mean(axis=(2, 3))))
@@ -156,7 +155,7 @@ def main() -> None:
     Q = cached(work / "test.npz", make_test)
     QP = cached(work / "test_partial.npz", make_partial)
     for D in (R, T, Q, QP):  # this head's input; a global-only head's is ``g``
-        if D["s"].shape[1] != 4 * sum(enc.net.layer_channels()[l] for l in grid):
+        if D["s"].shape[1] != feature_dim(enc.net.layer_channels(), (), grid):
             raise SystemExit(f"{work}: cached features are of other grid layers than {grid}; use another --work")
         D["x"] = join_pools(D["g"], D["s"]) if grid else D["g"]
     log(f"features ready ({time.perf_counter() - t0:.0f} s): {len(T['row'])} training views, {len(Q['gold'])} test queries")

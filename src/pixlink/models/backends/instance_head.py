@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -56,12 +56,19 @@ def multilayer_features(encoder: EfficientNetLiteEncoder, images: Sequence[np.nd
                         batch_size: int | None = None) -> np.ndarray:
     """``(N, D)`` float32 unit rows, the head's input (:func:`pool_maps` of the encoder's maps,
     pooled batch by batch: the full maps of one batch only are held)."""
-    want = sorted(set(layers) | set(grid_layers))
-    step = int(batch_size or encoder.batch_size)
     out = [np.zeros((0, feature_dim(encoder.net.layer_channels(), layers, grid_layers)), np.float32)]
-    for i in range(0, len(images), step):
-        out.append(pool_maps(encoder.feature_maps(images[i:i + step], want, batch_size=step), layers, grid_layers))
+    for maps in map_batches(encoder, images, sorted(set(layers) | set(grid_layers)), batch_size):
+        out.append(pool_maps(maps, layers, grid_layers))
     return np.concatenate(out)
+
+
+def map_batches(encoder: EfficientNetLiteEncoder, images: Sequence[np.ndarray], layers: Sequence[int],
+                batch_size: int | None = None) -> Iterator[dict[int, np.ndarray]]:
+    """The encoder's full feature maps (layer -> ``(n, C, h, w)``) one batch of ``batch_size``
+    images (default the encoder's) at a time, so that a caller pools them before the next."""
+    step = int(batch_size or encoder.batch_size)
+    for i in range(0, len(images), step):
+        yield encoder.feature_maps(images[i:i + step], layers, batch_size=step)
 
 
 def feature_dim(channels: Sequence[int], layers: Sequence[int] = LAYERS,
