@@ -1,4 +1,5 @@
-"""Small numeric helpers shared by every layer: L2 normalisation, the logistic function, AUC.
+"""Small numeric helpers shared by every layer: L2 normalisation, the logistic function, AUC,
+a 1-D logistic fit.
 
 Shapes: vectors are ``(D,)`` or ``(N, D)`` float arrays; normalisation is along the last axis.
 """
@@ -43,3 +44,37 @@ def auc(x: np.ndarray, y: np.ndarray) -> float:
         ranks[order[i : j + 1]] = (i + j) / 2.0 + 1
         i = j + 1
     return float((ranks[y == 1].sum() - npos * (npos + 1) / 2) / (npos * nneg))
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 100,
+                 tol: float = 1e-10) -> tuple[float, float]:
+    """``(slope, center)`` of ``P(y = 1 | x) = sigmoid(slope * (x - center))`` by penalised
+    maximum likelihood (Newton's method on the standardised score, run until the step is below
+    ``tol`` or ``iters`` steps).
+
+    The penalty ``l2 * w**2 / 2`` on the standardised slope ``w`` is added to the *summed*
+    log-loss (a Gaussian prior of variance ``1 / l2``), so its pull fades as examples grow and
+    only keeps the fit finite when the classes separate; the intercept is not penalised.
+
+    Args:
+        x: ``(N,)`` raw scores. y: ``(N,)`` labels in {0, 1}; both classes present.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    mu, sd = float(x.mean()), float(x.std()) + 1e-9
+    z = (x - mu) / sd
+    X = np.stack([z, np.ones_like(z)], axis=1)
+    theta = np.zeros(2)
+    reg = np.diag([l2, 0.0])
+    for _ in range(iters):
+        p = sigmoid(X @ theta)
+        grad = X.T @ (p - y) + reg @ theta
+        hess = (X * (p * (1 - p))[:, None]).T @ X + reg + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        theta -= step
+        if float(np.abs(step).max()) < tol:
+            break
+    w, b = float(theta[0]), float(theta[1])
+    slope = w / sd
+    center = mu - b * sd / w if abs(w) > 1e-9 else mu
+    return slope, center

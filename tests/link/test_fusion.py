@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pixlink.errors import InputError
-from pixlink.link.fusion import SHIPPED, Fusion, SignalCalibration
+from pixlink.link.fusion import SHIPPED, Fusion, NilClass, SignalCalibration
 
 
 def test_fuse_is_weighted_mean_of_applicable_signals():
@@ -76,7 +76,7 @@ def test_a_signal_yielding_to_face_is_left_out_where_a_face_scored():
          [({"instance": 0.1}, False)] * 10
     fitted = f.fit(ex)
     assert fitted.calibration["instance"].yields_to == ("face",)
-    assert fitted.calibration["instance"].prob(0.9) > 0.9  # the 10 face-scored negatives were not used
+    assert fitted.calibration["instance"].prob(0.9) > 0.8  # with the 10 face-scored negatives it would be 0.5
     g = Fusion.from_dict(f.to_dict())
     assert g.calibration["instance"] == f.calibration["instance"]
 
@@ -140,3 +140,23 @@ def test_every_signal_has_a_shipped_calibration_and_a_missing_one_is_said(tmp_pa
     assert linker.uncalibrated == ("lexical",)
     assert "no calibration for lexical" in caplog.text
     assert Linker(_KB(), Profile("offline"), LinkerConfig(signals=["lexical"]), fusion=shipped).uncalibrated == ()
+
+
+def test_a_nil_class_holds_mentions_whose_signals_it_covers_to_its_own_threshold(tmp_path):
+    f = Fusion(nil_threshold=0.4, nil_classes=[NilClass("image", ("v2v", "instance", "local"), 0.2)])
+    assert f.nil_threshold_for({"v2v": "efficientnet_lite", "instance": "x"}) == 0.2
+    assert f.nil_threshold_for(["v2v", "face"]) == 0.4  # a face ran: the default
+    assert f.nil_threshold_for([]) == 0.4  # nothing ran: no class
+    # saved and read back; one threshold for everything drops the classes
+    f.save(tmp_path / "f.json")
+    g = Fusion.load(tmp_path / "f.json")
+    assert g.nil_classes == f.nil_classes and g.nil_threshold_for(["local"]) == 0.2
+    assert f.with_nil_threshold(0.3).nil_threshold_for(["local"]) == 0.3
+    # a class's threshold is fitted on its own mentions; the default stays
+    h = f.calibrate_nil([0.3, 0.25, 0.1, 0.05], [True, True, False, False], [False, False, True, True], nil_class="image")
+    assert 0.1 < h.nil_threshold_for(["local"]) <= 0.25 and h.nil_threshold == 0.4
+    with pytest.raises(InputError, match="E410"):
+        f.calibrate_nil([0.3], [True], [False], nil_class="faces")
+    bad = f.to_dict() | {"nil_classes": [{"name": "image", "signals": ["v2v"], "threshold": 1.5}]}
+    with pytest.raises(InputError, match="E410"):
+        Fusion.from_dict(bad)

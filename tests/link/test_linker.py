@@ -309,6 +309,7 @@ def test_calibrate_fits_on_labelled_mentions_and_improves_held_out_accuracy(tmp_
 
     from pixlink.link import Fusion, SignalCalibration
     from pixlink.link.calibrate import calibrate
+    from pixlink.link.fusion import NilClass
 
     rng = np.random.default_rng(3)
     colours = {f"Q{i}": tuple(int(c) for c in rng.integers(0, 256, 3)) for i in range(1, 13)}
@@ -332,7 +333,9 @@ def test_calibrate_fits_on_labelled_mentions_and_improves_held_out_accuracy(tmp_
         path = tmp_path / f"m{j}.png"
         Image.fromarray(img).save(path)
         mentions.append(Mention(f"m{j}", image=str(path), gold=gold))
-    bad = Fusion(calibration={"v2v": SignalCalibration(center=1.2, slope=50.0, weight=1.0)}, nil_threshold=0.5)
+    # and its NIL class of image-only mentions (all of these) is held to an unreachable threshold
+    bad = Fusion(calibration={"v2v": SignalCalibration(center=1.2, slope=50.0, weight=1.0)}, nil_threshold=0.5,
+                 nil_classes=[NilClass("image", ("v2v",), 0.99)])
     linker = Linker.from_kb(kb_dir, profile=_profile(), config=LinkerConfig(signals=("v2v",), segment=False),
                             fusion=bad)
     report = calibrate(linker, mentions, holdout=0.3, seed=0)
@@ -345,6 +348,10 @@ def test_calibrate_fits_on_labelled_mentions_and_improves_held_out_accuracy(tmp_
     again = Linker.from_kb(kb_dir, profile=_profile(), config=LinkerConfig(
         signals=("v2v",), segment=False, fusion_path=str(tmp_path / "fusion.json")))
     assert again.fusion.calibration == fitted.calibration
+    # the class's threshold was fitted on its 42 mentions, and a link reports the one that decided it
+    assert report.nil_thresholds["image"]["n"] == 42
+    assert (fitted.nil_classes[0].threshold < 0.99
+            and again.link(mentions[0].image).nil_threshold == fitted.nil_classes[0].threshold)
     with pytest.raises(InputError, match="E407"):
         calibrate(linker, mentions[:2])
 

@@ -141,18 +141,19 @@ def instances_command(
                             device=_device(device))
     matches = find_instances(linker, img, box=region, k=k)
     backend = linker.profile.get(R.LOCAL_FEATURES).name
+    threshold = linker.fusion.nil_threshold_for(["local"])  # what a link with this signal alone is held to
     rows = []
     for m in matches:
         e = linker.kb.get(m.entity_id)
         prob = instance_probability(m)
         rows.append({**m.to_dict(), "label": e.label if e is not None else None,
-                     "probability": round(prob, 4), "above_nil_threshold": prob >= linker.fusion.nil_threshold})
+                     "probability": round(prob, 4), "above_nil_threshold": prob >= threshold})
     if overlay:
         from ..viz import instances_overlay
 
         instances_overlay(img, matches, [f"{r['label'] or r['entity_id']} {r['score']:.0f}" for r in rows], overlay)
     if as_json:
-        print_json({"image": str(image), "backend": backend, "nil_threshold": linker.fusion.nil_threshold,
+        print_json({"image": str(image), "backend": backend, "nil_threshold": threshold,
                     "instances": rows})
         return
     from rich.console import Console
@@ -235,7 +236,9 @@ def calibrate_command(
     for name, f in (("before", report.before), ("after", report.after)):
         table.add_row(name, *(f"{f[m]:.3f}" for m in ("accuracy", "hits@1", "nil_accuracy")))
     console.print(table)
-    console.print(f"NIL threshold {linker.fusion.nil_threshold:.3f} -> {report.fusion.nil_threshold:.3f}; "
+    classes = "".join(f"; {c.name} mentions {c.threshold:.3f} (fitted on {report.nil_thresholds[c.name]['n']})"
+                      for c in report.fusion.nil_classes)
+    console.print(f"NIL threshold {linker.fusion.nil_threshold:.3f} -> {report.fusion.nil_threshold:.3f}{classes}; "
                   f"{report.n_examples} candidate pairs; backends {report.backends}; {report.n_failed} mentions failed; "
                   f"wrote {out}", highlight=False)
 

@@ -7,8 +7,9 @@
 2. every mention is linked once with the linker as it is, keeping every scored candidate
    (``config.max_candidates``) with its raw per-signal scores;
 3. on the fit part, each signal's calibration is fitted (:meth:`Fusion.fit`: one logistic
-   regression per signal on (raw score, is the gold entity)), then the NIL threshold that
-   maximises accuracy (:meth:`Fusion.calibrate_nil`);
+   regression per signal on (raw score, is the gold entity)), then the NIL thresholds that
+   maximise accuracy (:func:`fit_nil`: each NIL class's on its own mentions, the default on
+   the rest);
 4. both fusions — the one the linker had and the fitted one — re-score the held-out part's
    candidates from the same raw scores, and the report gives accuracy (NIL answers counted),
    Hits@1 and NIL accuracy of each.
@@ -45,6 +46,8 @@ class CalibrationReport:
             ``accuracy`` (top answer right, NIL answers included), ``hits@1`` (over mentions
             whose gold is an entity, ignoring NIL), ``nil_accuracy`` (over NIL golds), ``n``.
         backends: signal -> backend the fit was made for.
+        nil_thresholds: per NIL class (``"default"`` for the default threshold) the fitted
+            threshold and ``n``, the mentions it was fitted on (0: too few, kept).
     """
 
     fusion: Fusion
@@ -59,11 +62,13 @@ class CalibrationReport:
     errors: list[dict[str, Any]] = field(default_factory=list)
     seed: int = 0
     holdout: float = 0.3
+    nil_thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"n_mentions": self.n_mentions, "n_fit": self.n_fit, "n_heldout": self.n_heldout,
                 "n_failed": self.n_failed, "n_examples": self.n_examples, "before": self.before, "after": self.after,
                 "backends": self.backends, "seed": self.seed, "holdout": self.holdout, "errors": self.errors,
+                "nil_thresholds": self.nil_thresholds,
                 "fusion": self.fusion.to_dict()}
 
 
@@ -78,7 +83,41 @@ def rescore(link: Link, fusion: Fusion) -> tuple[str | None, float, str | None]:
             best_id, best = c.entity_id, fused
     if best_id is None:
         return None, 0.0, None
-    return (best_id if best >= fusion.nil_threshold else None), best, best_id
+    return (best_id if best >= fusion.nil_threshold_for(link.signals) else None), best, best_id
+
+
+def fit_nil(fusion: Fusion, links: Sequence[tuple[Mention, Link]],
+            min_mentions: int = 10) -> tuple[Fusion, dict[str, dict[str, Any]]]:
+    """``fusion`` with its NIL thresholds fitted on labelled links (:meth:`Fusion.calibrate_nil`):
+    each NIL class's on the mentions it covers, when there are at least ``min_mentions`` of
+    them (else it is kept); the default one on the other mentions, or on all of them when fewer
+    than ``min_mentions`` are outside every class.
+
+    Returns the fusion and, per class (``"default"`` for the default threshold), the threshold
+    and the number of mentions it was fitted on (0: kept as it was).
+    """
+    tops = [rescore(link, fusion.with_nil_threshold(0.0)) for _, link in links]
+    groups: dict[str | None, list[int]] = {}
+    for i, (_, link) in enumerate(links):
+        c = fusion.nil_class(link.signals)
+        groups.setdefault(c.name if c is not None else None, []).append(i)
+
+    def fit_on(f: Fusion, idx: Sequence[int], nil_class: str | None) -> Fusion:
+        return f.calibrate_nil([tops[i][1] for i in idx], [tops[i][2] == links[i][0].gold for i in idx],
+                               [links[i][0].gold is None for i in idx], nil_class=nil_class)
+
+    out, report = fusion, {}
+    for c in fusion.nil_classes:
+        idx = groups.get(c.name, [])
+        if len(idx) >= min_mentions:
+            out = fit_on(out, idx, c.name)
+        report[c.name] = {"threshold": next(x.threshold for x in out.nil_classes if x.name == c.name),
+                          "n": len(idx) if len(idx) >= min_mentions else 0}
+    idx = groups.get(None, [])
+    idx = idx if len(idx) >= min_mentions else list(range(len(links)))
+    out = fit_on(out, idx, None)
+    report["default"] = {"threshold": out.nil_threshold, "n": len(idx)}
+    return out, report
 
 
 def figures(links: Sequence[tuple[Mention, Link]], fusion: Fusion) -> dict[str, float]:
@@ -132,12 +171,10 @@ def calibrate(linker: Any, mentions: Sequence[Mention], *, holdout: float = 0.3,
         for s, b in link.signals.items():
             votes.setdefault(s, Counter())[b] += 1
     backends = {s: c.most_common(1)[0][0] for s, c in votes.items() if c.most_common(1)[0][0] != "kb"}
-    fitted = linker.fusion.fit(examples, backends=backends, min_class=min_class)
-    tops = [rescore(link, fitted.with_nil_threshold(0.0)) for _, link in fit]
-    fitted = fitted.calibrate_nil([t[1] for t in tops], [t[2] == m.gold for t, (m, _) in zip(tops, fit)],
-                                  [m.gold is None for m, _ in fit])
+    fitted, nil_report = fit_nil(linker.fusion.fit(examples, backends=backends, min_class=min_class), fit)
     judge = held or fit
     return CalibrationReport(
         fusion=fitted, n_mentions=len(labelled), n_fit=len(fit), n_heldout=len(held), n_failed=len(batch.errors),
         n_examples=len(examples), before=figures(judge, linker.fusion), after=figures(judge, fitted),
-        backends=backends, errors=[e.to_dict() for e in batch.errors], seed=seed, holdout=holdout)
+        backends=backends, errors=[e.to_dict() for e in batch.errors], seed=seed, holdout=holdout,
+        nil_thresholds=nil_report)

@@ -17,7 +17,9 @@ face that matches. A signal may *yield* to others (``yields_to``): it is left ou
 that one of those scored — the instance head, trained on logos and flags and never on people,
 says nothing beside a face that was compared with the entity's face photo, so its weight can be
 fitted for objects without diluting a face's evidence. The NIL answer is given when the best fused score is below
-``nil_threshold``.
+``nil_threshold``, or below the threshold of the mention's NIL class (:class:`NilClass`: the
+mentions for which only some signals ran, such as a region with no face and no caption, whose
+fused scores sit on a scale of their own).
 
 Parameters are data, not code: one JSON per backend set ships in ``link/data/fusion/``
 (``offline.json``, ``hub.json``), and :meth:`Fusion.for_backends` picks the one made for the
@@ -41,7 +43,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import Errors, InputError
-from ..vecmath import auc, sigmoid
+from ..vecmath import auc, fit_logistic, sigmoid
 
 SHIPPED = ("offline", "hub")
 """The fusion files shipped in ``link/data/fusion/`` (``<name>.json``); the first is the default."""
@@ -83,12 +85,51 @@ class SignalCalibration:
 
 
 @dataclass(frozen=True)
+class NilClass:
+    """Mentions with a NIL threshold of their own: those for which only ``signals`` ran.
+
+    A fused score is a weighted mean over the signals that apply, so its scale depends on which
+    signals had something to say: a region with no face and no caption is scored by image
+    signals alone, whose right links sit lower than a face's or a name's. Such a class gets the
+    threshold fitted on mentions of that kind (``nil_classes`` of the fusion JSON).
+
+    Attributes:
+        name: what the class is (``"image"``), reported with the link.
+        signals: the signals a mention of the class may have run; a mention belongs to the
+            class when every signal that ran for it is one of these.
+        threshold: its NIL threshold.
+    """
+
+    name: str
+    signals: tuple[str, ...]
+    threshold: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signals", tuple(self.signals))
+        object.__setattr__(self, "threshold", _threshold(self.threshold))
+
+    def covers(self, ran: Iterable[str]) -> bool:
+        """Whether a mention for which the signals ``ran`` ran belongs to the class."""
+        ran = set(ran)
+        return bool(ran) and ran <= set(self.signals)
+
+
+def _threshold(t: Any) -> float:
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= float(t) <= 1.0 + 1e-6:
+        raise InputError(Errors.E410.format(reason=f"a NIL threshold must be a number in [0, 1], got {t!r}"))
+    return float(t)
+
+
+@dataclass(frozen=True)
 class Fusion:
     """Calibrated weighted-mean fusion with gates and a NIL threshold (immutable).
 
     Attributes:
         calibration: key (``"signal"`` or ``"signal:backend"``) -> its calibration.
-        nil_threshold: a best fused score below it answers NIL.
+        nil_threshold: a best fused score below it answers NIL (unless a NIL class covers the
+            mention).
+        nil_classes: mentions with thresholds of their own (:class:`NilClass`; the first
+            that covers a mention's signals decides).
         name: where the parameters come from (a shipped set's name or a file path).
         backends: signal -> backend the parameters were set or fitted for.
     """
@@ -97,6 +138,20 @@ class Fusion:
     nil_threshold: float = 0.4
     name: str = "default"
     backends: Mapping[str, str] = field(default_factory=dict)
+    nil_classes: tuple[NilClass, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nil_classes", tuple(self.nil_classes))
+
+    def nil_class(self, ran: Iterable[str]) -> NilClass | None:
+        """The NIL class of a mention for which the signals ``ran`` ran (``None``: the default)."""
+        ran = list(ran)
+        return next((c for c in self.nil_classes if c.covers(ran)), None)
+
+    def nil_threshold_for(self, ran: Iterable[str]) -> float:
+        """The NIL threshold of a mention for which the signals ``ran`` ran."""
+        c = self.nil_class(ran)
+        return c.threshold if c is not None else self.nil_threshold
 
     def cal(self, signal: str, backend: str | None = None) -> SignalCalibration | None:
         """The calibration of ``signal`` for ``backend`` (``"signal:backend"`` first)."""
@@ -145,20 +200,18 @@ class Fusion:
         return ((num / den) * gate if den > 0 else 0.0), probs
 
     def with_nil_threshold(self, threshold: float) -> "Fusion":
-        """A copy with another NIL threshold."""
-        t = float(threshold)
-        if not 0.0 <= t <= 1.0 + 1e-6:
-            raise InputError(Errors.E410.format(reason=f"a NIL threshold must be in [0, 1], got {threshold}"))
-        return replace(self, nil_threshold=t)
+        """A copy with one NIL threshold for every mention (its NIL classes dropped)."""
+        return replace(self, nil_threshold=_threshold(threshold), nil_classes=())
 
     # -- learning --------------------------------------------------------------------------
     def fit(self, examples: Iterable[tuple[Mapping[str, float], bool]], backends: Mapping[str, str] | None = None,
-            l2: float = 1e-2, iters: int = 500, min_class: int = 5) -> "Fusion":
+            l2: float = 1.0, iters: int = 100, min_class: int = 5) -> "Fusion":
         """A new fusion whose signals are calibrated on labelled ``(raw signals, is_match)`` pairs.
 
-        Per (non-gate) signal: a 1-D logistic regression of is_match on the raw score (gradient
-        descent with a small L2 penalty) gives ``slope`` and ``center``; the weight is the
-        signal's ranking quality, ``max(AUC - 0.5, 0.01) * 4``. The fitted entry is written under
+        Per (non-gate) signal: a 1-D logistic regression of is_match on the raw score
+        (:func:`~pixlink.vecmath.fit_logistic`: maximum likelihood to convergence, ``l2`` a
+        penalty on the standardised slope against the summed log-loss) gives ``slope`` and
+        ``center``; the weight is the signal's ranking quality, ``max(AUC - 0.5, 0.01) * 4``. The fitted entry is written under
         ``"signal:backend"`` when ``backends`` names the signal's backend (so it is the one the
         linker looks up for that backend, not shadowed by an older backend-specific entry), else
         under ``"signal"``; ``missing_prior`` and ``gate`` are kept from the entry it replaces.
@@ -184,15 +237,7 @@ class Fusion:
             y = np.asarray(ys, dtype=np.float64)
             if y.sum() < min_class or (1 - y).sum() < min_class:
                 continue
-            mu, sd = x.mean(), x.std() + 1e-9
-            z = (x - mu) / sd
-            w, b = 0.0, 0.0
-            for _ in range(iters):
-                p = 1.0 / (1.0 + np.exp(-(w * z + b)))
-                w -= float(np.mean((p - y) * z) + l2 * w)
-                b -= float(np.mean(p - y))
-            slope = w / sd
-            center = mu - b * sd / w if abs(w) > 1e-9 else mu
+            slope, center = fit_logistic(x, y, l2=l2, iters=iters)
             a = auc(x, y)
             weight = max(a - 0.5, 0.01) * 4.0
             key = f"{name}:{backends[name]}" if backends.get(name) else name
@@ -202,8 +247,10 @@ class Fusion:
         return replace(self, calibration=new, backends={**dict(self.backends), **backends}, name=f"{self.name}+fit")
 
     def calibrate_nil(self, top_scores: Sequence[float], top_correct: Sequence[bool],
-                      gold_is_nil: Sequence[bool]) -> "Fusion":
-        """A copy with the NIL threshold that maximises accuracy over labelled mentions.
+                      gold_is_nil: Sequence[bool], nil_class: str | None = None) -> "Fusion":
+        """A copy with the NIL threshold that maximises accuracy over labelled mentions (that
+        of the NIL class named ``nil_class`` when given, the default one otherwise; the
+        mentions should then be the class's).
 
         For each mention: ``top_scores`` the best fused score, ``top_correct`` whether the top
         candidate is the gold entity, ``gold_is_nil`` whether the gold answer is NIL. A
@@ -229,18 +276,30 @@ class Fusion:
         below = s[s < t]
         if len(below):
             t = (t + float(below.max())) / 2.0
-        return self.with_nil_threshold(min(t, 1.0))
+        t = min(t, 1.0)
+        if nil_class is None:
+            return replace(self, nil_threshold=_threshold(t))
+        if not any(c.name == nil_class for c in self.nil_classes):
+            raise InputError(Errors.E410.format(reason=f"no NIL class {nil_class!r}; classes: "
+                                                       f"{[c.name for c in self.nil_classes]}"))
+        return replace(self, nil_classes=tuple(replace(c, threshold=t) if c.name == nil_class else c
+                                               for c in self.nil_classes))
 
     # -- persistence -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "backends": dict(self.backends), "nil_threshold": self.nil_threshold,
-                "calibration": {k: asdict(v) for k, v in self.calibration.items()}}
+        d = {"name": self.name, "backends": dict(self.backends), "nil_threshold": self.nil_threshold,
+             "calibration": {k: asdict(v) for k, v in self.calibration.items()}}
+        if self.nil_classes:
+            d["nil_classes"] = [asdict(c) for c in self.nil_classes]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], name: str | None = None) -> "Fusion":
         try:
             cal = {k: SignalCalibration(**v) for k, v in d["calibration"].items()}
-            return cls(calibration=cal, nil_threshold=float(d["nil_threshold"]),
+            classes = tuple(NilClass(name=str(c["name"]), signals=tuple(c["signals"]), threshold=c["threshold"])
+                            for c in d.get("nil_classes") or ())
+            return cls(calibration=cal, nil_threshold=_threshold(d["nil_threshold"]), nil_classes=classes,
                        name=str(name or d.get("name") or "file"), backends=dict(d.get("backends") or {}))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(Errors.E410.format(reason=f"fusion parameters are malformed ({exc!r})")) from exc
@@ -282,8 +341,5 @@ _CACHE: dict[str, Fusion] = {}
 def _shipped(name: str) -> Fusion:
     if name not in _CACHE:
         text = resources.files("pixlink.link").joinpath("data", "fusion", f"{name}.json").read_text()
-        d = json.loads(text)
-        cal = {k: SignalCalibration(**v) for k, v in d["calibration"].items()}
-        _CACHE[name] = Fusion(calibration=cal, nil_threshold=float(d["nil_threshold"]), name=name,
-                              backends=dict(d.get("backends") or {}))
+        _CACHE[name] = Fusion.from_dict(json.loads(text), name=name)
     return _CACHE[name]

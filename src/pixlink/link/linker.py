@@ -205,9 +205,10 @@ class Linker:
         cands = cands[:k]
         self._attach_entities(cands)
         top = cands[0].score if cands else 0.0
-        nil = (not cands) or top < self.fusion.nil_threshold
+        threshold = self.fusion.nil_threshold_for(q.signals)
+        nil = (not cands) or top < threshold
         return Link(
-            candidates=cands, nil=nil, nil_threshold=self.fusion.nil_threshold, mention_id=mention_id,
+            candidates=cands, nil=nil, nil_threshold=threshold, mention_id=mention_id,
             region=q.region, backends=self._backends(q), timings={s: round(t, 4) for s, t in q.timings.items()},
             notes=q.notes, signals=dict(q.signals),
         )
