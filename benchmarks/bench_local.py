@@ -120,6 +120,7 @@ def ranking_figures(rows):
         out["accuracy_with_nil"] = round(float(np.mean([r[2] == r[0] for r in ent])), 4)
     if nil:
         out["nil_accuracy"] = round(float(np.mean([r[2] is None for r in nil])), 4)
+    out["accuracy"] = round(float(np.mean([r[2] == r[0] for r in rows])), 4) if rows else float("nan")
     return out
 
 
