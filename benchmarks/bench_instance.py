@@ -51,7 +51,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 from _measure import plot  # noqa: E402
-from bench_local import OFFLINE, by_kind, link_all, rescored  # noqa: E402
+from bench_local import OFFLINE, by_kind, link_all, rescored, top_local_examples  # noqa: E402
 
 
 def main() -> None:
@@ -109,12 +109,7 @@ def main() -> None:
     # ``local`` as bench_local.py fits it (its ``top1`` entry): how often the best verified
     # entity of a mention is right at a given score; refitted here from the same calibration
     # links, so that both entries come from one fit (Fusion.fit) of one set of links
-    top_ex = []
-    for m, lk in cal_links:
-        sc = [(c.signals["local"], c.entity_id) for c in lk.candidates if "local" in c.signals]
-        if sc:
-            x, e = max(sc)
-            top_ex.append(({"local": x}, e == m.gold))
+    top_ex = top_local_examples(cal_links)
     local_cal = shipped.fit(top_ex).cal("local")
     grid = [(lw, w) for lw in (4.0, 6.0, 8.0, 12.0, 16.0, 20.0, 24.0) for w in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)]
     from pixlink.link.calibrate import rescore

@@ -151,6 +151,18 @@ def rescored(links, fusion, drop=(), only=None):
     return rows
 
 
+def top_local_examples(links):
+    """``({"local": score}, is gold)`` of each mention's best ``local``-verified candidate (what the
+    shipped ``local`` calibration is fitted on; mentions with none are left out)."""
+    out = []
+    for m, lk in links:
+        sc = [(c.signals["local"], c.entity_id) for c in lk.candidates if "local" in c.signals]
+        if sc:
+            x, e = max(sc)
+            out.append(({"local": x}, e == m.gold))
+    return out
+
+
 def by_kind(links, fn):
     out = {"all": ranking_figures(fn(links))}
     for kind in ("logo", "flag"):
@@ -324,12 +336,7 @@ def main() -> None:
         # ``local`` scores only the entities it verified; what the NIL decision needs is how often
         # its *best* verified entity is right at a given score. Fitted on each calibration
         # mention's top local candidate (NIL mentions: a wrong top), weight chosen as above.
-        top_ex = []
-        for m, lk in cal_links:
-            sc = [(c.signals["local"], c.entity_id) for c in lk.candidates if "local" in c.signals]
-            if sc:
-                x, e = max(sc)
-                top_ex.append(({"local": x}, e == m.gold))
+        top_ex = top_local_examples(cal_links)
         top_cal = Fusion(calibration={}, nil_threshold=shipped.nil_threshold, name="top1").fit(top_ex).cal("local")
         top_weighted, top_acc = weigh(top_cal)
         figs["fused_shipped_plus_local_top1"] = by_kind(t_links, lambda L: rescored(L, top_weighted))
