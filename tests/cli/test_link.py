@@ -109,6 +109,13 @@ def test_calibrate_command_writes_a_fusion_that_link_and_eval_read(tmp_path):
     assert report["after"]["accuracy"] >= report["before"]["accuracy"]
     fusion = json.loads((tmp_path / "fusion.json").read_text())
     assert "lexical:kb" in fusion["calibration"] or "lexical" in fusion["calibration"]
+    # the offline set's image-only NIL class has none of these text mentions: kept, and said so
+    assert report["nil_thresholds"]["image"]["n"] == 0 and report["nil_thresholds"]["default"]["n"] == report["n_fit"]
+    assert fusion["nil_classes"] == [c for c in fusion["nil_classes"] if c["name"] == "image"]
+    res = runner.invoke(app, ["link", "calibrate", str(tmp_path / "mentions.jsonl"), "--kb", str(tmp_path / "kb"),
+                              "--out", str(tmp_path / "fusion2.json"), "--config", str(tmp_path / "config.json"),
+                              "--profile", "offline"])
+    assert res.exit_code == 0 and "image mentions" in res.output and "(kept: too few of them)" in res.output, res.output
     res = runner.invoke(app, ["eval", "link", str(tmp_path / "mentions.jsonl"), "--kb", str(tmp_path / "kb"),
                               "--profile", "offline", "--config", str(tmp_path / "config.json"),
                               "--fusion", str(tmp_path / "fusion.json"), "--out", str(tmp_path / "run"), "--json"])

@@ -236,7 +236,8 @@ def calibrate_command(
     for name, f in (("before", report.before), ("after", report.after)):
         table.add_row(name, *(f"{f[m]:.3f}" for m in ("accuracy", "hits@1", "nil_accuracy")))
     console.print(table)
-    classes = "".join(f"; {c.name} mentions {c.threshold:.3f} (fitted on {report.nil_thresholds[c.name]['n']})"
+    classes = "".join(f"; {c.name} mentions {c.threshold:.3f} "
+                      + (f"(fitted on {n})" if (n := report.nil_thresholds[c.name]["n"]) else "(kept: too few of them)")
                       for c in report.fusion.nil_classes)
     console.print(f"NIL threshold {linker.fusion.nil_threshold:.3f} -> {report.fusion.nil_threshold:.3f}{classes}; "
                   f"{report.n_examples} candidate pairs; backends {report.backends}; {report.n_failed} mentions failed; "
