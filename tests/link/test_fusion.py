@@ -160,3 +160,22 @@ def test_a_nil_class_holds_mentions_whose_signals_it_covers_to_its_own_threshold
     bad = f.to_dict() | {"nil_classes": [{"name": "image", "signals": ["v2v"], "threshold": 1.5}]}
     with pytest.raises(InputError, match="E410"):
         Fusion.from_dict(bad)
+
+
+def test_a_nil_class_threshold_follows_the_kb_size_inside_the_measured_range(tmp_path):
+    c = NilClass("image", ("v2v",), 0.18, size_slope=0.025, size_reference=3493, size_range=(175, 3493))
+    assert c.threshold_at(None) == c.threshold_at(3493) == 0.18
+    assert c.threshold_at(349) == pytest.approx(0.18 + 0.025 * np.log(349 / 3493))
+    # clipped to the sizes the slope was measured over: nothing claimed outside them
+    assert c.threshold_at(51) == c.threshold_at(175) < c.threshold_at(349)
+    assert c.threshold_at(6_000_000) == 0.18
+    f = Fusion(nil_classes=[c])
+    assert f.nil_threshold_for(["v2v"], 349) == c.threshold_at(349)
+    assert Fusion.from_dict(f.to_dict()).nil_classes == (c,)
+    # fitted on another KB, the threshold is that KB's own: the rule is dropped; on its own KB, kept
+    g = f.calibrate_nil([0.3, 0.05], [True, False], [False, True], nil_class="image", kb_entities=60)
+    assert g.nil_classes[0].size_slope == 0.0 and g.nil_threshold_for(["v2v"], 3493) == g.nil_classes[0].threshold
+    h = f.calibrate_nil([0.3, 0.05], [True, False], [False, True], nil_class="image", kb_entities=3493)
+    assert h.nil_classes[0].size_slope == 0.025
+    with pytest.raises(InputError, match="E410"):
+        NilClass("image", ("v2v",), 0.18, size_slope=0.025, size_reference=100, size_range=(175, 3493))

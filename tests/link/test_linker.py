@@ -352,6 +352,13 @@ def test_calibrate_fits_on_labelled_mentions_and_improves_held_out_accuracy(tmp_
     assert report.nil_thresholds["image"]["n"] == 42
     assert (fitted.nil_classes[0].threshold < 0.99
             and again.link(mentions[0].image).nil_threshold == fitted.nil_classes[0].threshold)
+    # a class with a KB-size rule holds this 12-entity KB's mentions to the threshold for 12
+    sized = Fusion(calibration=fitted.calibration, nil_classes=[
+        NilClass("image", ("v2v",), 0.5, size_slope=0.1, size_reference=100, size_range=(10, 100))])
+    small = Linker.from_kb(kb_dir, profile=_profile(), config=LinkerConfig(signals=("v2v",), segment=False),
+                           fusion=sized)
+    assert small.kb_entities == 12
+    assert small.link(mentions[0].image).nil_threshold == pytest.approx(0.5 + 0.1 * np.log(12 / 100))
     with pytest.raises(InputError, match="E407"):
         calibrate(linker, mentions[:2])
 

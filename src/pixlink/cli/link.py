@@ -141,7 +141,7 @@ def instances_command(
                             device=_device(device))
     matches = find_instances(linker, img, box=region, k=k)
     backend = linker.profile.get(R.LOCAL_FEATURES).name
-    threshold = linker.fusion.nil_threshold_for(["local"])  # what a link with this signal alone is held to
+    threshold = linker.fusion.nil_threshold_for(["local"], linker.kb_entities)  # what a link with this signal alone is held to
     rows = []
     for m in matches:
         e = linker.kb.get(m.entity_id)
@@ -236,7 +236,7 @@ def calibrate_command(
     for name, f in (("before", report.before), ("after", report.after)):
         table.add_row(name, *(f"{f[m]:.3f}" for m in ("accuracy", "hits@1", "nil_accuracy")))
     console.print(table)
-    classes = "".join(f"; {c.name} mentions {c.threshold:.3f} "
+    classes = "".join(f"; {c.name} mentions {report.nil_thresholds[c.name]['threshold']:.3f} "
                       + (f"(fitted on {n})" if (n := report.nil_thresholds[c.name]["n"]) else "(kept: too few of them)")
                       for c in report.fusion.nil_classes)
     console.print(f"NIL threshold {linker.fusion.nil_threshold:.3f} -> {report.fusion.nil_threshold:.3f}{classes}; "

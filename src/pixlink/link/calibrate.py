@@ -72,8 +72,9 @@ class CalibrationReport:
                 "fusion": self.fusion.to_dict()}
 
 
-def rescore(link: Link, fusion: Fusion) -> tuple[str | None, float, str | None]:
-    """``(prediction, top score, top candidate)`` of ``link``'s candidates under ``fusion``."""
+def rescore(link: Link, fusion: Fusion, kb_entities: int | None = None) -> tuple[str | None, float, str | None]:
+    """``(prediction, top score, top candidate)`` of ``link``'s candidates under ``fusion``
+    (``kb_entities``: the size of the KB it was linked in, for a NIL class's size rule)."""
     dense = set(dense_signals())
     ran = [s for s in link.signals if s in dense]
     best_id, best = None, -1.0
@@ -83,18 +84,20 @@ def rescore(link: Link, fusion: Fusion) -> tuple[str | None, float, str | None]:
             best_id, best = c.entity_id, fused
     if best_id is None:
         return None, 0.0, None
-    return (best_id if best >= fusion.nil_threshold_for(link.signals) else None), best, best_id
+    return (best_id if best >= fusion.nil_threshold_for(link.signals, kb_entities) else None), best, best_id
 
 
-def fit_nil(fusion: Fusion, links: Sequence[tuple[Mention, Link]],
-            min_mentions: int = 10) -> tuple[Fusion, dict[str, dict[str, Any]]]:
+def fit_nil(fusion: Fusion, links: Sequence[tuple[Mention, Link]], min_mentions: int = 10,
+            kb_entities: int | None = None) -> tuple[Fusion, dict[str, dict[str, Any]]]:
     """``fusion`` with its NIL thresholds fitted on labelled links (:meth:`Fusion.calibrate_nil`):
     each NIL class's on the mentions it covers, when there are at least ``min_mentions`` of
     them (else it is kept); the default one on the other mentions, or on all of them when fewer
-    than ``min_mentions`` are outside every class.
+    than ``min_mentions`` are outside every class. ``kb_entities``: the size of the KB the
+    mentions were linked in (a class fitted there holds for that KB: its size rule is dropped
+    unless it is the class's reference KB, :meth:`~pixlink.link.fusion.NilClass.fitted_at`).
 
     Returns the fusion and, per class (``"default"`` for the default threshold), the threshold
-    and the number of mentions it was fitted on (0: kept as it was).
+    (for this KB) and the number of mentions it was fitted on (0: kept as it was).
     """
     tops = [rescore(link, fusion.with_nil_threshold(0.0)) for _, link in links]
     groups: dict[str | None, list[int]] = {}
@@ -104,14 +107,15 @@ def fit_nil(fusion: Fusion, links: Sequence[tuple[Mention, Link]],
 
     def fit_on(f: Fusion, idx: Sequence[int], nil_class: str | None) -> Fusion:
         return f.calibrate_nil([tops[i][1] for i in idx], [tops[i][2] == links[i][0].gold for i in idx],
-                               [links[i][0].gold is None for i in idx], nil_class=nil_class)
+                               [links[i][0].gold is None for i in idx], nil_class=nil_class,
+                               kb_entities=kb_entities)
 
     out, report = fusion, {}
     for c in fusion.nil_classes:
         idx = groups.get(c.name, [])
         if len(idx) >= min_mentions:
             out = fit_on(out, idx, c.name)
-        report[c.name] = {"threshold": next(x.threshold for x in out.nil_classes if x.name == c.name),
+        report[c.name] = {"threshold": next(x for x in out.nil_classes if x.name == c.name).threshold_at(kb_entities),
                           "n": len(idx) if len(idx) >= min_mentions else 0}
     idx = groups.get(None, [])
     idx = idx if len(idx) >= min_mentions else list(range(len(links)))
@@ -120,11 +124,12 @@ def fit_nil(fusion: Fusion, links: Sequence[tuple[Mention, Link]],
     return out, report
 
 
-def figures(links: Sequence[tuple[Mention, Link]], fusion: Fusion) -> dict[str, float]:
-    """Accuracy (NIL included), Hits@1 (entity golds) and NIL accuracy of ``fusion``."""
+def figures(links: Sequence[tuple[Mention, Link]], fusion: Fusion, kb_entities: int | None = None) -> dict[str, float]:
+    """Accuracy (NIL included), Hits@1 (entity golds) and NIL accuracy of ``fusion`` (for a KB of
+    ``kb_entities`` entities)."""
     right = hits = n_ent = nil_right = n_nil = 0
     for m, link in links:
-        pred, _, top = rescore(link, fusion)
+        pred, _, top = rescore(link, fusion, kb_entities)
         right += pred == m.gold
         if m.gold is None:
             n_nil += 1
@@ -171,10 +176,12 @@ def calibrate(linker: Any, mentions: Sequence[Mention], *, holdout: float = 0.3,
         for s, b in link.signals.items():
             votes.setdefault(s, Counter())[b] += 1
     backends = {s: c.most_common(1)[0][0] for s, c in votes.items() if c.most_common(1)[0][0] != "kb"}
-    fitted, nil_report = fit_nil(linker.fusion.fit(examples, backends=backends, min_class=min_class), fit)
+    n_kb = linker.kb_entities
+    fitted, nil_report = fit_nil(linker.fusion.fit(examples, backends=backends, min_class=min_class), fit,
+                                 kb_entities=n_kb)
     judge = held or fit
     return CalibrationReport(
         fusion=fitted, n_mentions=len(labelled), n_fit=len(fit), n_heldout=len(held), n_failed=len(batch.errors),
-        n_examples=len(examples), before=figures(judge, linker.fusion), after=figures(judge, fitted),
+        n_examples=len(examples), before=figures(judge, linker.fusion, n_kb), after=figures(judge, fitted, n_kb),
         backends=backends, errors=[e.to_dict() for e in batch.errors], seed=seed, holdout=holdout,
         nil_thresholds=nil_report)

@@ -35,6 +35,7 @@ return new objects, so one fusion can be shared by many linkers and threads.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -93,20 +94,54 @@ class NilClass:
     signals alone, whose right links sit lower than a face's or a name's. Such a class gets the
     threshold fitted on mentions of that kind (``nil_classes`` of the fusion JSON).
 
+    The best threshold also depends on the KB's size: the more entities, the more look-alikes
+    a NIL mention meets, and the higher its best wrong score. ``size_slope`` moves the threshold
+    by that much per e-fold of KB entities away from ``size_reference`` (the KB it was fitted
+    on), the size clipped into ``size_range`` (the sizes the slope was measured over; none is
+    claimed outside them).
+
     Attributes:
         name: what the class is (``"image"``), reported with the link.
         signals: the signals a mention of the class may have run; a mention belongs to the
             class when every signal that ran for it is one of these.
-        threshold: its NIL threshold.
+        threshold: its NIL threshold (for a KB of ``size_reference`` entities).
+        size_slope: the threshold's change per e-fold of KB entities (0: none).
+        size_reference: the KB size ``threshold`` was fitted at.
+        size_range: ``(smallest, largest)`` KB sizes the slope holds for.
     """
 
     name: str
     signals: tuple[str, ...]
     threshold: float
+    size_slope: float = 0.0
+    size_reference: int | None = None
+    size_range: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "signals", tuple(self.signals))
         object.__setattr__(self, "threshold", _threshold(self.threshold))
+        if self.size_range is not None:
+            object.__setattr__(self, "size_range", tuple(int(v) for v in self.size_range))
+        if self.size_slope and (self.size_reference is None or self.size_range is None
+                                or not 1 <= self.size_range[0] <= self.size_reference <= self.size_range[1]):
+            raise InputError(Errors.E410.format(
+                reason=f"NIL class {self.name!r}: a size_slope needs a size_reference inside its size_range "
+                       f"(got {self.size_reference!r}, {self.size_range!r})"))
+
+    def threshold_at(self, kb_entities: int | None) -> float:
+        """The threshold for a KB of ``kb_entities`` entities (``None``: unknown, the fitted one)."""
+        if not self.size_slope or kb_entities is None or kb_entities < 1:
+            return self.threshold
+        assert self.size_range is not None and self.size_reference is not None
+        n = min(max(int(kb_entities), self.size_range[0]), self.size_range[1])
+        return float(min(max(self.threshold + self.size_slope * math.log(n / self.size_reference), 0.0), 1.0))
+
+    def fitted_at(self, threshold: float, kb_entities: int | None) -> "NilClass":
+        """This class with ``threshold`` fitted on a KB of ``kb_entities`` entities: the size rule
+        is dropped (the threshold is that KB's own) unless the KB is the reference one."""
+        if kb_entities is None or kb_entities == self.size_reference:
+            return replace(self, threshold=threshold)
+        return replace(self, threshold=threshold, size_slope=0.0, size_reference=None, size_range=None)
 
     def covers(self, ran: Iterable[str]) -> bool:
         """Whether a mention for which the signals ``ran`` ran belongs to the class."""
@@ -148,10 +183,11 @@ class Fusion:
         ran = list(ran)
         return next((c for c in self.nil_classes if c.covers(ran)), None)
 
-    def nil_threshold_for(self, ran: Iterable[str]) -> float:
-        """The NIL threshold of a mention for which the signals ``ran`` ran."""
+    def nil_threshold_for(self, ran: Iterable[str], kb_entities: int | None = None) -> float:
+        """The NIL threshold of a mention for which the signals ``ran`` ran, in a KB of
+        ``kb_entities`` entities (a class's size rule; ``None``: not applied)."""
         c = self.nil_class(ran)
-        return c.threshold if c is not None else self.nil_threshold
+        return c.threshold_at(kb_entities) if c is not None else self.nil_threshold
 
     def cal(self, signal: str, backend: str | None = None) -> SignalCalibration | None:
         """The calibration of ``signal`` for ``backend`` (``"signal:backend"`` first)."""
@@ -247,10 +283,13 @@ class Fusion:
         return replace(self, calibration=new, backends={**dict(self.backends), **backends}, name=f"{self.name}+fit")
 
     def calibrate_nil(self, top_scores: Sequence[float], top_correct: Sequence[bool],
-                      gold_is_nil: Sequence[bool], nil_class: str | None = None) -> "Fusion":
+                      gold_is_nil: Sequence[bool], nil_class: str | None = None,
+                      kb_entities: int | None = None) -> "Fusion":
         """A copy with the NIL threshold that maximises accuracy over labelled mentions (that
         of the NIL class named ``nil_class`` when given, the default one otherwise; the
-        mentions should then be the class's).
+        mentions should then be the class's). ``kb_entities``: the size of the KB the mentions
+        were linked in (a class fitted on another KB than its reference drops its size rule,
+        :meth:`NilClass.fitted_at`).
 
         For each mention: ``top_scores`` the best fused score, ``top_correct`` whether the top
         candidate is the gold entity, ``gold_is_nil`` whether the gold answer is NIL. A
@@ -282,7 +321,7 @@ class Fusion:
         if not any(c.name == nil_class for c in self.nil_classes):
             raise InputError(Errors.E410.format(reason=f"no NIL class {nil_class!r}; classes: "
                                                        f"{[c.name for c in self.nil_classes]}"))
-        return replace(self, nil_classes=tuple(replace(c, threshold=t) if c.name == nil_class else c
+        return replace(self, nil_classes=tuple(c.fitted_at(t, kb_entities) if c.name == nil_class else c
                                                for c in self.nil_classes))
 
     # -- persistence -----------------------------------------------------------------------
@@ -297,8 +336,7 @@ class Fusion:
     def from_dict(cls, d: Mapping[str, Any], name: str | None = None) -> "Fusion":
         try:
             cal = {k: SignalCalibration(**v) for k, v in d["calibration"].items()}
-            classes = tuple(NilClass(name=str(c["name"]), signals=tuple(c["signals"]), threshold=c["threshold"])
-                            for c in d.get("nil_classes") or ())
+            classes = tuple(NilClass(**c) for c in d.get("nil_classes") or ())
             return cls(calibration=cal, nil_threshold=_threshold(d["nil_threshold"]), nil_classes=classes,
                        name=str(name or d.get("name") or "file"), backends=dict(d.get("backends") or {}))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

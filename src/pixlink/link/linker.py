@@ -26,6 +26,7 @@ is immutable. To run a linker in another process (a worker, a Ray actor) send it
 from __future__ import annotations
 
 import threading
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -96,6 +97,11 @@ class Linker:
         self.image_cache: ImageCache | None = None
         self._lock = threading.Lock()
         self._warned: set[str] = set()
+
+    @cached_property
+    def kb_entities(self) -> int:
+        """The KB's entity count (a NIL class's threshold may depend on it); read once."""
+        return len(self.kb)
 
     @classmethod
     def from_kb(
@@ -205,7 +211,7 @@ class Linker:
         cands = cands[:k]
         self._attach_entities(cands)
         top = cands[0].score if cands else 0.0
-        threshold = self.fusion.nil_threshold_for(q.signals)
+        threshold = self.fusion.nil_threshold_for(q.signals, self.kb_entities)
         nil = (not cands) or top < threshold
         return Link(
             candidates=cands, nil=nil, nil_threshold=threshold, mention_id=mention_id,
