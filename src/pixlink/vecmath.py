@@ -66,12 +66,23 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 100
     X = np.stack([z, np.ones_like(z)], axis=1)
     theta = np.zeros(2)
     reg = np.diag([l2, 0.0])
+
+    def loss(t: np.ndarray) -> float:
+        a = X @ t  # log(1 + e^a) - y a, summed, without overflow; plus the penalty
+        return float(np.sum(np.logaddexp(0.0, a) - y * a) + 0.5 * l2 * t[0] ** 2)
+
+    current = loss(theta)
     for _ in range(iters):
         p = sigmoid(X @ theta)
         grad = X.T @ (p - y) + reg @ theta
         hess = (X * (p * (1 - p))[:, None]).T @ X + reg + 1e-9 * np.eye(2)
         step = np.linalg.solve(hess, grad)
-        theta -= step
+        for _ in range(30):  # Newton's step, halved until the loss does not rise (it is convex)
+            new = loss(theta - step)
+            if new <= current + 1e-12:
+                break
+            step = step / 2.0
+        theta, current = theta - step, new
         if float(np.abs(step).max()) < tol:
             break
     w, b = float(theta[0]), float(theta[1])

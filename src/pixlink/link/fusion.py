@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -101,7 +102,7 @@ class NilClass:
     claimed outside them).
 
     Attributes:
-        name: what the class is (``"image"``), reported with the link.
+        name: what the class is (``"image"``; ``pixlink link calibrate`` reports by it).
         signals: the signals a mention of the class may have run; a mention belongs to the
             class when every signal that ran for it is one of these.
         threshold: its NIL threshold (for a KB of ``size_reference`` entities).
@@ -150,7 +151,7 @@ class NilClass:
 
 
 def _threshold(t: Any) -> float:
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= float(t) <= 1.0 + 1e-6:
+    if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0.0 <= float(t) <= 1.0 + 1e-6:
         raise InputError(Errors.E410.format(reason=f"a NIL threshold must be a number in [0, 1], got {t!r}"))
     return float(t)
 
@@ -247,12 +248,13 @@ class Fusion:
         Per (non-gate) signal: a 1-D logistic regression of is_match on the raw score
         (:func:`~pixlink.vecmath.fit_logistic`: maximum likelihood to convergence, ``l2`` a
         penalty on the standardised slope against the summed log-loss) gives ``slope`` and
-        ``center``; the weight is the signal's ranking quality, ``max(AUC - 0.5, 0.01) * 4``. The fitted entry is written under
-        ``"signal:backend"`` when ``backends`` names the signal's backend (so it is the one the
-        linker looks up for that backend, not shadowed by an older backend-specific entry), else
-        under ``"signal"``; ``missing_prior`` and ``gate`` are kept from the entry it replaces.
-        Signals with fewer than ``min_class`` positive or negative examples keep their
-        calibration; a signal is not fitted on the examples where it yields to another.
+        ``center``; the weight is the signal's ranking quality, ``max(AUC - 0.5, 0.01) * 4``.
+        The fitted entry is written under ``"signal:backend"`` when ``backends`` names the
+        signal's backend (so it is the one the linker looks up for that backend, not shadowed by
+        an older backend-specific entry), else under ``"signal"``; ``missing_prior`` and ``gate``
+        are kept from the entry it replaces. Signals with fewer than ``min_class`` positive or
+        negative examples keep their calibration; a signal is not fitted on the examples where it
+        yields to another.
         """
         backends = dict(backends or {})
         per: dict[str, tuple[list[float], list[int]]] = {}
