@@ -271,20 +271,18 @@ def main() -> None:
     cal_links = runs["calibration"]
 
     # fit on the CALIBRATION split only, from the cached links: what pixlink.link.calibrate does
-    # (Fusion.fit on (raw signals, is gold) of every candidate, then the NIL threshold), without
-    # linking the same mentions a second time
-    from pixlink.link.calibrate import figures, rescore
+    # (Fusion.fit on (raw signals, is gold) of every candidate, then the NIL thresholds: each NIL
+    # class's on its mentions, fit_nil), without linking the same mentions a second time
+    from pixlink.link.calibrate import figures, fit_nil
 
     examples = [(c.signals, c.entity_id == m.gold) for m, lk in cal_links for c in lk.candidates]
     backends = {"local": "sift", **dict(shipped_backends := Fusion.shipped("offline").backends)}
     fitted = Fusion.shipped("offline").fit(examples, backends={s: b for s, b in backends.items()
                                                                if any(s in lk.signals for _, lk in cal_links)})
-    tops = [rescore(lk, fitted.with_nil_threshold(0.0)) for _, lk in cal_links]
-    fitted = fitted.calibrate_nil([t[1] for t in tops], [t[2] == m.gold for t, (m, _) in zip(tops, cal_links)],
-                                  [m.gold is None for m, _ in cal_links])
+    fitted, nil_fit = fit_nil(fitted, cal_links)
     fitted.save(work / "fusion_fitted.json")
     cal_report = {"n_examples": len(examples), "n_mentions": len(cal_links), "backends": shipped_backends,
-                  "on_calibration_split": figures(cal_links, fitted)}
+                  "on_calibration_split": figures(cal_links, fitted), "nil_thresholds": nil_fit}
     result["calibration"] = {"report": cal_report, "local": fitted.to_dict()["calibration"].get("local:sift")
                              or fitted.to_dict()["calibration"].get("local"), "nil_threshold": fitted.nil_threshold}
 
