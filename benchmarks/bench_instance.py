@@ -113,23 +113,18 @@ def main() -> None:
     local_cal = shipped.fit(top_ex).cal("local")
     grid = [(lw, w) for lw in (2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 20.0, 24.0)
             for w in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0)]
-    from pixlink.link.calibrate import rescore
+    from pixlink.link.calibrate import nil_fitted
 
     if not any(c.name == "image" for c in shipped.nil_classes):
         sys.exit("the offline fusion has no 'image' NIL class (link/data/fusion/offline.json)")
     image_links = [(m, lk) for m, lk in cal_links if getattr(shipped.nil_class(lk.signals), "name", None) == "image"]
 
-    def fit_image_nil(f):
-        """``f`` with the threshold of its ``image`` NIL class fitted on the calibration mentions it covers."""
-        tops = [rescore(lk, f.with_nil_threshold(0.0)) for _, lk in image_links]
-        return f.calibrate_nil([t[1] for t in tops], [t[2] == m.gold for t, (m, _) in zip(tops, image_links)],
-                               [m.gold is None for m, _ in image_links], nil_class="image")
-
     acc_by_w, hits_by_w, fused = {}, {}, {}
     for lw, w in grid:
         cal_w = {**dict(shipped.calibration), "instance": replace(inst_cal, weight=w), "local": replace(local_cal, weight=lw)}
-        f_w = fit_image_nil(replace(shipped, calibration=cal_w, backends={**dict(shipped.backends), "instance": backend},
-                                    name="offline+instance"))
+        # the threshold of the ``image`` NIL class fitted on the calibration mentions it covers
+        f_w = nil_fitted(replace(shipped, calibration=cal_w, backends={**dict(shipped.backends), "instance": backend},
+                                 name="offline+instance"), image_links, "image")
         rows = rescored(cal_links, f_w)
         acc_by_w[lw, w] = round(float(np.mean([r[2] == r[0] for r in rows])), 4)
         hits_by_w[lw, w] = round(float(np.mean([bool(r[1]) and r[1][0] == r[0] for r in rows if r[0] is not None])), 4)
@@ -145,9 +140,7 @@ def main() -> None:
     plus_default = replace(plus, nil_classes=tuple(replace(c, threshold=plus.nil_threshold) for c in plus.nil_classes))
     alone = Fusion(calibration={"instance": inst_cal}, nil_threshold=shipped.nil_threshold, name="instance-only",
                    backends={"instance": backend})
-    tops = [rescore(lk, alone.with_nil_threshold(0.0)) for _, lk in cal_links]
-    alone = alone.calibrate_nil([t[1] for t in tops], [t[2] == m.gold for t, (m, _) in zip(tops, cal_links)],
-                                [m.gold is None for m, _ in cal_links])
+    alone = nil_fitted(alone, cal_links)
     result["fit"] = {"examples": len(examples), "local_examples": len(top_ex), "instance": plus.to_dict()["calibration"]["instance"],
                      "local": plus.to_dict()["calibration"]["local"],
                      "calibration_accuracy_by_weights": {f"local={a} instance={b}": v for (a, b), v in acc_by_w.items()},

@@ -129,10 +129,8 @@ def rescored(links, fusion, drop=(), only=None):
     (or only ``only`` kept)."""
     from dataclasses import replace
 
-    from pixlink.link.calibrate import rescore
-    from pixlink.link.signals import dense_signals
+    from pixlink.link.calibrate import candidate_scores, rescore
 
-    dense = set(dense_signals())
     rows = []
     for m, link in links:
         keep = (lambda s: s in only) if only is not None else (lambda s: s not in drop)
@@ -140,12 +138,7 @@ def rescored(links, fusion, drop=(), only=None):
         cands = [replace(c, signals={s: v for s, v in c.signals.items() if keep(s)}) for c in link.candidates]
         cands = [c for c in cands if c.signals]
         lk = replace(link, signals=sigs, candidates=cands)
-        ran = [s for s in sigs if s in dense]
-        scored = []
-        for c in cands:
-            f, _ = fusion.fuse(c.signals, unverified=[s for s in ran if s not in c.signals], backends=sigs)
-            scored.append((-f, c.entity_id))
-        ids = [e for _, e in sorted(scored)]
+        ids = [e for _, e in sorted((-f, e) for e, f in candidate_scores(lk, fusion))]
         pred, _, _ = rescore(lk, fusion)
         rows.append((m.gold, ids, pred))
     return rows
@@ -293,12 +286,9 @@ def main() -> None:
                         backends={"local": "sift"}) if local_cal else None
     if only_local is not None:
         # NIL for local alone: the threshold that is best on the calibration links
-        from pixlink.link.calibrate import rescore
+        from pixlink.link.calibrate import nil_fitted
 
-        tops = [rescore(lk, only_local.with_nil_threshold(0.0)) for _, lk in
-                [(m, l) for m, l in cal_links]]
-        only_local = only_local.calibrate_nil([t[1] for t in tops], [t[2] == m.gold for t, (m, _) in zip(tops, cal_links)],
-                                              [m.gold is None for m, _ in cal_links])
+        only_local = nil_fitted(only_local, cal_links)
     figs = {} if args.local_only else {
         "previous_offline": by_kind(t_links, lambda L: rescored(L, shipped, drop=("local",))),
         "fused_all_refitted": by_kind(t_links, lambda L: rescored(L, fitted)),

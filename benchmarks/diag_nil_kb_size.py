@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -58,7 +57,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from pixlink.demo.composite import CompositeConfig, generate
-    from pixlink.link.calibrate import rescore
+    from pixlink.link.calibrate import candidate_scores
     from pixlink.link.fusion import Fusion
 
     work = Path(args.work)
@@ -78,9 +77,7 @@ def main() -> None:
     for split, ls in links.items():
         rows = []
         for m, lk in ls:
-            per = [(rescore(replace(lk, candidates=[c]), fusion.with_nil_threshold(0.0))[1], c.entity_id)
-                   for c in lk.candidates]
-            rows.append((m.gold, sorted(per, reverse=True)))
+            rows.append((m.gold, sorted(((s, e) for e, s in candidate_scores(lk, fusion)), reverse=True)))
         scored[split] = rows
 
     def outcome(rows, keep):

@@ -75,16 +75,31 @@ class CalibrationReport:
 def rescore(link: Link, fusion: Fusion, kb_entities: int | None = None) -> tuple[str | None, float, str | None]:
     """``(prediction, top score, top candidate)`` of ``link``'s candidates under ``fusion``
     (``kb_entities``: the size of the KB it was linked in, for a NIL class's size rule)."""
-    dense = set(dense_signals())
-    ran = [s for s in link.signals if s in dense]
     best_id, best = None, -1.0
-    for c in link.candidates:
-        fused, _ = fusion.fuse(c.signals, unverified=[s for s in ran if s not in c.signals], backends=link.signals)
-        if fused > best or (fused == best and best_id is not None and c.entity_id < best_id):
-            best_id, best = c.entity_id, fused
+    for eid, fused in candidate_scores(link, fusion):
+        if fused > best or (fused == best and best_id is not None and eid < best_id):
+            best_id, best = eid, fused
     if best_id is None:
         return None, 0.0, None
     return (best_id if best >= fusion.nil_threshold_for(link.signals, kb_entities) else None), best, best_id
+
+
+def candidate_scores(link: Link, fusion: Fusion) -> list[tuple[str, float]]:
+    """``(entity id, fused score)`` of each of ``link``'s candidates under ``fusion``, from its raw
+    signals (a dense signal that ran but did not score a candidate counts as unverified)."""
+    dense = set(dense_signals())
+    ran = [s for s in link.signals if s in dense]
+    return [(c.entity_id, fusion.fuse(c.signals, unverified=[s for s in ran if s not in c.signals],
+                                      backends=link.signals)[0]) for c in link.candidates]
+
+
+def nil_fitted(fusion: Fusion, links: Sequence[tuple[Mention, Link]], nil_class: str | None = None,
+               kb_entities: int | None = None) -> Fusion:
+    """``fusion`` with the NIL threshold (of ``nil_class``, else the default one) that is best on
+    the labelled ``links`` (:meth:`Fusion.calibrate_nil` on their top candidates)."""
+    tops = [rescore(link, fusion.with_nil_threshold(0.0)) for _, link in links]
+    return fusion.calibrate_nil([t[1] for t in tops], [t[2] == m.gold for t, (m, _) in zip(tops, links)],
+                                [m.gold is None for m, _ in links], nil_class=nil_class, kb_entities=kb_entities)
 
 
 def fit_nil(fusion: Fusion, links: Sequence[tuple[Mention, Link]], min_mentions: int = 10,
@@ -99,28 +114,21 @@ def fit_nil(fusion: Fusion, links: Sequence[tuple[Mention, Link]], min_mentions:
     Returns the fusion and, per class (``"default"`` for the default threshold), the threshold
     (for this KB) and the number of mentions it was fitted on (0: kept as it was).
     """
-    tops = [rescore(link, fusion.with_nil_threshold(0.0)) for _, link in links]
-    groups: dict[str | None, list[int]] = {}
-    for i, (_, link) in enumerate(links):
+    groups: dict[str | None, list[tuple[Mention, Link]]] = {}
+    for m, link in links:
         c = fusion.nil_class(link.signals)
-        groups.setdefault(c.name if c is not None else None, []).append(i)
-
-    def fit_on(f: Fusion, idx: Sequence[int], nil_class: str | None) -> Fusion:
-        return f.calibrate_nil([tops[i][1] for i in idx], [tops[i][2] == links[i][0].gold for i in idx],
-                               [links[i][0].gold is None for i in idx], nil_class=nil_class,
-                               kb_entities=kb_entities)
-
+        groups.setdefault(c.name if c is not None else None, []).append((m, link))
     out, report = fusion, {}
     for c in fusion.nil_classes:
-        idx = groups.get(c.name, [])
-        if len(idx) >= min_mentions:
-            out = fit_on(out, idx, c.name)
+        mine = groups.get(c.name, [])
+        if len(mine) >= min_mentions:
+            out = nil_fitted(out, mine, c.name, kb_entities)
         report[c.name] = {"threshold": next(x for x in out.nil_classes if x.name == c.name).threshold_at(kb_entities),
-                          "n": len(idx) if len(idx) >= min_mentions else 0}
-    idx = groups.get(None, [])
-    idx = idx if len(idx) >= min_mentions else list(range(len(links)))
-    out = fit_on(out, idx, None)
-    report["default"] = {"threshold": out.nil_threshold, "n": len(idx)}
+                          "n": len(mine) if len(mine) >= min_mentions else 0}
+    rest = groups.get(None, [])
+    rest = rest if len(rest) >= min_mentions else list(links)
+    out = nil_fitted(out, rest, None, kb_entities)
+    report["default"] = {"threshold": out.nil_threshold, "n": len(rest)}
     return out, report
 
 
