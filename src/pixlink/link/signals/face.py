@@ -284,7 +284,7 @@ class FaceSignal(DenseSignal):
             for p in paths:
                 vec = face_vector(backend, load_image(p), None, rule)
                 if vec is None:
-                    raise InputError(Errors.E404.format(path=str(p), space=self.space, reason="no face found in the image"))
+                    raise InputError(Errors.E326.format(backend=backend.name, path=str(p), space=self.space))
                 out.append(vec)
             return np.asarray(out, dtype=np.float32)
 
