@@ -215,8 +215,10 @@ def embed_command(
         if "skipped" in r:
             console.print(f"[yellow]{sig}[/]: not built", highlight=False)
             continue
+        left = "".join(f"; {n} {'entity' if n == 1 else 'entities'} left out ({why})"
+                       for why, n in r.get("left_out", {}).items())
         console.print(f"[bold]{sig}[/]: {r['vectors']} vectors of {r.get('entities', 0)} entities in {r['space']} "
-                      f"by {r['model_id']}; {len(r['errors'])} items failed", highlight=False)
+                      f"by {r['model_id']}; {len(r['errors'])} items failed{left}", highlight=False)
         for e in r["errors"][:10]:
             console.print(f"  [red]failed[/] {escape(str(e['item_id']))}: {escape(e['error'])}", highlight=False)
 

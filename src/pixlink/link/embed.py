@@ -47,8 +47,10 @@ def embed_kb(
     """Embed the KB for ``signals`` (default: every dense signal) with ``profile``'s models
     and write the indexes.
 
-    Returns ``signal -> {"space", "model_id", "items", "vectors", "entities", "errors": [...]}``;
-    a signal whose model cannot run here is reported as ``skipped`` with the reason.
+    Returns ``signal -> {"space", "model_id", "items", "vectors", "entities", "errors": [...]}``
+    (and ``left_out``: ``{reason: entities}`` when the signal leaves some out, as ``face`` does
+    entities that are not people); a signal whose model cannot run here is reported as
+    ``skipped`` with the reason.
     """
     from ..index.dense import index_dir
     from ..index.embed import build_index_from_store, embed_items
@@ -74,14 +76,18 @@ def embed_kb(
             report[name] = build_kb_side(kb, backend, kb_dir=kb_dir, progress=progress)
             continue
         model_id = sig.model_id(backend)
-        items = sig.kb_items(kb)
+        select = getattr(sig, "kb_selection", None)  # a signal that leaves some entities out says how many
+        items, left_out = select(kb) if select is not None else (sig.kb_items(kb), {})
         if not items:
-            report[name] = {"space": sig.space, "model_id": model_id, "skipped": "no entity has what this signal embeds"}
+            report[name] = {"space": sig.space, "model_id": model_id, "skipped": "no entity has what this signal embeds",
+                            **({"left_out": left_out} if left_out else {})}
             continue
         store = embed_items(items, sig.kb_encoder(backend, batch_size), cache_dir=cache_dir, model_id=model_id,
                             batch_size=batch_size, progress=progress)
         entry: dict[str, Any] = {"space": sig.space, "model_id": model_id, "items": len(items), "vectors": len(store),
                                  "errors": [e.to_dict() for e in store.errors]}
+        if left_out:
+            entry["left_out"] = left_out
         if len(store):
             out = index_dir(kb_dir, sig.space, model_id)
             idx = build_index_from_store(store, out, sig.space, backend=index_backend, overwrite=True,

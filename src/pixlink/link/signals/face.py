@@ -45,6 +45,11 @@ class FaceRule:
             image is scanned for faces once at this longer side (None = ``max_side``); a region
             whose window holds no scanned face is searched at full resolution by the window
             rule. A service lowers it (1024: 0.3 s instead of 1.3 s for a 2000 x 1428 photo).
+        kb_people_only: on the KB side, leave out the images of entities typed (P31, and P279
+            for a class) as something other than a person (the PER classes of
+            ``link/data/type_classes.json``): a flag, a logo or a building has no face to find,
+            and beside a face the ``type`` signal scores such an entity 0 anyway. Entities with
+            no type are kept. The embedding report counts what was left out (``left_out``).
     """
 
     margin: float = 0.3
@@ -52,6 +57,7 @@ class FaceRule:
     second_pass_below: int = 400
     max_side: int = 2000
     scan_max_side: int | None = None
+    kb_people_only: bool = True
 
     def __post_init__(self) -> None:
         check_range("face margin", self.margin, 0.0, 5.0)
@@ -270,9 +276,24 @@ class FaceSignal(DenseSignal):
             _descriptor(cache, q.image_key, tag, backend, q.image, scan, i)
 
     def kb_items(self, kb: Any) -> list[tuple[str, Any]]:
-        from ...index.embed import image_items
+        return self.kb_selection(kb)[0]
 
-        return list(image_items(kb.entities_with_images(resolved_only=False)))
+    def kb_selection(self, kb: Any) -> tuple[list[tuple[str, Any]], dict[str, int]]:
+        """The KB images to embed, and ``{reason: entities left out}`` (``kb_people_only``)."""
+        from ...index.embed import image_items
+        from .type import load_type_classes
+
+        ents = list(kb.entities_with_images(resolved_only=False))
+        if not self.options.kb_people_only:
+            return list(image_items(ents)), {}
+        people = load_type_classes()["classes"]["PER"]
+        kept = []
+        for e in ents:
+            classes = {t for _, t, _, _ in kb.hypernyms(e.id, max_depth=1)}
+            if not classes or classes & people:
+                kept.append(e)
+        gone = len(ents) - len(kept)
+        return list(image_items(kept)), ({"typed as something other than a person": gone} if gone else {})
 
     def kb_encoder(self, backend: Any, batch_size: int) -> Callable[[list[Any]], np.ndarray]:
         from ...io import load_image
