@@ -76,8 +76,7 @@ def embed_kb(
             report[name] = build_kb_side(kb, backend, kb_dir=kb_dir, progress=progress)
             continue
         model_id = sig.model_id(backend)
-        select = getattr(sig, "kb_selection", None)  # a signal that leaves some entities out says how many
-        items, left_out = select(kb) if select is not None else (sig.kb_items(kb), {})
+        items, left_out = sig.kb_selection(kb)  # a signal that leaves some entities out says how many
         if not items:
             report[name] = {"space": sig.space, "model_id": model_id, "skipped": "no entity has what this signal embeds",
                             **({"left_out": left_out} if left_out else {})}

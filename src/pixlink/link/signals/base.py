@@ -91,6 +91,11 @@ class Signal:
         by :func:`pixlink.index.embed.entity_of_key`. Signals without vectors: none."""
         return []
 
+    def kb_selection(self, kb: "KB") -> tuple[list[tuple[str, Any]], dict[str, int]]:
+        """:meth:`kb_items`, and ``{reason: entities}`` this signal leaves out on purpose (the
+        embedding report's ``left_out``; none by default)."""
+        return self.kb_items(kb), {}
+
     def kb_encoder(self, backend: Any, batch_size: int) -> Callable[[list[Any]], np.ndarray]:
         """A function from a batch of payloads to ``(N, D)`` float32 vectors."""
         raise InputError(Errors.E010.format(what="signal", value=self.name, reason="has no KB vectors to embed"))
