@@ -45,11 +45,12 @@ class FaceRule:
             image is scanned for faces once at this longer side (None = ``max_side``); a region
             whose window holds no scanned face is searched at full resolution by the window
             rule. A service lowers it (1024: 0.3 s instead of 1.3 s for a 2000 x 1428 photo).
-        kb_people_only: on the KB side, leave out the images of entities typed (P31, and P279
-            for a class) as something other than a person (the PER classes of
-            ``link/data/type_classes.json``): a flag, a logo or a building has no face to find,
-            and beside a face the ``type`` signal scores such an entity 0 anyway. Entities with
-            no type are kept. The embedding report counts what was left out (``left_out``).
+        kb_people_only: on the KB side, leave out the images of entities typed (P31) as
+            something other than a person (the PER classes of ``link/data/type_classes.json``;
+            :func:`~pixlink.link.signals.type.not_a_person`, the ``type`` signal's own rule,
+            which scores such an entity 0 beside a face anyway): a flag, a logo or a building
+            has no face to find. Entities with no type are kept. The embedding report counts
+            what was left out (``left_out``).
     """
 
     margin: float = 0.3
@@ -281,17 +282,13 @@ class FaceSignal(DenseSignal):
     def kb_selection(self, kb: Any) -> tuple[list[tuple[str, Any]], dict[str, int]]:
         """The KB images to embed, and ``{reason: entities left out}`` (``kb_people_only``)."""
         from ...index.embed import image_items
-        from .type import load_type_classes
+        from .type import not_a_person, person_classes
 
         ents = list(kb.entities_with_images(resolved_only=False))
         if not self.options.kb_people_only:
             return list(image_items(ents)), {}
-        people = load_type_classes()["classes"]["PER"]
-        kept = []
-        for e in ents:
-            classes = {t for _, t, _, _ in kb.hypernyms(e.id, max_depth=1)}
-            if not classes or classes & people:
-                kept.append(e)
+        people = person_classes()
+        kept = [e for e in ents if not not_a_person(e.types, people)]
         gone = len(ents) - len(kept)
         return list(image_items(kept)), ({"typed as something other than a person": gone} if gone else {})
 

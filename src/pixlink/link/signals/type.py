@@ -45,6 +45,17 @@ def load_type_classes(path: str | None = None) -> dict[str, Any]:
     return {"classes": classes, "compatible": compatible, "aliases": aliases}
 
 
+def person_classes() -> frozenset[str]:
+    """The P31 ids that mean "a person": the PER classes of the shipped type file."""
+    return frozenset(load_type_classes()["classes"]["PER"])
+
+
+def not_a_person(types: Sequence[str], person: frozenset[str]) -> bool:
+    """Whether an entity with these P31 ``types`` is typed, and as nothing in ``person``: it
+    cannot be a face (untyped entities can)."""
+    return bool(types) and not person.intersection(types)
+
+
 class _EntityClasses:
     """The KB classes of entities (P31 + P279 ancestors), cached per entity (thread-safe)."""
 
@@ -95,7 +106,7 @@ class FaceTypeConsistency(Signal):
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
         people = self.options.person_classes
-        self.person = frozenset(people if people is not None else load_type_classes()["classes"]["PER"])
+        self.person = frozenset(people) if people is not None else person_classes()
         self._classes = _EntityClasses(self.options.max_depth)
 
     def applies(self, q: Query) -> bool:
@@ -106,8 +117,8 @@ class FaceTypeConsistency(Signal):
             return {}
         out: dict[str, float] = {}
         for ent in ctx.kb.get_many(ids):
-            if ent.types and not self.person.intersection(ent.types):
-                out[ent.id] = 0.0  # typed, and not a person: it cannot be this face
+            if not_a_person(ent.types, self.person):
+                out[ent.id] = 0.0  # it cannot be this face
         q.signals[self.name] = "kb"
         return out
 
