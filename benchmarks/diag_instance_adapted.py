@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -39,13 +38,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 from _measure import plot  # noqa: E402
+from train_instance_head import cached, hits, log  # noqa: E402
 
 CLOSEUP_SIDES = (0.15, 0.45)
 """A close-up keeps this fraction (drawn per side) of the flag's box."""
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
 
 
 def main() -> None:
@@ -54,16 +50,14 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "instance_adapted.json"))
     args = ap.parse_args()
 
-    import pixlink.train.instance_head as IH
     from pixlink.demo.composite import CompositeConfig, generate
     from pixlink.demo.materials import build_materials
     from pixlink.io import load_image
     from pixlink.link import LinkerConfig
     from pixlink.models.backends.efficientnet import EfficientNetLiteEncoder
-    from pixlink.models.backends.instance_head import (GRID_LAYERS, HEAD_PATH, LAYERS, global_pools, grid_pools,
-                                                           join_pools, load_head, map_batches)
+    from pixlink.models.backends.instance_head import GRID_LAYERS, HEAD_PATH, LAYERS, load_head, multilayer_features
     from pixlink.regions.views import crop
-    from pixlink.train.instance_head import project, render_views, train_head
+    from pixlink.train.instance_head import PARTIAL_SIDES, project, render_views, train_head
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -71,27 +65,18 @@ def main() -> None:
     enc = EfficientNetLiteEncoder()
 
     def feats(images):
-        out = [join_pools(global_pools(maps, LAYERS), grid_pools(maps, GRID_LAYERS))
-               for maps in map_batches(enc, images, sorted(set(LAYERS) | set(GRID_LAYERS)), 32)]
-        return np.concatenate(out).astype(np.float32)
-
-    def cached(name, make):
-        p = work / name
-        if p.exists():
-            return dict(np.load(p, allow_pickle=False))
-        d = make()
-        np.savez(p, **d)
-        return d
+        return multilayer_features(enc, images, LAYERS, GRID_LAYERS, 32)
 
     cs = generate(CompositeConfig())
     refs = cs.references
-    R = cached("refs.npz", lambda: {"x": feats([load_image(r.images[0]) for r in refs])})["x"]
+    R = cached(work / "refs.npz", lambda: {"x": feats([load_image(r.images[0]) for r in refs])})["x"]
     kb_rows = [i for i, r in enumerate(refs) if not r.nil]
     pool = np.array(kb_rows)
 
-    def views(per_kind, seed, partial, workers):
+    def views(per_kind, seed, partial, workers, sides=PARTIAL_SIDES):
         rows, out = [], []
-        for row, v in render_views(refs, kb_rows, per_kind, seed=seed, crops=2, partial=partial, workers=workers):
+        for row, v in render_views(refs, kb_rows, per_kind, seed=seed, crops=2, partial=partial, partial_sides=sides,
+                                   workers=workers):
             rows.append(row)
             out.append(v)
         log(f"rendered {len(out)} views of {per_kind} ({time.perf_counter() - t0:.0f} s)")
@@ -103,16 +88,15 @@ def main() -> None:
         return {"row": np.array(r1 + r2), "x": feats(v1 + v2)}
 
     def make_closeup():
-        IH.PARTIAL_SIDES = CLOSEUP_SIDES  # read by partial_box at call time: one process
-        rows, v = views({"flag": 10}, 70_000_000, 0.5, 1)
+        rows, v = views({"flag": 10}, 70_000_000, 0.5, 1, CLOSEUP_SIDES)
         return {"row": np.array(rows), "x": feats(v)}
 
-    T = cached("train_all.npz", make_train)
-    C = cached("train_closeup.npz", make_closeup)
+    T = cached(work / "train_all.npz", make_train)
+    C = cached(work / "train_closeup.npz", make_closeup)
     index = {r.entity_id: i for i, r in enumerate(refs)}
     test_ms = cs.mentions("test")
     margin = LinkerConfig().crop_margin
-    Q = cached("test.npz", lambda: {"gold": np.array([index[m.gold] if m.gold else -1 for m in test_ms]),
+    Q = cached(work / "test.npz", lambda: {"gold": np.array([index[m.gold] if m.gold else -1 for m in test_ms]),
                                     "kind": np.array([m.meta["kind"] for m in test_ms]),
                                     "x": feats([crop(load_image(m.image), m.region, margin) for m in test_ms])})
 
@@ -128,15 +112,6 @@ def main() -> None:
     heads = {"shipped": load_head(HEAD_PATH)[0], "adapted": head("all", T["x"], T["row"]),
              "closeup": head("closeup", np.concatenate([T["x"], C["x"]]), np.concatenate([T["row"], C["row"]]))}
 
-    def hits(W):
-        top = pool[np.argsort(-(project(Q["x"], W) @ project(R[pool], W).T), axis=1)[:, :5]]
-        out = {}
-        for k in ("logo", "flag"):
-            m = (Q["kind"] == k) & (Q["gold"] >= 0)
-            out[k] = {"hits@1": round(float((top[m, 0] == Q["gold"][m]).mean()), 3),
-                      "hits@5": round(float((top[m] == Q["gold"][m, None]).any(1).mean()), 3), "n": int(m.sum())}
-        return out
-
     dm = build_materials()
     demo_imgs = [(e.id, p) for e in dm.entities for p in e.images]
     D = feats([load_image(p) for _, p in demo_imgs])
@@ -148,7 +123,7 @@ def main() -> None:
               "training_views": {"adapted": int(len(T["row"])), "closeup_extra": int(len(C["row"]))},
               "closeup_sides": list(CLOSEUP_SIDES), "kb_references": int(len(pool)), "test": {}, "demo": {}}
     for name, W in heads.items():
-        result["test"][name] = hits(W)
+        result["test"][name] = hits(project(Q["x"], W), project(R, W), Q["gold"], Q["kind"], pool)
         rows = {}
         for q, s, sa in zip(demo_q, project(V, W) @ project(D, W).T, project(V, W) @ project(R[pool], W).T):
             order = list(dict.fromkeys(ids[np.argsort(-s)].tolist()))

@@ -46,23 +46,24 @@ PARTIAL_SIDES = (0.4, 0.8)
 and height, at a random place inside it."""
 
 
-def partial_box(box: Sequence[float], rng: np.random.Generator) -> np.ndarray:
-    """A window inside the XYXY ``box``: each side :data:`PARTIAL_SIDES` of the box's, at a
-    place drawn from ``rng`` (a flag behind a speaker shows its canton, a logo on a wall is cut
-    by the photo's edge). Returns ``(4,)`` float64 XYXY."""
+def partial_box(box: Sequence[float], rng: np.random.Generator,
+                sides: tuple[float, float] = PARTIAL_SIDES) -> np.ndarray:
+    """A window inside the XYXY ``box``: each side a fraction drawn from ``sides`` of the box's,
+    at a place drawn from ``rng`` (a flag behind a speaker shows its canton, a logo on a wall is
+    cut by the photo's edge). Returns ``(4,)`` float64 XYXY."""
     x1, y1, x2, y2 = (float(v) for v in box)
-    fw, fh = rng.uniform(*PARTIAL_SIDES, size=2)
+    fw, fh = rng.uniform(*sides, size=2)
     w, h = (x2 - x1) * fw, (y2 - y1) * fh
     ox, oy = x1 + rng.uniform(0, x2 - x1 - w), y1 + rng.uniform(0, y2 - y1 - h)
     return np.array([ox, oy, ox + w, oy + h], dtype=np.float64)
 
 
-def _render(job: tuple[Any, int, int, int, float]) -> tuple[int, list[np.ndarray]] | None:
+def _render(job: tuple[Any, int, int, int, float, tuple[float, float]]) -> tuple[int, list[np.ndarray]] | None:
     from PIL import Image
 
     from ..demo.composite import render_query
 
-    ref, row, seed, n_crops, partial = job
+    ref, row, seed, n_crops, partial, sides = job
     out = render_query(ref, seed)
     if out is None:
         return None
@@ -76,21 +77,24 @@ def _render(job: tuple[Any, int, int, int, float]) -> tuple[int, list[np.ndarray
         masked = rng.random() < MASKED_SHARE
         view = region
         if partial > 0 and rng.random() < partial:
-            view = Region(image_size=region.image_size, box=partial_box(region.bbox, rng), mask=region.mask)
+            view = Region(image_size=region.image_size, box=partial_box(region.bbox, rng, sides), mask=region.mask)
         # the linker's two views of a region: the box, or the box masked to the object
         views.append(masked_crop(img, view, margin) if masked else crop(img, view, margin))
     return row, views
 
 
 def render_views(references: Sequence[Any], rows: Iterable[int], per_kind: dict[str, int], *, seed: int = 50_000_000,
-                 crops: int = 1, partial: float = 0.0, workers: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+                 crops: int = 1, partial: float = 0.0, partial_sides: tuple[float, float] = PARTIAL_SIDES,
+                 workers: int = 1) -> Iterator[tuple[int, np.ndarray]]:
     """``(reference row, view)`` for ``per_kind[kind]`` new photos of each reference ``rows``
     (:class:`~pixlink.demo.composite.Reference`), ``crops`` views cut from each (a margin drawn
     from :data:`MARGINS`, masked for :data:`MASKED_SHARE` of them, a part of the object
-    (:func:`partial_box`) for a ``partial`` share of them); seeds ``seed + 97 * row + j``
+    (:func:`partial_box`, each side ``partial_sides`` of the box's) for a ``partial`` share of
+    them); seeds ``seed + 97 * row + j``
     (fresh: the set's own queries come from other seeds). A photo that hides too much of its
     object is skipped."""
-    jobs = [(references[r], r, seed + 97 * r + j, int(crops), float(partial)) for r in rows
+    sides = (float(partial_sides[0]), float(partial_sides[1]))
+    jobs = [(references[r], r, seed + 97 * r + j, int(crops), float(partial), sides) for r in rows
             for j in range(int(per_kind.get(references[r].kind, 0)))]
     if workers <= 1:
         yield from _views_of(map(_render, jobs))
