@@ -177,6 +177,8 @@ class Errors(metaclass=_ErrorsWithCodes):
     # E390-E399: the registry (plugins, long-running services)
     E390 = ("{role}/{name}: its plugin {target!r} (entry point {entry!r} of group pixlink.backends) could not be "
             "loaded: {reason}. Reinstall the package that provides it (pip install -e . for pixlink's own).")
+    E391 = ("Role {role!r} of this profile already runs with {key}={have!r}; {want!r} was asked for ({why}). "
+            "Use a profile of its own for it.")
 
     # --- E4xx: regions and linking ------------------------------------------------------
     # (owned by pixlink.regions and pixlink.link)
@@ -191,6 +193,8 @@ class Errors(metaclass=_ErrorsWithCodes):
     E410 = "Fusion parameters are not usable: {reason}"
     # E420-E439: instance matching (pixlink.link.signals.local)
     E420 = "Entity {entity!r} has no image with local features in {path!r}: it cannot be located."
+    E421 = ("KB {kb!r} has no {what} to adapt the instance head to ({reason}); the head learns from the KB's own "
+            "images (local files): add some, or keep the shipped head.")
 
     # --- E5xx: NER / GMNER --------------------------------------------------------------
     # (owned by pixlink.ner)
@@ -306,6 +310,7 @@ class Errors(metaclass=_ErrorsWithCodes):
     E776 = "Output folder {path!r} already holds a trained model; pass --overwrite or --resume, or use another folder."
     E777 = "Split ratios {ratios!r} are not valid: {reason}"
     E778 = "IIER input is not valid: {reason}"
+    E779 = "The cached parts in {path!r} are of another run ({reason}); pass --overwrite to start over, or use another KB copy."
 
 
 class PixlinkError(Exception):

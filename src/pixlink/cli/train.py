@@ -4,6 +4,7 @@ checkpoints. The guide is docs/train.md.
     pixlink train split DATA --out DIR [--ratios 7:1:2] [--seed 0]
     pixlink train biencoder --train DATA --dev DATA --kb KB --out DIR [--task text|v2vel|v2tel|v2vtel]
     pixlink train iier --train DATA --dev DATA --kb KB --out DIR [--text-only] [--no-visual-prompt]
+    pixlink train instance-head KB [--photos 2] [--held-out 600]
     pixlink train show DIR
 
 ``DATA`` is any dataset ``pixlink eval link`` reads: a ``mentions.jsonl`` or ``FORMAT:PATH``
@@ -214,6 +215,53 @@ def iier_command(
         vals["layers"] = tuple(int(x) for x in layers.split(","))
     opts = options_from(IIEROptions, vals)
     _train(train_iier, opts, train, dev, test, images, kb, out, profile, cache_dir, resume, overwrite, as_json)
+
+
+@train_app.command("instance-head")
+@handle_errors
+def instance_head_command(
+    kb: Path = typer.Argument(..., help="KB directory: the head learns its reference images."),
+    photos: int = typer.Option(2, "--photos", min=1, help="New photos rendered of each reference image."),
+    crops: int = typer.Option(2, "--crops", min=1, help="Views cut from each photo."),
+    held_out: int = typer.Option(600, "--held-out", min=0,
+                                 help="Held-out photos (other seeds) for the head's calibration and figures."),
+    epochs: int = typer.Option(300, "--epochs", min=1),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes rendering the photos."),
+    embed: bool = typer.Option(True, "--embed/--no-embed", help="Then embed the KB's instance vectors with the head."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard cached parts and a head already in the KB."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Train the KB's own instance head on composites of its reference images (docs/instance-matching.md)."""
+    from ..link.embed import embed_kb
+    from ..link.kbhead import kb_head
+    from ..models import Profile
+    from ..train.instance_adapt import AdaptOptions, adapt_instance_head
+
+    check_input_dir(kb, "KB")
+    if kb_head(kb) is not None and not overwrite:
+        from ..errors import Errors, InputError
+
+        raise InputError(Errors.E776.format(path=str(kb / "models")))
+    opts = AdaptOptions(photos=photos, crops=crops, held_out=held_out, epochs=epochs, workers=workers)
+    report = adapt_instance_head(kb, opts, overwrite=overwrite, progress=not as_json)
+    if embed:
+        report["embed"] = {k: v for k, v in embed_kb(kb, Profile("offline"), ["instance"], progress=not as_json)
+                           ["instance"].items() if k != "errors"}
+    if as_json:
+        print_json(report)
+        return
+    h, c = report["held_out"], report["calibration"]
+    console.print(f"[bold]instance head[/] of {report['references']} reference images ({report['entities']} entities), "
+                  f"{report['views']} training views, in {report['seconds']:.0f} s: {report['head']}", highlight=False)
+    if h["views"]:
+        console.print(f"held-out views ({h['views']}), Hits@1 / Hits@5: this head {h['adapted']['hits@1']:.3f} / "
+                      f"{h['adapted']['hits@5']:.3f}, the shipped head {h['shipped']['hits@1']:.3f} / "
+                      f"{h['shipped']['hits@5']:.3f}; calibration center {c['center']}, slope {c['slope']}",
+                      highlight=False)
+    if embed:
+        e = report["embed"]
+        console.print(f"instance vectors: {e.get('vectors', 0)} of {e.get('entities', 0)} entities by {e.get('model_id')}",
+                      highlight=False)
 
 
 @train_app.command("show")

@@ -111,8 +111,9 @@ class CompositeConfig:
 
 @dataclass
 class Reference:
-    """One entity of the set: ``kind`` ``"logo"`` / ``"flag"``, its KB image(s), its split
-    (``"calibration"`` / ``"test"``) and whether it is in the KB (``nil`` = kept out)."""
+    """One entity of the set: ``kind`` ``"logo"`` / ``"flag"`` (or ``"image"``: any KB image,
+    :func:`kb_image_rgba`), its KB image(s), its split (``"calibration"`` / ``"test"``) and
+    whether it is in the KB (``nil`` = kept out)."""
 
     entity_id: str
     label: str
@@ -392,23 +393,59 @@ def _foreground(ref: Reference, rng: np.random.Generator) -> tuple[np.ndarray, d
     """The RGBA object to paste and what was drawn for it."""
     from PIL import Image
 
-    from .materials import _wave, render_logo_rgba
+    from .materials import render_logo_rgba
 
     info: dict[str, Any] = {}
     if ref.kind == "logo":
         rgba, _ = render_logo_rgba(ref.entity_id[len("logo_"):], 320)
+    elif ref.kind == "image":
+        rgba, info["cutout"] = kb_image_rgba(ref.images[0])
+        if not info["cutout"] and rng.random() < 0.5:
+            rgba, info["wave"] = _waved(rgba, rng)
     else:
         with Image.open(ref.images[0]) as im:
             rgba = np.asarray(im.convert("RGBA")).copy()
         if rng.random() < 0.7:
-            h, w = rgba.shape[:2]
-            wave = {"amplitude": float(h * rng.uniform(0.015, 0.06)), "wavelength": float(w * rng.uniform(0.5, 1.4)),
-                    "phase": float(rng.uniform(0, 2 * np.pi)), "shade": float(rng.uniform(0.05, 0.3))}
-            rgba = _wave(rgba, wave["amplitude"], wave["wavelength"], wave["phase"], wave["shade"])
-            info["wave"] = wave
+            rgba, info["wave"] = _waved(rgba, rng)
     if rng.random() < 0.5:
         rgba, info["plate"] = _plate(rgba, rng, ref.kind)
     return rgba, info
+
+
+def kb_image_rgba(path: str | Path, max_side: int = 480) -> tuple[np.ndarray, bool]:
+    """Any KB image as the object to paste: ``((H, W, 4) uint8 RGBA, cut out)``. A graphic drawn
+    on a plain background (a logo on white) or with transparency is *cut out* (alpha: its own,
+    else the pixels not reachable from the border through the border's colour,
+    :func:`~pixlink.link.signals.local.border_support`); anything else (a flag, a painting, a
+    photo) is pasted whole. The longer side is brought down to ``max_side``."""
+    import cv2
+    from PIL import Image
+
+    from ..link.signals.local import border_support
+
+    with Image.open(path) as im:
+        rgba = np.asarray(im.convert("RGBA")).copy()
+    h, w = rgba.shape[:2]
+    if max(h, w) > max_side:
+        s = max_side / max(h, w)
+        rgba = cv2.resize(rgba, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    if (rgba[..., 3] < 250).mean() > 0.01:
+        return rgba, True
+    support = border_support(np.ascontiguousarray(rgba[..., :3]))
+    if support.all():
+        return rgba, False
+    rgba[..., 3] = np.where(support, 255, 0).astype(np.uint8)
+    return rgba, True
+
+
+def _waved(rgba: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, float]]:
+    """``rgba`` waving like cloth (the flags' draw), and the wave drawn."""
+    from .materials import _wave
+
+    h, w = rgba.shape[:2]
+    wave = {"amplitude": float(h * rng.uniform(0.015, 0.06)), "wavelength": float(w * rng.uniform(0.5, 1.4)),
+            "phase": float(rng.uniform(0, 2 * np.pi)), "shade": float(rng.uniform(0.05, 0.3))}
+    return _wave(rgba, wave["amplitude"], wave["wavelength"], wave["phase"], wave["shade"]), wave
 
 
 def _quad(rng: np.random.Generator, fg_hw: tuple[int, int], bg_hw: tuple[int, int]) -> tuple[np.ndarray, dict[str, Any]]:

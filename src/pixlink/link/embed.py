@@ -34,6 +34,7 @@ from typing import Any, Sequence
 from ..errors import Errors, InputError, ModelUnavailableError
 from ..log import get_logger
 from ..models import Profile
+from .kbhead import use_kb_head
 from .signals import dense_signals, make_signal
 
 log = get_logger("pixlink.link.embed")
@@ -63,6 +64,7 @@ def embed_kb(
         if name not in dense_signals():
             raise InputError(Errors.E010.format(what="signal", value=name, reason=f"embeddable: {dense_signals()}"))
     report: dict[str, dict[str, Any]] = {}
+    head = use_kb_head(kb_dir, prof) if "instance" in names else None
     for name in names:
         sig = make_signal(name, (signal_options or {}).get(name))
         try:
@@ -87,6 +89,8 @@ def embed_kb(
                                  "errors": [e.to_dict() for e in store.errors]}
         if left_out:
             entry["left_out"] = left_out
+        if name == "instance" and head is not None:
+            entry["head"] = str(head)  # the KB's own (pixlink train instance-head)
         if len(store):
             out = index_dir(kb_dir, sig.space, model_id)
             idx = build_index_from_store(store, out, sig.space, backend=index_backend, overwrite=True,

@@ -43,6 +43,7 @@ from ..types import BatchResult, Candidate, ItemError, Link, Mention, Region
 from .config import LinkerConfig
 from .fusion import Fusion
 from .imagecache import ImageCache
+from .kbhead import use_kb_head, with_head_calibration
 from .query import Query
 from .signals import make_signal
 from .signals.face import FaceSignal, face_vector
@@ -79,8 +80,17 @@ class Linker:
         cfg = self.config
         names = cfg.active_signals if cfg.mode == "fusion" else tuple(dict.fromkeys((cfg.recall_signal, cfg.rerank_signal)))
         self.signals = [make_signal(n, cfg.signal_options.get(n)) for n in names]
+        # notes a signal adds to every query it runs for (the KB's own instance head)
+        self._signal_notes: dict[str, list[str]] = {}
+        head = use_kb_head(kb.path, profile) if "instance" in names else None
         if fusion is None:
             fusion = Fusion.load(cfg.fusion_path) if cfg.fusion_path else Fusion.for_backends(self._chosen_backends())
+            if head is not None and not cfg.fusion_path:
+                fusion, note = with_head_calibration(fusion, head)
+                self._signal_notes["instance"] = [note]
+        if head is not None and "instance" not in self._signal_notes:
+            self._signal_notes["instance"] = [f"instance: the KB's own head {str(head)!r}, scored by the fusion given "
+                                              f"({fusion.name})"]
         if cfg.nil_threshold is not None:
             fusion = fusion.with_nil_threshold(cfg.nil_threshold)
         self.fusion = fusion
@@ -456,6 +466,8 @@ class Linker:
             if not sig.applies(q):
                 continue
             with q.timed(sig.name):
+                for n in self._signal_notes.get(sig.name, ()):
+                    q.note(n)
                 sig.prepare(q, self)
                 if cfg.mode == "rerank" and sig.name != cfg.recall_signal:
                     continue  # the re-rank signal only scores the recalled candidates

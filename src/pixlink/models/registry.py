@@ -384,6 +384,18 @@ class Profile:
             tried.append(f"{n}: {why}")
         return Choice(role, None, None, "; ".join(tried) or "no backend registered for this profile"), transient
 
+    def set_option(self, role: str, key: str, value: Any, why: str) -> None:
+        """Set ``options[role][key]`` (a KB that carries its own weights for a role names them
+        here), unless the role already has another value there: E391 names both (a built
+        backend cannot change its weights; a profile shared by two KBs must not swap them)."""
+        with self._role_lock(role):
+            have = self.options.get(role, {}).get(key)
+            if have is None and role in self._instances:
+                have = "(the backend's default, already built)"
+            if have is not None and have != value:
+                raise InputError(Errors.E391.format(role=role, key=key, have=have, want=value, why=why))
+            self.options.setdefault(role, {})[key] = value
+
     def get(self, role: str) -> Any:
         """The backend instance for ``role``, built once (also when threads ask at once).
 

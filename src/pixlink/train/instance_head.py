@@ -114,7 +114,8 @@ def _views_of(rendered: Iterable[tuple[int, list[np.ndarray]] | None]) -> Iterat
 
 
 def train_head(queries: np.ndarray, targets: np.ndarray, references: np.ndarray, *, dim: int = 256, epochs: int = 300,
-               lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+               lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0,
+               init: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Fit ``W`` ``(dim, D)`` so that ``normalise(W q)`` is nearest ``normalise(W r)`` of its own
     reference among all the references that are targets.
 
@@ -124,6 +125,7 @@ def train_head(queries: np.ndarray, targets: np.ndarray, references: np.ndarray,
         references: ``(M, D)`` float32 features of the reference images.
         dim, epochs, lr, weight_decay, seed: the head's size and the optimiser's settings
             (full batch, AdamW; the temperature is learned, from 0.07).
+        init: ``(dim, D)`` weights to start from (another head: fine-tuning); default random.
 
     Returns:
         ``(W, log)``: the weight and ``{"loss_first", "loss_last", "temperature"}``.
@@ -140,6 +142,13 @@ def train_head(queries: np.ndarray, targets: np.ndarray, references: np.ndarray,
     y = torch.tensor([pos[int(c)] for c in t])
     qx, rx = torch.from_numpy(q), torch.from_numpy(r[cand])
     head = torch.nn.Linear(q.shape[1], int(dim), bias=False)
+    if init is not None:
+        w0 = np.asarray(init, np.float32)
+        if w0.shape != (int(dim), q.shape[1]):
+            raise InputError(Errors.E010.format(what="instance head init", value=w0.shape,
+                                                reason=f"expected ({int(dim)}, {q.shape[1]})"))
+        with torch.no_grad():
+            head.weight.copy_(torch.from_numpy(w0))
     scale = torch.nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
     opt = torch.optim.AdamW([*head.parameters(), scale], lr=lr, weight_decay=weight_decay)
     first = last = float("nan")

@@ -1,0 +1,80 @@
+"""A KB's own ``instance`` head: trained on composites of the KB's references, carried by the KB.
+
+``pixlink train instance-head KBDIR`` (:mod:`pixlink.train.instance_adapt`) writes
+``KBDIR/models/instance_head.safetensors``: the shipped head's recipe trained on every reference
+image of *this* KB (the shipped head never saw them), with, in its metadata, the calibration of
+its own cosines (a head that has seen the KB's references puts right and wrong ones at other
+cosines than the shipped head). Every linker over that KB, and ``pixlink kb embed``, then runs the
+``instance`` signal with that head (:func:`use_kb_head`): the KB's vectors and the queries' are
+made by the same head, and its calibration replaces the shipped one (:func:`with_head_calibration`)
+unless a fusion file was given. Outputs say so: the backend's ``model_id`` carries the head's
+digest and the linker's notes name the head.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..log import get_logger
+from ..models import roles as R
+from .fusion import Fusion
+
+log = get_logger(__name__)
+
+KB_HEAD = Path("models") / "instance_head.safetensors"
+"""Where a KB keeps its own instance head, relative to the KB directory."""
+
+HEAD_BACKEND = "efficientnet_lite_instance"
+"""The backend a KB's head is made for (its factory takes ``head=``)."""
+
+
+def kb_head(kb_dir: str | Path) -> Path | None:
+    """The KB's own instance head file, or None when it has none."""
+    p = Path(kb_dir) / KB_HEAD
+    return p if p.is_file() else None
+
+
+def use_kb_head(kb_dir: str | Path, profile: Any) -> Path | None:
+    """Point ``profile``'s ``instance_embed`` role at the KB's own head, when it has one.
+
+    Returns the head's path (None: the KB has none, the profile is unchanged). Raises E391 when
+    the profile already runs another head for that role (a profile given another head, or shared
+    with a KB that has none and already built the shipped one)."""
+    head = kb_head(kb_dir)
+    if head is None:
+        return None
+    chosen = profile.choose(R.INSTANCE_EMBED).backend
+    if chosen != HEAD_BACKEND:
+        log.warning("KB %s carries its own instance head, for %s; this profile runs %s for instance_embed: the head "
+                    "is not used", kb_dir, HEAD_BACKEND, chosen)
+        return None
+    profile.set_option(R.INSTANCE_EMBED, "head", str(head.resolve()), why=f"KB {str(kb_dir)!r} carries its own head")
+    return head
+
+
+def head_calibration(head: str | Path) -> dict[str, float] | None:
+    """``{"center", "slope"}`` of the head's own cosines (its metadata's ``calibration``), or None."""
+    from ..models.backends.instance_head import load_head
+
+    cal = load_head(head)[1].get("calibration")
+    if not cal or cal.get("center") is None:
+        return None
+    return {"center": float(cal["center"]), "slope": float(cal["slope"])}
+
+
+def with_head_calibration(fusion: Fusion, head: str | Path) -> tuple[Fusion, str]:
+    """``fusion`` with every ``instance`` entry's centre and slope replaced by the head's own
+    (weight, ``yields_to`` and the rest kept), and a note saying so. A head without a
+    calibration leaves the fusion as it is, and the note says that too."""
+    from dataclasses import replace
+
+    cal = head_calibration(head)
+    if cal is None:
+        return fusion, (f"instance: the KB's own head {str(head)!r} carries no calibration; the shipped one is used "
+                        "for its scores")
+    entries = {k: (replace(v, center=cal["center"], slope=cal["slope"]) if k.split(":")[0] == "instance" else v)
+               for k, v in fusion.calibration.items()}
+    return (replace(fusion, calibration=entries, name=f"{fusion.name}+kb-head"),
+            f"instance: the KB's own head {str(head)!r} (its calibration: center {cal['center']:.3f}, "
+            f"slope {cal['slope']:.2f})")

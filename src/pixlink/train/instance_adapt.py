@@ -1,0 +1,258 @@
+"""Adapt the ``instance`` head to one KB: the shipped recipe, trained on the KB's own references.
+
+The shipped head (:mod:`pixlink.train.instance_head`) is trained on the composite set's
+calibration entities, so that its figures are of entities it never saw. A user's KB is known
+before any query, though: ``pixlink train instance-head KBDIR`` (:func:`adapt_instance_head`)
+renders new photos of *every* reference image of the KB (pasted into scikit-image photos with the
+composite set's recipe, :func:`pixlink.demo.composite.render_query`; a graphic on a plain
+background is cut out, anything else pasted whole and waved like cloth half of the time,
+:func:`~pixlink.demo.composite.kb_image_rgba`), trains a head on views of them, and writes it
+into the KB (:data:`pixlink.link.kbhead.KB_HEAD`), where every linker over the KB and
+``pixlink kb embed`` find it.
+
+A head that has seen the references places right and wrong ones at other cosines than the
+shipped head, so it carries its own calibration: ``held_out`` photos more (other seeds, one view
+each, never trained on) give, for each, its entity's best cosine (a match) and the
+``negatives`` best other entities' (non-matches); :meth:`~pixlink.link.fusion.Fusion.fit` fits
+the ``instance`` entry on them, and its centre and slope go into the head's metadata with the
+held-out Hits@1 / Hits@5 of the new head and of the shipped one on the same views.
+
+Offline data building (ReFinED's split): features are cached in ``KBDIR/models/instance_head.work``
+part by part, so a stopped run resumes (the folder is removed once the head is written);
+``--overwrite`` starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import Errors, InputError
+from ..log import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass
+class AdaptOptions:
+    """The recipe of a KB's own head.
+
+    Attributes:
+        photos: new photos rendered of each KB reference image.
+        crops: views cut from each photo (random margin, half masked to the object).
+        partial: the share of views that show only a part of the object.
+        held_out: photos (one view each, other seeds) for the calibration and the figures.
+        negatives: wrong entities per held-out view in the calibration (its best-scored ones).
+        start: ``"shipped"`` fine-tunes the shipped head (what a small KB needs: a few hundred
+            views do not train 4,800 x 256 weights from nothing), ``"random"`` trains from scratch.
+        epochs, lr, dim: the head's training (full batch, AdamW) and its output size.
+        batch_size: images per backbone call.
+        part_size: reference images per cached part (a stopped run resumes part by part).
+        workers: processes rendering photos.
+        seed: the photos' seeds start here (the composite set's own queries use other seeds).
+    """
+
+    photos: int = 2
+    crops: int = 2
+    partial: float = 0.15
+    held_out: int = 600
+    negatives: int = 20
+    start: str = "shipped"
+    epochs: int = 300
+    lr: float = 1e-3
+    dim: int = 256
+    batch_size: int = 32
+    part_size: int = 256
+    workers: int = 1
+    seed: int = 80_000_000
+
+    def __post_init__(self) -> None:
+        for k in ("photos", "crops", "epochs", "dim", "batch_size", "part_size", "workers"):
+            if int(getattr(self, k)) < 1:
+                raise InputError(Errors.E010.format(what=k, value=getattr(self, k), reason="at least 1"))
+        if self.start not in ("shipped", "random"):
+            raise InputError(Errors.E010.format(what="start", value=self.start, reason="shipped or random"))
+        if int(self.held_out) < 0 or int(self.negatives) < 1 or not 0.0 <= float(self.partial) <= 1.0:
+            raise InputError(Errors.E010.format(what="instance head options", value=asdict(self),
+                                                reason="held_out >= 0, negatives >= 1, partial in [0, 1]"))
+
+
+def kb_references(kb: Any) -> list[Any]:
+    """One :class:`~pixlink.demo.composite.Reference` (kind ``"image"``) per local image of
+    every KB entity that has one, in the KB's order."""
+    from ..demo.composite import Reference
+
+    refs = []
+    for e in kb.entities_with_images(resolved_only=True):
+        for path in e.images:
+            if Path(path).is_file():
+                refs.append(Reference(entity_id=e.id, label=e.label, kind="image", images=[str(path)], split="kb",
+                                      nil=False, source=e.source or "kb"))
+    return refs
+
+
+def adapt_instance_head(kb_dir: str | Path, options: AdaptOptions | None = None, *, overwrite: bool = False,
+                        progress: bool = True) -> dict[str, Any]:
+    """Train the KB's own instance head and write it to ``kb_dir``/:data:`~pixlink.link.kbhead.KB_HEAD`.
+
+    Returns the report (also in the head's metadata): ``references``, ``entities``,
+    ``views``, ``fit`` (the training loss), ``calibration`` (``center``, ``slope``),
+    ``held_out`` (Hits@1 / Hits@5 of the new and the shipped head on the same held-out views),
+    ``seconds``. Raises E421 when the KB has fewer than two local reference images. A run
+    stopped part-way resumes from its cached parts (``overwrite`` discards them and a head
+    already there)."""
+    from ..kb import KB
+    from ..link.kbhead import KB_HEAD
+    from ..models.backends.efficientnet import EfficientNetLiteEncoder
+    from ..models.backends.instance_head import GRID_LAYERS, HEAD_PATH, LAYERS, load_head, multilayer_features
+    from ..progress import progress as make_progress
+    from .instance_head import project, render_views, save_head, train_head
+
+    o = options or AdaptOptions()
+    t0 = time.perf_counter()
+    kb = KB.open(kb_dir)
+    refs = kb_references(kb)
+    n_ent = len({r.entity_id for r in refs})
+    if len(refs) < 2 or n_ent < 2:
+        raise InputError(Errors.E421.format(kb=str(kb_dir), what="reference images",
+                                            reason=f"{len(refs)} local image(s) of {n_ent} entit(y|ies); at least two "
+                                                   "entities with an image are needed"))
+    head_path = Path(kb_dir) / KB_HEAD
+    work = head_path.with_suffix(".work")
+    if overwrite and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    _check_work(work, kb, refs, o)
+    enc = EfficientNetLiteEncoder()
+
+    def feats(images: Sequence[np.ndarray]) -> np.ndarray:
+        return multilayer_features(enc, images, LAYERS, GRID_LAYERS, o.batch_size)
+
+    rows = list(range(len(refs)))
+    parts = [rows[i:i + o.part_size] for i in range(0, len(rows), o.part_size)]
+    rng = np.random.default_rng(o.seed)
+    held_rows = sorted(rng.choice(len(refs), size=min(o.held_out, len(refs)), replace=False).tolist()) if o.held_out else []
+    with make_progress(disable=not progress) as bar:
+        task = bar.add_task("instance head: references", total=len(parts), rate="")
+        R = _cached(work / "references.npz", lambda: {"x": _reference_features(refs, feats)})["x"]
+        bar.update(task, completed=len(parts))
+        task = bar.add_task("instance head: views", total=len(parts), rate="")
+        X, Y = [], []
+        for j, part in enumerate(parts):
+            def make(part: list[int] = part) -> dict[str, np.ndarray]:
+                got = list(render_views(refs, part, {"image": o.photos}, seed=o.seed, crops=o.crops, partial=o.partial,
+                                        workers=o.workers))
+                return {"row": np.array([r for r, _ in got], np.int64),
+                        "x": feats([v for _, v in got]) if got else np.zeros((0, R.shape[1]), np.float32)}
+            d = _cached(work / f"views-{j:05d}.npz", make)
+            X.append(d["x"])
+            Y.append(d["row"])
+            bar.update(task, advance=1, rate=f"{sum(len(y) for y in Y)} views")
+        task = bar.add_task("instance head: held-out views", total=1, rate="")
+
+        def make_held() -> dict[str, np.ndarray]:
+            got = list(render_views(refs, held_rows, {"image": 1}, seed=o.seed + 7_000_000, crops=1, partial=0.0,
+                                    workers=o.workers))
+            return {"row": np.array([r for r, _ in got], np.int64),
+                    "x": feats([v for _, v in got]) if got else np.zeros((0, R.shape[1]), np.float32)}
+        H = _cached(work / "held_out.npz", make_held)
+        bar.update(task, advance=1)
+    x, y = np.concatenate(X), np.concatenate(Y)
+    if len(x) == 0:
+        raise InputError(Errors.E421.format(kb=str(kb_dir), what="usable reference images",
+                                            reason="no photo kept enough of any reference to cut a view"))
+    log.info("instance head: training on %d views of %d references", len(x), len(refs))
+    shipped = load_head(HEAD_PATH)[0]
+    W, fit = train_head(x, y, R, dim=o.dim, epochs=o.epochs, lr=o.lr, init=shipped if o.start == "shipped" else None)
+    owner = np.array([r.entity_id for r in refs])
+    held = {"views": int(len(H["row"])),
+            "adapted": _hits(project(H["x"], W), project(R, W), H["row"], owner),
+            "shipped": _hits(project(H["x"], shipped), project(R, shipped), H["row"], owner)}
+    calibration = _fit_calibration(project(H["x"], W), project(R, W), H["row"], owner, o.negatives)
+    report = {"kb": str(Path(kb_dir).resolve()), "kb_build_id": kb.build_id, "references": len(refs), "entities": n_ent,
+              "views": int(len(x)), "recipe": asdict(o), "fit": fit, "held_out": held, "calibration": calibration,
+              "seconds": round(time.perf_counter() - t0, 1)}
+    save_head(head_path, W, {"layers": list(LAYERS), "grid_layers": list(GRID_LAYERS), "trained_on": "kb", **report})
+    shutil.rmtree(work)  # the features of the views (~80 KB each): the head and its report say what they gave
+    report["head"] = str(head_path)
+    return report
+
+
+def _check_work(work: Path, kb: Any, refs: Sequence[Any], o: AdaptOptions) -> None:
+    """Cached parts are of this KB build, these references and this recipe, else E779: a
+    different run in the same folder starts over only when asked (``overwrite``)."""
+    key = {"kb_build_id": kb.build_id, "references": [r.images[0] for r in refs][:50], "n": len(refs),
+           "recipe": {k: v for k, v in asdict(o).items() if k not in ("workers", "batch_size")}}
+    p = work / "run.json"
+    if p.exists():
+        old = json.loads(p.read_text())
+        if old != json.loads(json.dumps(key)):
+            raise InputError(Errors.E779.format(path=str(work), reason="another KB build or recipe"))
+        return
+    p.write_text(json.dumps(key))
+
+
+def _cached(path: Path, make: Any) -> dict[str, np.ndarray]:
+    if path.exists():
+        with np.load(path, allow_pickle=False) as d:
+            return {k: d[k] for k in d.files}
+    out = make()
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, **out)
+    tmp.replace(path)
+    return out
+
+
+def _reference_features(refs: Sequence[Any], feats: Any, chunk: int = 256) -> np.ndarray:
+    from ..io import load_image
+
+    return np.concatenate([feats([load_image(r.images[0]) for r in refs[i:i + chunk]])
+                           for i in range(0, len(refs), chunk)])
+
+
+def _entity_scores(q: np.ndarray, r: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(entities (E,), scores (N, E))``: each view's best cosine with each entity's images."""
+    ents, inv = np.unique(owner, return_inverse=True)
+    cos = q @ r.T
+    out = np.full((len(q), len(ents)), -np.inf, np.float32)
+    for j in range(len(ents)):
+        out[:, j] = cos[:, inv == j].max(axis=1)
+    return ents, out
+
+
+def _hits(q: np.ndarray, r: np.ndarray, rows: np.ndarray, owner: np.ndarray) -> dict[str, float]:
+    if len(q) == 0:
+        return {"hits@1": float("nan"), "hits@5": float("nan")}
+    ents, s = _entity_scores(q, r, owner)
+    gold = np.searchsorted(ents, owner[rows])
+    rank = (s > s[np.arange(len(q)), gold][:, None]).sum(axis=1)
+    return {"hits@1": round(float((rank < 1).mean()), 4), "hits@5": round(float((rank < 5).mean()), 4)}
+
+
+def _fit_calibration(q: np.ndarray, r: np.ndarray, rows: np.ndarray, owner: np.ndarray,
+                     negatives: int) -> dict[str, Any]:
+    """The ``instance`` entry's centre and slope, fitted as :meth:`~pixlink.link.fusion.Fusion.fit`
+    fits a signal (a logistic regression of is-a-match on the cosine) on each held-out
+    view's own entity (a match) and its ``negatives`` best other entities (non-matches)."""
+    from ..vecmath import fit_logistic
+
+    if len(q) < 5:
+        return {"center": None, "slope": None, "examples": 0, "reason": "fewer than 5 held-out views"}
+    ents, s = _entity_scores(q, r, owner)
+    gold = np.searchsorted(ents, owner[rows])
+    xs: list[float] = []
+    ys: list[float] = []
+    for i in range(len(q)):
+        wrong = [j for j in np.argsort(-s[i])[: negatives + 1] if j != gold[i]][:negatives]
+        xs += [float(s[i, gold[i]])] + [float(s[i, j]) for j in wrong]
+        ys += [1.0] + [0.0] * len(wrong)
+    x, y = np.asarray(xs), np.asarray(ys)
+    slope, center = fit_logistic(x, y)  # as Fusion.fit fits every signal
+    return {"center": round(float(center), 4), "slope": round(float(slope), 3), "examples": len(xs),
+            "matches": int(len(q))}

@@ -1,0 +1,127 @@
+"""A KB's own instance head (``pixlink train instance-head``): trained on composites of the KB's
+references, written into the KB, used by every linker over it with its own calibration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from helpers import need_composite
+
+runner = CliRunner()
+
+
+def _png(path, rgb):
+    from PIL import Image
+
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+def test_a_graphic_on_a_plain_background_is_cut_out_and_a_full_bleed_image_is_pasted_whole(tmp_path):
+    from pixlink.demo.composite import kb_image_rgba
+
+    logo = np.full((120, 160, 3), 255, np.uint8)
+    yy, xx = np.mgrid[:120, :160]
+    logo[(yy - 60) ** 2 + (xx - 80) ** 2 < 40 ** 2] = (200, 30, 30)
+    rgba, cut = kb_image_rgba(_png(tmp_path / "logo.png", logo))
+    assert cut and rgba[0, 0, 3] == 0 and rgba[60, 80, 3] == 255
+    assert abs((rgba[..., 3] > 0).mean() - np.pi * 40 ** 2 / (120 * 160)) < 0.02
+    flag = np.zeros((100, 190, 3), np.uint8)
+    stripe = (np.mgrid[:100, :190][0] // 8) % 2
+    flag[stripe == 0] = (180, 20, 40)  # stripes to the edges: no plain border
+    flag[stripe == 1] = (250, 250, 250)
+    rgba, cut = kb_image_rgba(_png(tmp_path / "flag.png", flag))
+    assert not cut and (rgba[..., 3] == 255).all()
+    big = np.zeros((1000, 1500, 3), np.uint8)
+    big[:, :750] = (10, 200, 10)
+    rgba, _ = kb_image_rgba(_png(tmp_path / "big.png", big), max_side=300)
+    assert rgba.shape == (200, 300, 4)
+
+
+@pytest.fixture(scope="module")
+def logo_kb(tmp_path_factory):
+    need_composite()
+    from pixlink.demo.composite import build_kb, small_set
+
+    root = tmp_path_factory.mktemp("adapt")
+    cs = small_set(root, n_logos=10, n_queries=4, n_nil=0, seed=11)
+    return cs, build_kb(cs, root / "kb")
+
+
+def test_the_head_is_trained_on_the_kb_written_into_it_and_the_linker_runs_it_with_its_calibration(logo_kb, tmp_path):
+    import shutil
+
+    from pixlink.link import Linker, LinkerConfig
+    from pixlink.link.embed import embed_kb
+    from pixlink.link.kbhead import KB_HEAD, head_calibration
+    from pixlink.models import Profile
+    from pixlink.models.backends.instance_head import HEAD_PATH, load_head
+    from pixlink.train.instance_adapt import AdaptOptions, adapt_instance_head
+
+    cs, kb0 = logo_kb
+    kb = tmp_path / "kb"
+    shutil.copytree(kb0, kb)
+    rep = adapt_instance_head(kb, AdaptOptions(photos=1, held_out=8, epochs=20), progress=False)
+    assert rep["references"] == 10 and rep["entities"] == 10 and rep["views"] >= 10
+    assert rep["fit"]["loss_last"] < rep["fit"]["loss_first"]
+    assert rep["held_out"]["views"] >= 5 and set(rep["held_out"]) == {"views", "adapted", "shipped"}
+    assert not (kb / "models" / "instance_head.work").exists()  # the cached parts go once the head is written
+    w, info = load_head(kb / KB_HEAD)
+    assert info["trained_on"] == "kb" and info["references"] == 10 and info["calibration"]["slope"] > 0
+    assert not np.array_equal(w, load_head(HEAD_PATH)[0])
+    cal = head_calibration(kb / KB_HEAD)
+    assert cal == {"center": info["calibration"]["center"], "slope": info["calibration"]["slope"]}
+
+    emb = embed_kb(kb, Profile("offline"), ["instance"], progress=False)["instance"]
+    digest = emb["model_id"].rsplit("-", 1)[-1]
+    assert emb["head"].endswith(str(KB_HEAD)) and emb["vectors"] == 10
+    linker = Linker.from_kb(kb, Profile("offline"), LinkerConfig(signals=("instance",), segment=False))
+    assert linker.profile.get("instance_embed").model_id.endswith(digest)
+    inst = linker.fusion.cal("instance", "efficientnet_lite_instance")
+    assert (inst.center, inst.slope) == (cal["center"], cal["slope"]) and linker.fusion.name.endswith("+kb-head")
+    m = cs.mentions("test")[0]
+    link = linker.link(m.image, m.region, k=3)
+    assert any("the KB's own head" in n for n in link.notes)
+    assert link.candidates and "instance" in link.candidates[0].signals
+
+    # the KB's vectors are the head's: a linker forced to the shipped head is refused, not mixed
+    from pixlink.errors import InputError
+
+    with pytest.raises(InputError, match="E391"):
+        Linker.from_kb(kb, Profile("offline", options={"instance_embed": {"head": str(HEAD_PATH)}}),
+                       LinkerConfig(signals=("instance",), segment=False))
+
+
+def test_a_kb_with_fewer_than_two_images_is_E421(tmp_path):
+    from pixlink.errors import InputError
+    from pixlink.kb import build_kb
+    from pixlink.train.instance_adapt import adapt_instance_head
+
+    img = _png(tmp_path / "a.png", np.full((40, 40, 3), 90, np.uint8))
+    src = tmp_path / "ents.jsonl"
+    src.write_text(json.dumps({"id": "Q1", "label": "one", "images": [str(img)]}) + "\n"
+                   + json.dumps({"id": "Q2", "label": "two"}) + "\n")
+    build_kb([str(src)], tmp_path / "kb", progress=False)
+    with pytest.raises(InputError, match="E421"):
+        adapt_instance_head(tmp_path / "kb", progress=False)
+
+
+def test_cli_trains_embeds_and_refuses_to_overwrite_a_head(logo_kb, tmp_path):
+    import shutil
+
+    from pixlink.cli.main import app
+
+    _, kb0 = logo_kb
+    kb = tmp_path / "kb"
+    shutil.copytree(kb0, kb)
+    args = ["train", "instance-head", str(kb), "--photos", "1", "--held-out", "6", "--epochs", "5"]
+    res = runner.invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert rep["embed"]["vectors"] == 10 and rep["embed"]["head"] == rep["head"]
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "E776" in again.output
