@@ -57,6 +57,7 @@ def test_the_head_is_trained_on_the_kb_written_into_it_and_the_linker_runs_it_wi
 
     from pixlink.link import Linker, LinkerConfig
     from pixlink.link.embed import embed_kb
+    from pixlink.link.fusion import Fusion
     from pixlink.link.kbhead import KB_HEAD, head_calibration
     from pixlink.models import Profile
     from pixlink.models.backends.instance_head import HEAD_PATH, load_head
@@ -66,7 +67,7 @@ def test_the_head_is_trained_on_the_kb_written_into_it_and_the_linker_runs_it_wi
     kb = tmp_path / "kb"
     shutil.copytree(kb0, kb)
     rep = adapt_instance_head(kb, AdaptOptions(photos=1, held_out=8, epochs=20), progress=False)
-    assert rep["references"] == 10 and rep["entities"] == 10 and rep["views"] >= 10
+    assert rep["references"] == 10 and rep["entities"] == 10 and rep["views"] >= 10 and rep["installed"]
     assert rep["fit"]["loss_last"] < rep["fit"]["loss_first"]
     assert rep["held_out"]["views"] >= 5 and set(rep["held_out"]) == {"views", "adapted", "shipped"}
     assert not (kb / "models" / "instance_head.work").exists()  # the cached parts go once the head is written
@@ -79,14 +80,23 @@ def test_the_head_is_trained_on_the_kb_written_into_it_and_the_linker_runs_it_wi
     emb = embed_kb(kb, Profile("offline"), ["instance"], progress=False)["instance"]
     digest = emb["model_id"].rsplit("-", 1)[-1]
     assert emb["head"].endswith(str(KB_HEAD)) and emb["vectors"] == 10
-    linker = Linker.from_kb(kb, Profile("offline"), LinkerConfig(signals=("instance",), segment=False))
+    cautious = Linker.from_kb(kb, Profile("offline"), LinkerConfig(signals=("instance",), segment=False))
+    linker = Linker.from_kb(kb, Profile("offline"), LinkerConfig(signals=("instance",), segment=False,
+                                                                  kb_head_calibration="head"))
     assert linker.profile.get("instance_embed").model_id.endswith(digest)
+    assert cautious.profile.get("instance_embed").model_id.endswith(digest)
+    shipped = Fusion.for_backends({"instance": "efficientnet_lite_instance"})
     inst = linker.fusion.cal("instance", "efficientnet_lite_instance")
     assert (inst.center, inst.slope) == (cal["center"], cal["slope"]) and linker.fusion.name.endswith("+kb-head")
+    assert cautious.fusion.cal("instance", "efficientnet_lite_instance") == shipped.cal("instance", "efficientnet_lite_instance")
     m = cs.mentions("test")[0]
     link = linker.link(m.image, m.region, k=3)
-    assert any("the KB's own head" in n for n in link.notes)
+    assert any("the KB's own head" in n and "its calibration" in n for n in link.notes)
     assert link.candidates and "instance" in link.candidates[0].signals
+    again = cautious.link(m.image, m.region, k=3)
+    assert any("scored with the shipped calibration" in n for n in again.notes)
+    # the same raw cosine, two calibrations
+    assert again.candidates[0].signals["instance"] == pytest.approx(link.candidates[0].signals["instance"])
 
     # the KB's vectors are the head's: a linker forced to the shipped head is refused, not mixed
     from pixlink.errors import InputError
@@ -94,6 +104,22 @@ def test_the_head_is_trained_on_the_kb_written_into_it_and_the_linker_runs_it_wi
     with pytest.raises(InputError, match="E391"):
         Linker.from_kb(kb, Profile("offline", options={"instance_embed": {"head": str(HEAD_PATH)}}),
                        LinkerConfig(signals=("instance",), segment=False))
+
+
+def test_a_head_that_finds_held_out_photos_worse_than_the_shipped_one_is_not_installed(logo_kb, tmp_path):
+    import shutil
+
+    from pixlink.link.kbhead import kb_head
+    from pixlink.train.instance_adapt import AdaptOptions, adapt_instance_head
+
+    _, kb0 = logo_kb
+    kb = tmp_path / "kb"
+    shutil.copytree(kb0, kb)
+    # a step far too large wrecks the fine-tuned head
+    rep = adapt_instance_head(kb, AdaptOptions(photos=1, held_out=10, epochs=30, lr=3.0), progress=False)
+    assert rep["held_out"]["adapted"]["hits@1"] < rep["held_out"]["shipped"]["hits@1"]
+    assert rep["installed"] is False and "below the shipped head" in rep["reason"]
+    assert kb_head(kb) is None and (kb / "models" / "instance_head.rejected.safetensors").is_file()
 
 
 def test_a_kb_with_fewer_than_two_images_is_E421(tmp_path):

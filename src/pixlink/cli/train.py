@@ -244,6 +244,7 @@ def instance_head_command(
         raise InputError(Errors.E776.format(path=str(kb / "models")))
     opts = AdaptOptions(photos=photos, crops=crops, held_out=held_out, epochs=epochs, workers=workers)
     report = adapt_instance_head(kb, opts, overwrite=overwrite, progress=not as_json)
+    embed = embed and report["installed"]
     if embed:
         report["embed"] = {k: v for k, v in embed_kb(kb, Profile("offline"), ["instance"], progress=not as_json)
                            ["instance"].items() if k != "errors"}
@@ -258,6 +259,8 @@ def instance_head_command(
                       f"{h['adapted']['hits@5']:.3f}, the shipped head {h['shipped']['hits@1']:.3f} / "
                       f"{h['shipped']['hits@5']:.3f}; calibration center {c['center']}, slope {c['slope']}",
                       highlight=False)
+    if not report["installed"]:
+        console.print(f"[yellow]not installed[/]: {report['reason']}", highlight=False)
     if embed:
         e = report["embed"]
         console.print(f"instance vectors: {e.get('vectors', 0)} of {e.get('entities', 0)} entities by {e.get('model_id')}",

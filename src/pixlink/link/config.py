@@ -53,6 +53,11 @@ class LinkerConfig:
         reranker: a trained head (``pixlink train``) that re-scores the best fused candidates:
             its checkpoint directory, or ``{"path", "top_k", "mode", "weight"}``
             (:class:`pixlink.link.rerank.RerankOptions`); ``None``: no re-ranking stage.
+        kb_head_calibration: how the ``instance`` scores of a KB's own head (``pixlink train
+            instance-head``) are calibrated when no fusion file is given: ``"shipped"`` (the
+            shipped entry, fitted on entities the head had not seen: the cautious one) or
+            ``"head"`` (the head's own, fitted on held-out composites of the KB's references:
+            it trusts composites more, and real photos too; docs/instance-matching.md).
     """
 
     signals: tuple[str, ...] | None = None
@@ -69,6 +74,7 @@ class LinkerConfig:
     fusion_path: str | None = None
     nil_threshold: float | None = None
     reranker: str | dict[str, Any] | None = None
+    kb_head_calibration: str = "shipped"
 
     def __post_init__(self) -> None:
         known = known_signals()
@@ -104,6 +110,9 @@ class LinkerConfig:
                                                or not isinstance(self.nil_threshold, (int, float))
                                                or not 0.0 <= self.nil_threshold <= 1.0):
             raise InputError(Errors.E010.format(what="nil_threshold", value=self.nil_threshold, reason="a number in [0, 1]"))
+        if self.kb_head_calibration not in ("shipped", "head"):
+            raise InputError(Errors.E010.format(what="kb_head_calibration", value=self.kb_head_calibration,
+                                                reason="shipped or head"))
         if not isinstance(self.segment, bool):
             raise InputError(Errors.E010.format(what="segment", value=self.segment, reason="true or false"))
         if self.reranker is not None:

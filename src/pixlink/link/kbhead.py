@@ -6,9 +6,11 @@ image of *this* KB (the shipped head never saw them), with, in its metadata, the
 its own cosines (a head that has seen the KB's references puts right and wrong ones at other
 cosines than the shipped head). Every linker over that KB, and ``pixlink kb embed``, then runs the
 ``instance`` signal with that head (:func:`use_kb_head`): the KB's vectors and the queries' are
-made by the same head, and its calibration replaces the shipped one (:func:`with_head_calibration`)
-unless a fusion file was given. Outputs say so: the backend's ``model_id`` carries the head's
-digest and the linker's notes name the head.
+made by the same head. Its scores are calibrated by the shipped entry (fitted on entities the
+head had not seen: cautious), or, with ``LinkerConfig.kb_head_calibration="head"``, by the head's
+own (:func:`with_head_calibration`); a fusion file given wins over both. Outputs say so: the
+backend's ``model_id`` carries the head's digest and the linker's notes name the head and the
+calibration.
 """
 
 from __future__ import annotations

@@ -86,7 +86,9 @@ class Linker:
         if fusion is None:
             fusion = Fusion.load(cfg.fusion_path) if cfg.fusion_path else Fusion.for_backends(self._chosen_backends())
             if head is not None and not cfg.fusion_path:
-                fusion, note = with_head_calibration(fusion, head)
+                fusion, note = (with_head_calibration(fusion, head) if cfg.kb_head_calibration == "head"
+                                else (fusion, f"instance: the KB's own head {str(head)!r}, scored with the shipped "
+                                              "calibration (kb_head_calibration='head' uses the head's own)"))
                 self._signal_notes["instance"] = [note]
         if head is not None and "instance" not in self._signal_notes:
             self._signal_notes["instance"] = [f"instance: the KB's own head {str(head)!r}, scored by the fusion given "

@@ -65,7 +65,7 @@ class AdaptOptions:
     negatives: int = 20
     start: str = "shipped"
     epochs: int = 300
-    lr: float = 1e-3
+    lr: float = 3e-4
     dim: int = 256
     batch_size: int = 32
     part_size: int = 256
@@ -98,15 +98,18 @@ def kb_references(kb: Any) -> list[Any]:
 
 
 def adapt_instance_head(kb_dir: str | Path, options: AdaptOptions | None = None, *, overwrite: bool = False,
-                        progress: bool = True) -> dict[str, Any]:
+                        keep_work: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train the KB's own instance head and write it to ``kb_dir``/:data:`~pixlink.link.kbhead.KB_HEAD`.
 
     Returns the report (also in the head's metadata): ``references``, ``entities``,
     ``views``, ``fit`` (the training loss), ``calibration`` (``center``, ``slope``),
     ``held_out`` (Hits@1 / Hits@5 of the new and the shipped head on the same held-out views),
-    ``seconds``. Raises E421 when the KB has fewer than two local reference images. A run
+    ``installed``, ``head`` (its file), ``seconds``. The head is installed only when its
+    held-out Hits@1 is at least the shipped head's; else it is written beside
+    (``instance_head.rejected.safetensors``), ``reason`` says why, and the KB keeps what it had. Raises E421 when the KB has fewer than two local reference images. A run
     stopped part-way resumes from its cached parts (``overwrite`` discards them and a head
-    already there)."""
+    already there; ``keep_work`` keeps them after the head is written, for another training of
+    the same views)."""
     from ..kb import KB
     from ..link.kbhead import KB_HEAD
     from ..models.backends.efficientnet import EfficientNetLiteEncoder
@@ -175,20 +178,33 @@ def adapt_instance_head(kb_dir: str | Path, options: AdaptOptions | None = None,
             "adapted": _hits(project(H["x"], W), project(R, W), H["row"], owner),
             "shipped": _hits(project(H["x"], shipped), project(R, shipped), H["row"], owner)}
     calibration = _fit_calibration(project(H["x"], W), project(R, W), H["row"], owner, o.negatives)
+    # installed only when it finds new photos of the KB's references at least as well as the
+    # shipped head does (a small KB can over-fit its few views); else kept beside, and said
+    worse = bool(held["views"]) and held["adapted"]["hits@1"] < held["shipped"]["hits@1"]
     report = {"kb": str(Path(kb_dir).resolve()), "kb_build_id": kb.build_id, "references": len(refs), "entities": n_ent,
               "views": int(len(x)), "recipe": asdict(o), "fit": fit, "held_out": held, "calibration": calibration,
-              "seconds": round(time.perf_counter() - t0, 1)}
+              "installed": not worse, "seconds": round(time.perf_counter() - t0, 1)}
+    if worse:
+        head_path = head_path.with_name("instance_head.rejected.safetensors")
+        report["reason"] = (f"held-out Hits@1 {held['adapted']['hits@1']:.3f} is below the shipped head's "
+                            f"{held['shipped']['hits@1']:.3f}: the KB keeps the head it had")
+        log.warning("instance head: not installed: %s (written to %s)", report["reason"], head_path)
     save_head(head_path, W, {"layers": list(LAYERS), "grid_layers": list(GRID_LAYERS), "trained_on": "kb", **report})
-    shutil.rmtree(work)  # the features of the views (~80 KB each): the head and its report say what they gave
+    if not keep_work:
+        shutil.rmtree(work)  # the features of the views (~80 KB each): the head and its report say what they gave
     report["head"] = str(head_path)
     return report
+
+
+_VIEW_OPTIONS = ("photos", "crops", "partial", "held_out", "part_size", "seed")
+"""The options the cached views depend on (the training's may change between runs on one cache)."""
 
 
 def _check_work(work: Path, kb: Any, refs: Sequence[Any], o: AdaptOptions) -> None:
     """Cached parts are of this KB build, these references and this recipe, else E779: a
     different run in the same folder starts over only when asked (``overwrite``)."""
     key = {"kb_build_id": kb.build_id, "references": [r.images[0] for r in refs][:50], "n": len(refs),
-           "recipe": {k: v for k, v in asdict(o).items() if k not in ("workers", "batch_size")}}
+           "recipe": {k: v for k, v in asdict(o).items() if k in _VIEW_OPTIONS}}
     p = work / "run.json"
     if p.exists():
         old = json.loads(p.read_text())
