@@ -151,3 +151,28 @@ def test_cli_trains_embeds_and_refuses_to_overwrite_a_head(logo_kb, tmp_path):
     assert rep["embed"]["vectors"] == 10 and rep["embed"]["head"] == rep["head"]
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "E776" in again.output
+
+
+def test_an_embed_job_over_a_kb_with_its_own_head_embeds_with_that_head(logo_kb, tmp_path):
+    """The ``embed`` job's workers get the KB's head in their profile options, as ``kb embed``."""
+    import shutil
+
+    from pixlink.errors import InputError
+    from pixlink.jobs.tasks import get_task
+    from pixlink.link.kbhead import KB_HEAD
+    from pixlink.models.backends.instance_head import HEAD_PATH
+
+    _, kb0 = logo_kb
+    kb = tmp_path / "kb"
+    shutil.copytree(kb0, kb)
+    task = get_task("embed")
+    plain = task.check({"kb": str(kb), "signal": "instance", "profile": "offline"})
+    assert "instance_embed" not in plain["options"]
+    (kb / KB_HEAD).parent.mkdir(parents=True)
+    shutil.copy(HEAD_PATH, kb / KB_HEAD)  # any head file there is the KB's own
+    got = task.check({"kb": str(kb), "signal": "instance", "profile": "offline"})
+    assert got["options"]["instance_embed"]["head"] == str((kb / KB_HEAD).resolve())
+    assert "instance_embed" not in task.check({"kb": str(kb), "signal": "dense_text", "profile": "offline"})["options"]
+    with pytest.raises(InputError, match="E391"):
+        task.check({"kb": str(kb), "signal": "instance", "profile": "offline",
+                    "options": {"instance_embed": {"head": str(HEAD_PATH)}}})

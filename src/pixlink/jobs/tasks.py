@@ -494,6 +494,12 @@ class EmbedTask(Task):
         if sig not in dense_signals():
             raise InputError(Errors.E757.format(name="signal", task=self.name, reason=f"one of {', '.join(dense_signals())}"))
         out["signal"] = sig
+        if sig == "instance":  # a KB's own instance head: the workers embed with it, as kb embed does
+            from ..link.kbhead import use_kb_head
+
+            prof = make_profile(out)
+            if use_kb_head(out["kb"], prof) is not None:
+                out["options"] = {k: dict(v) for k, v in prof.options.items()}
         out["signal_options"] = dict(params.get("signal_options") or {})
         bs = params.get("batch_size", 32)
         if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
