@@ -88,8 +88,11 @@ def info_command(
 
     from ..kb import KB
 
+    from ..link.kbhead import head_summary
+
     with KB.open(kbdir) as kb:
         info = kb.info()
+    info["instance_head"] = head_summary(kbdir)  # the KB's own (pixlink train instance-head), or None
     if as_json:
         print_json(info)
         return
@@ -102,6 +105,11 @@ def info_command(
         t.add_row(k, f"{v:,}")
     for s in info["sources"]:
         t.add_row("source", f"{s['name']} ({s['counts'].get('imported', 0):,} records) {s['path']}")
+    h = info["instance_head"]
+    if h is not None:
+        held = (h.get("held_out") or {}).get("adapted") or {}
+        t.add_row("instance head", f"its own, trained on {h.get('references')} images ({h.get('views')} views; held-out "
+                                   f"Hits@1 {held.get('hits@1')}) — {h['path']}")
     if info["issues"]:
         t.add_row("reported", ", ".join(f"{k}: {v:,}" for k, v in info["issues"].items()) + f" — {info['build_report']}")
     from rich.console import Console

@@ -55,6 +55,18 @@ def use_kb_head(kb_dir: str | Path, profile: Any) -> Path | None:
     return head
 
 
+def head_summary(kb_dir: str | Path) -> dict[str, Any] | None:
+    """What the KB's own head is (for ``pixlink kb info``): its file and, from its metadata, the
+    references and views it was trained on, its held-out figures and calibration; None without one."""
+    from ..models.backends.instance_head import load_head
+
+    head = kb_head(kb_dir)
+    if head is None:
+        return None
+    info = load_head(head)[1]
+    return {"path": str(head), **{k: info.get(k) for k in ("references", "entities", "views", "held_out", "calibration")}}
+
+
 def head_calibration(head: str | Path) -> dict[str, float] | None:
     """``{"center", "slope"}`` of the head's own cosines (its metadata's ``calibration``), or None."""
     from ..models.backends.instance_head import load_head
