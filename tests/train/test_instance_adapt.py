@@ -122,6 +122,25 @@ def test_a_head_that_finds_held_out_photos_worse_than_the_shipped_one_is_not_ins
     assert kb_head(kb) is None and (kb / "models" / "instance_head.rejected.safetensors").is_file()
 
 
+def test_a_kb_too_large_for_a_full_batch_training_is_refused_before_rendering(logo_kb, tmp_path):
+    import shutil
+
+    from pixlink.errors import InputError
+    from pixlink.train.instance_adapt import AdaptOptions, adapt_instance_head, training_memory_gb
+
+    # the composite set's KB with the defaults: 13,938 views, 3,493 references
+    assert 0.7 < training_memory_gb(3493, AdaptOptions()) < 0.9
+    assert training_memory_gb(20_000, AdaptOptions()) > 8.0  # a 20k-image KB: more than the default
+    _, kb0 = logo_kb
+    kb = tmp_path / "kb"
+    shutil.copytree(kb0, kb)
+    need = training_memory_gb(10, AdaptOptions(photos=3))
+    with pytest.raises(InputError, match="E421.*10 reference images x 3 photos") as err:
+        adapt_instance_head(kb, AdaptOptions(photos=3, max_memory_gb=need / 2), progress=False)
+    assert f"{need:.3g} GB" in str(err.value)
+    assert not (kb / "models").exists()  # nothing rendered, nothing cached
+
+
 def test_a_kb_with_fewer_than_two_images_is_E421(tmp_path):
     from pixlink.errors import InputError
     from pixlink.kb import build_kb

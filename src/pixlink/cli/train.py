@@ -227,6 +227,8 @@ def instance_head_command(
                                  help="Held-out photos (other seeds) for the head's calibration and figures."),
     epochs: int = typer.Option(300, "--epochs", min=1),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes rendering the photos."),
+    max_memory_gb: float = typer.Option(8.0, "--max-memory-gb", min=0.001,
+                                        help="Refuse a KB whose full-batch training needs more (estimated first)."),
     embed: bool = typer.Option(True, "--embed/--no-embed", help="Then embed the KB's instance vectors with the head."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard cached parts and a head already in the KB."),
     as_json: bool = typer.Option(False, "--json"),
@@ -242,7 +244,8 @@ def instance_head_command(
         from ..errors import Errors, InputError
 
         raise InputError(Errors.E776.format(path=str(kb / "models")))
-    opts = AdaptOptions(photos=photos, crops=crops, held_out=held_out, epochs=epochs, workers=workers)
+    opts = AdaptOptions(photos=photos, crops=crops, held_out=held_out, epochs=epochs, workers=workers,
+                        max_memory_gb=max_memory_gb)
     report = adapt_instance_head(kb, opts, overwrite=overwrite, progress=not as_json)
     embed = embed and report["installed"]
     if embed:

@@ -56,6 +56,9 @@ class AdaptOptions:
         part_size: reference images per cached part (a stopped run resumes part by part).
         workers: processes rendering photos.
         seed: the photos' seeds start here (the composite set's own queries use other seeds).
+        max_memory_gb: the training is full batch: every view's features and its softmax over
+            every reference are held at once (:func:`training_memory_gb`); a KB whose estimate is
+            above this is refused before anything is rendered (E421), with the estimate.
     """
 
     photos: int = 2
@@ -71,6 +74,7 @@ class AdaptOptions:
     part_size: int = 256
     workers: int = 1
     seed: int = 80_000_000
+    max_memory_gb: float = 8.0
 
     def __post_init__(self) -> None:
         for k in ("photos", "crops", "epochs", "dim", "batch_size", "part_size", "workers"):
@@ -78,9 +82,19 @@ class AdaptOptions:
                 raise InputError(Errors.E010.format(what=k, value=getattr(self, k), reason="at least 1"))
         if self.start not in ("shipped", "random"):
             raise InputError(Errors.E010.format(what="start", value=self.start, reason="shipped or random"))
-        if int(self.held_out) < 0 or int(self.negatives) < 1 or not 0.0 <= float(self.partial) <= 1.0:
+        if int(self.held_out) < 0 or int(self.negatives) < 1 or not 0.0 <= float(self.partial) <= 1.0 \
+                or not float(self.max_memory_gb) > 0:
             raise InputError(Errors.E010.format(what="instance head options", value=asdict(self),
-                                                reason="held_out >= 0, negatives >= 1, partial in [0, 1]"))
+                                                reason="held_out >= 0, negatives >= 1, partial in [0, 1], "
+                                                       "max_memory_gb > 0"))
+
+
+def training_memory_gb(n_references: int, options: AdaptOptions, dim_in: int = 4800) -> float:
+    """The full-batch training's main memory, GB: the views' features (``(N, dim_in)`` float32,
+    N = references x photos x crops) and their logits over every reference with the softmax's
+    gradient and intermediates (``3 x (N, M)`` float32)."""
+    n = n_references * options.photos * options.crops
+    return (n * dim_in * 4 + 3 * n * n_references * 4 + n_references * dim_in * 4) / 2**30
 
 
 def kb_references(kb: Any) -> list[Any]:
@@ -126,6 +140,12 @@ def adapt_instance_head(kb_dir: str | Path, options: AdaptOptions | None = None,
         raise InputError(Errors.E421.format(kb=str(kb_dir), what="reference images",
                                             reason=f"{len(refs)} local image(s) of {n_ent} entit(y|ies); at least two "
                                                    "entities with an image are needed"))
+    need = training_memory_gb(len(refs), o)
+    if need > o.max_memory_gb:
+        raise InputError(Errors.E421.format(kb=str(kb_dir), what="room for a full-batch training",
+                                            reason=f"{len(refs):,} reference images x {o.photos} photos x {o.crops} "
+                                                   f"views need about {need:.3g} GB, above max_memory_gb "
+                                                   f"{o.max_memory_gb:g}; fewer photos or views, or a larger limit"))
     head_path = Path(kb_dir) / KB_HEAD
     work = head_path.with_suffix(".work")
     if overwrite and work.exists():
