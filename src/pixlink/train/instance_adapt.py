@@ -120,10 +120,12 @@ def adapt_instance_head(kb_dir: str | Path, options: AdaptOptions | None = None,
     ``held_out`` (Hits@1 / Hits@5 of the new and the shipped head on the same held-out views),
     ``installed``, ``head`` (its file), ``seconds``. The head is installed only when its
     held-out Hits@1 is at least the shipped head's; else it is written beside
-    (``instance_head.rejected.safetensors``), ``reason`` says why, and the KB keeps what it had. Raises E421 when the KB has fewer than two local reference images. A run
-    stopped part-way resumes from its cached parts (``overwrite`` discards them and a head
-    already there; ``keep_work`` keeps them after the head is written, for another training of
-    the same views)."""
+    (``instance_head.rejected.safetensors``), ``reason`` says why, and the KB keeps what it had.
+
+    Raises E421 when the KB has fewer than two entities with a local image, or when the
+    training would need more than ``max_memory_gb``. A run stopped part-way resumes from its
+    cached parts (``overwrite`` discards them and a head already there; ``keep_work`` keeps them
+    after the head is written, for another training of the same views)."""
     from ..kb import KB
     from ..link.kbhead import KB_HEAD
     from ..models.backends.efficientnet import EfficientNetLiteEncoder
@@ -133,13 +135,15 @@ def adapt_instance_head(kb_dir: str | Path, options: AdaptOptions | None = None,
 
     o = options or AdaptOptions()
     t0 = time.perf_counter()
-    kb = KB.open(kb_dir)
-    refs = kb_references(kb)
+    with KB.open(kb_dir) as kb:
+        refs = kb_references(kb)
+        build_id = kb.build_id
     n_ent = len({r.entity_id for r in refs})
     if len(refs) < 2 or n_ent < 2:
         raise InputError(Errors.E421.format(kb=str(kb_dir), what="reference images",
-                                            reason=f"{len(refs)} local image(s) of {n_ent} entit(y|ies); at least two "
-                                                   "entities with an image are needed"))
+                                            reason=f"{len(refs)} local image(s) of {n_ent} "
+                                                   f"{'entity' if n_ent == 1 else 'entities'}; at least two entities "
+                                                   "with an image are needed"))
     need = training_memory_gb(len(refs), o)
     if need > o.max_memory_gb:
         raise InputError(Errors.E421.format(kb=str(kb_dir), what="room for a full-batch training",
@@ -151,7 +155,7 @@ def adapt_instance_head(kb_dir: str | Path, options: AdaptOptions | None = None,
     if overwrite and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    _check_work(work, kb, refs, o)
+    _check_work(work, build_id, refs, o)
     enc = EfficientNetLiteEncoder()
 
     def feats(images: Sequence[np.ndarray]) -> np.ndarray:
@@ -162,9 +166,9 @@ def adapt_instance_head(kb_dir: str | Path, options: AdaptOptions | None = None,
     rng = np.random.default_rng(o.seed)
     held_rows = sorted(rng.choice(len(refs), size=min(o.held_out, len(refs)), replace=False).tolist()) if o.held_out else []
     with make_progress(disable=not progress) as bar:
-        task = bar.add_task("instance head: references", total=len(parts), rate="")
+        task = bar.add_task("instance head: references", total=1, rate=f"{len(refs)} images")
         R = _cached(work / "references.npz", lambda: {"x": _reference_features(refs, feats)})["x"]
-        bar.update(task, completed=len(parts))
+        bar.update(task, advance=1)
         task = bar.add_task("instance head: views", total=len(parts), rate="")
         X, Y = [], []
         for j, part in enumerate(parts):
@@ -201,7 +205,7 @@ def adapt_instance_head(kb_dir: str | Path, options: AdaptOptions | None = None,
     # installed only when it finds new photos of the KB's references at least as well as the
     # shipped head does (a small KB can over-fit its few views); else kept beside, and said
     worse = bool(held["views"]) and held["adapted"]["hits@1"] < held["shipped"]["hits@1"]
-    report = {"kb": str(Path(kb_dir).resolve()), "kb_build_id": kb.build_id, "references": len(refs), "entities": n_ent,
+    report = {"kb": str(Path(kb_dir).resolve()), "kb_build_id": build_id, "references": len(refs), "entities": n_ent,
               "views": int(len(x)), "recipe": asdict(o), "fit": fit, "held_out": held, "calibration": calibration,
               "installed": not worse, "seconds": round(time.perf_counter() - t0, 1)}
     if worse:
@@ -220,10 +224,10 @@ _VIEW_OPTIONS = ("photos", "crops", "partial", "held_out", "part_size", "seed")
 """The options the cached views depend on (the training's may change between runs on one cache)."""
 
 
-def _check_work(work: Path, kb: Any, refs: Sequence[Any], o: AdaptOptions) -> None:
+def _check_work(work: Path, build_id: str | None, refs: Sequence[Any], o: AdaptOptions) -> None:
     """Cached parts are of this KB build, these references and this recipe, else E779: a
     different run in the same folder starts over only when asked (``overwrite``)."""
-    key = {"kb_build_id": kb.build_id, "references": [r.images[0] for r in refs][:50], "n": len(refs),
+    key = {"kb_build_id": build_id, "references": [r.images[0] for r in refs][:50], "n": len(refs),
            "recipe": {k: v for k, v in asdict(o).items() if k in _VIEW_OPTIONS}}
     p = work / "run.json"
     if p.exists():
