@@ -87,7 +87,6 @@ def info_command(
     from rich.table import Table
 
     from ..kb import KB
-
     from ..link.kbhead import head_summary
 
     with KB.open(kbdir) as kb:

@@ -58,23 +58,35 @@ def use_kb_head(kb_dir: str | Path, profile: Any) -> Path | None:
 def head_summary(kb_dir: str | Path) -> dict[str, Any] | None:
     """What the KB's own head is (for ``pixlink kb info``): its file and, from its metadata, the
     references and views it was trained on, its held-out figures and calibration; None without one."""
-    from ..models.backends.instance_head import load_head
+    from ..models.backends.instance_head import head_metadata
 
     head = kb_head(kb_dir)
     if head is None:
         return None
-    info = load_head(head)[1]
+    info = head_metadata(head)
     return {"path": str(head), **{k: info.get(k) for k in ("references", "entities", "views", "held_out", "calibration")}}
 
 
 def head_calibration(head: str | Path) -> dict[str, float] | None:
     """``{"center", "slope"}`` of the head's own cosines (its metadata's ``calibration``), or None."""
-    from ..models.backends.instance_head import load_head
+    from ..models.backends.instance_head import head_metadata
 
-    cal = load_head(head)[1].get("calibration")
+    cal = head_metadata(head).get("calibration")
     if not cal or cal.get("center") is None:
         return None
     return {"center": float(cal["center"]), "slope": float(cal["slope"])}
+
+
+def head_fusion(fusion: Fusion, head: str | Path, calibration: str) -> tuple[Fusion, str]:
+    """The fusion that scores the KB's own head, and the note that says which: ``calibration``
+    ``"given"`` (a fusion file or object was given: as it is), ``"shipped"`` (the fusion as it is:
+    the shipped ``instance`` entry) or ``"head"`` (:func:`with_head_calibration`)."""
+    if calibration == "head":
+        return with_head_calibration(fusion, head)
+    if calibration == "shipped":
+        return fusion, (f"instance: the KB's own head {str(head)!r}, scored with the shipped calibration "
+                        "(kb_head_calibration='head' uses the head's own)")
+    return fusion, f"instance: the KB's own head {str(head)!r}, scored by the fusion given ({fusion.name})"
 
 
 def with_head_calibration(fusion: Fusion, head: str | Path) -> tuple[Fusion, str]:

@@ -43,7 +43,7 @@ from ..types import BatchResult, Candidate, ItemError, Link, Mention, Region
 from .config import LinkerConfig
 from .fusion import Fusion
 from .imagecache import ImageCache
-from .kbhead import use_kb_head, with_head_calibration
+from .kbhead import head_fusion, use_kb_head
 from .query import Query
 from .signals import make_signal
 from .signals.face import FaceSignal, face_vector
@@ -83,16 +83,12 @@ class Linker:
         # notes a signal adds to every query it runs for (the KB's own instance head)
         self._signal_notes: dict[str, list[str]] = {}
         head = use_kb_head(kb.path, profile) if "instance" in names else None
+        given = fusion is not None or cfg.fusion_path is not None
         if fusion is None:
             fusion = Fusion.load(cfg.fusion_path) if cfg.fusion_path else Fusion.for_backends(self._chosen_backends())
-            if head is not None and not cfg.fusion_path:
-                fusion, note = (with_head_calibration(fusion, head) if cfg.kb_head_calibration == "head"
-                                else (fusion, f"instance: the KB's own head {str(head)!r}, scored with the shipped "
-                                              "calibration (kb_head_calibration='head' uses the head's own)"))
-                self._signal_notes["instance"] = [note]
-        if head is not None and "instance" not in self._signal_notes:
-            self._signal_notes["instance"] = [f"instance: the KB's own head {str(head)!r}, scored by the fusion given "
-                                              f"({fusion.name})"]
+        if head is not None:
+            fusion, note = head_fusion(fusion, head, "given" if given else cfg.kb_head_calibration)
+            self._signal_notes["instance"] = [note]
         if cfg.nil_threshold is not None:
             fusion = fusion.with_nil_threshold(cfg.nil_threshold)
         self.fusion = fusion

@@ -131,7 +131,7 @@ def adapt_instance_head(kb_dir: str | Path, options: AdaptOptions | None = None,
     from ..models.backends.efficientnet import EfficientNetLiteEncoder
     from ..models.backends.instance_head import GRID_LAYERS, HEAD_PATH, LAYERS, load_head, multilayer_features
     from ..progress import progress as make_progress
-    from .instance_head import project, render_views, save_head, train_head
+    from .instance_head import project, save_head, train_head
 
     o = options or AdaptOptions()
     t0 = time.perf_counter()
@@ -172,23 +172,16 @@ def adapt_instance_head(kb_dir: str | Path, options: AdaptOptions | None = None,
         task = bar.add_task("instance head: views", total=len(parts), rate="")
         X, Y = [], []
         for j, part in enumerate(parts):
-            def make(part: list[int] = part) -> dict[str, np.ndarray]:
-                got = list(render_views(refs, part, {"image": o.photos}, seed=o.seed, crops=o.crops, partial=o.partial,
-                                        workers=o.workers))
-                return {"row": np.array([r for r, _ in got], np.int64),
-                        "x": feats([v for _, v in got]) if got else np.zeros((0, R.shape[1]), np.float32)}
-            d = _cached(work / f"views-{j:05d}.npz", make)
+            d = _cached(work / f"views-{j:05d}.npz",
+                        lambda part=part: _view_features(refs, part, feats, R.shape[1], photos=o.photos, seed=o.seed,
+                                                         crops=o.crops, partial=o.partial, workers=o.workers))
             X.append(d["x"])
             Y.append(d["row"])
             bar.update(task, advance=1, rate=f"{sum(len(y) for y in Y)} views")
         task = bar.add_task("instance head: held-out views", total=1, rate="")
-
-        def make_held() -> dict[str, np.ndarray]:
-            got = list(render_views(refs, held_rows, {"image": 1}, seed=o.seed + 7_000_000, crops=1, partial=0.0,
-                                    workers=o.workers))
-            return {"row": np.array([r for r, _ in got], np.int64),
-                    "x": feats([v for _, v in got]) if got else np.zeros((0, R.shape[1]), np.float32)}
-        H = _cached(work / "held_out.npz", make_held)
+        H = _cached(work / "held_out.npz",
+                    lambda: _view_features(refs, held_rows, feats, R.shape[1], photos=1, seed=o.seed + 7_000_000,
+                                           crops=1, partial=0.0, workers=o.workers))
         bar.update(task, advance=1)
     x, y = np.concatenate(X), np.concatenate(Y)
     if len(x) == 0:
@@ -198,10 +191,10 @@ def adapt_instance_head(kb_dir: str | Path, options: AdaptOptions | None = None,
     shipped = load_head(HEAD_PATH)[0]
     W, fit = train_head(x, y, R, dim=o.dim, epochs=o.epochs, lr=o.lr, init=shipped if o.start == "shipped" else None)
     owner = np.array([r.entity_id for r in refs])
-    held = {"views": int(len(H["row"])),
-            "adapted": _hits(project(H["x"], W), project(R, W), H["row"], owner),
-            "shipped": _hits(project(H["x"], shipped), project(R, shipped), H["row"], owner)}
-    calibration = _fit_calibration(project(H["x"], W), project(R, W), H["row"], owner, o.negatives)
+    adapted = _entity_scores(project(H["x"], W), project(R, W), H["row"], owner)
+    held = {"views": int(len(H["row"])), "adapted": _hits(*adapted),
+            "shipped": _hits(*_entity_scores(project(H["x"], shipped), project(R, shipped), H["row"], owner))}
+    calibration = _fit_calibration(*adapted, o.negatives)
     # installed only when it finds new photos of the KB's references at least as well as the
     # shipped head does (a small KB can over-fit its few views); else kept beside, and said
     worse = bool(held["views"]) and held["adapted"]["hits@1"] < held["shipped"]["hits@1"]
@@ -256,43 +249,53 @@ def _reference_features(refs: Sequence[Any], feats: Any, chunk: int = 256) -> np
                            for i in range(0, len(refs), chunk)])
 
 
-def _entity_scores(q: np.ndarray, r: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(entities (E,), scores (N, E))``: each view's best cosine with each entity's images."""
+def _view_features(refs: Sequence[Any], rows: Sequence[int], feats: Any, dim_in: int, **render: Any
+                   ) -> dict[str, np.ndarray]:
+    """``{"row", "x"}``: the rows and features of the views :func:`~pixlink.train.instance_head.render_views`
+    cuts from new photos of ``refs[rows]`` (``render``: its photos per reference, seed, crops,
+    partial share and workers)."""
+    from .instance_head import render_views
+
+    photos = render.pop("photos")
+    got = list(render_views(refs, rows, {"image": photos}, **render))
+    return {"row": np.array([r for r, _ in got], np.int64),
+            "x": feats([v for _, v in got]) if got else np.zeros((0, dim_in), np.float32)}
+
+
+def _entity_scores(q: np.ndarray, r: np.ndarray, rows: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores (N, E), gold (N,))``: each view's best cosine with each entity's images, and
+    the column of the entity of the view's reference ``rows``."""
     ents, inv = np.unique(owner, return_inverse=True)
     cos = q @ r.T
     out = np.full((len(q), len(ents)), -np.inf, np.float32)
     for j in range(len(ents)):
         out[:, j] = cos[:, inv == j].max(axis=1)
-    return ents, out
+    return out, np.searchsorted(ents, owner[rows])
 
 
-def _hits(q: np.ndarray, r: np.ndarray, rows: np.ndarray, owner: np.ndarray) -> dict[str, float]:
-    if len(q) == 0:
+def _hits(s: np.ndarray, gold: np.ndarray) -> dict[str, float]:
+    if len(s) == 0:
         return {"hits@1": float("nan"), "hits@5": float("nan")}
-    ents, s = _entity_scores(q, r, owner)
-    gold = np.searchsorted(ents, owner[rows])
-    rank = (s > s[np.arange(len(q)), gold][:, None]).sum(axis=1)
+    rank = (s > s[np.arange(len(s)), gold][:, None]).sum(axis=1)
     return {"hits@1": round(float((rank < 1).mean()), 4), "hits@5": round(float((rank < 5).mean()), 4)}
 
 
-def _fit_calibration(q: np.ndarray, r: np.ndarray, rows: np.ndarray, owner: np.ndarray,
-                     negatives: int) -> dict[str, Any]:
+def _fit_calibration(s: np.ndarray, gold: np.ndarray, negatives: int) -> dict[str, Any]:
     """The ``instance`` entry's centre and slope, fitted as :meth:`~pixlink.link.fusion.Fusion.fit`
     fits a signal (a logistic regression of is-a-match on the cosine) on each held-out
-    view's own entity (a match) and its ``negatives`` best other entities (non-matches)."""
+    view's own entity (a match, its column ``gold`` of the scores ``s``) and its ``negatives``
+    best other entities (non-matches)."""
     from ..vecmath import fit_logistic
 
-    if len(q) < 5:
+    if len(s) < 5:
         return {"center": None, "slope": None, "examples": 0, "reason": "fewer than 5 held-out views"}
-    ents, s = _entity_scores(q, r, owner)
-    gold = np.searchsorted(ents, owner[rows])
     xs: list[float] = []
     ys: list[float] = []
-    for i in range(len(q)):
+    for i in range(len(s)):
         wrong = [j for j in np.argsort(-s[i])[: negatives + 1] if j != gold[i]][:negatives]
         xs += [float(s[i, gold[i]])] + [float(s[i, j]) for j in wrong]
         ys += [1.0] + [0.0] * len(wrong)
     x, y = np.asarray(xs), np.asarray(ys)
     slope, center = fit_logistic(x, y)  # as Fusion.fit fits every signal
     return {"center": round(float(center), 4), "slope": round(float(slope), 3), "examples": len(xs),
-            "matches": int(len(q))}
+            "matches": int(len(s))}

@@ -112,9 +112,9 @@ def join_pools(global_part: np.ndarray, grid_part: np.ndarray) -> np.ndarray:
     return (np.concatenate([global_part, grid_part], axis=1) / np.sqrt(2)).astype(np.float32)
 
 
-def load_head(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """``(weight (dim, D) float32, metadata)`` of a head file (E353 when it is not one)."""
-    from safetensors.numpy import load_file
+def head_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``pixlink`` metadata of a head file (what it was trained on, its recipe and figures),
+    without reading its weights (E353 when there is no such file)."""
     from safetensors import safe_open
 
     p = Path(path)
@@ -123,11 +123,18 @@ def load_head(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
                                             reason="no such file"))
     with safe_open(str(p), framework="numpy") as f:
         meta = dict(f.metadata() or {})
-    w = load_file(str(p)).get("weight")
+    return json.loads(meta.get("pixlink", "{}"))
+
+
+def load_head(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """``(weight (dim, D) float32, metadata)`` of a head file (E353 when it is not one)."""
+    from safetensors.numpy import load_file
+
+    info = head_metadata(path)
+    w = load_file(str(path)).get("weight")
     if w is None or w.ndim != 2:
-        raise InputError(Errors.E353.format(backend="efficientnet_lite_instance", what=f"head {str(p)!r}",
+        raise InputError(Errors.E353.format(backend="efficientnet_lite_instance", what=f"head {str(path)!r}",
                                             reason="expected a 2-d tensor named 'weight'"))
-    info = json.loads(meta.get("pixlink", "{}"))
     return w.astype(np.float32), info
 
 
