@@ -29,8 +29,12 @@ def test_packaged_weights_load_strictly_and_a_damaged_dict_is_refused(enc, tmp_p
     state = torch.load(enc.weights_file, map_location="cpu", weights_only=True)
     res = EfficientNetLite().load_state_dict(state, strict=True)
     assert not res.missing_keys and not res.unexpected_keys
-    assert sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked")) == sum(
-        p.numel() for p in enc.net.state_dict().values() if p.dtype.is_floating_point)
+    # the backend runs the network with its BatchNorms folded: conv weights and a bias per
+    # folded output channel, no BatchNorm left
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in enc.net.modules())
+    n_bn = sum(v.numel() for k, v in state.items() if k.endswith("running_mean"))
+    kept = sum(v.numel() for k, v in state.items() if "_bn" not in k)
+    assert kept + n_bn == sum(p.numel() for p in enc.net.state_dict().values())
     del state["_blocks.7._bn1.running_var"]
     bad = tmp_path / "bad.pth"
     torch.save(state, bad)
@@ -38,6 +42,30 @@ def test_packaged_weights_load_strictly_and_a_damaged_dict_is_refused(enc, tmp_p
     with pytest.raises(ModelUnavailableError) as ei:
         eff.EfficientNetLiteEncoder()
     assert ei.value.code == "E351"
+
+
+@pytest.mark.slow
+def test_folded_batchnorm_gives_the_unfolded_networks_maps(enc, shared_data):
+    import torch
+
+    from pixlink.models.arch.efficientnet_lite import EfficientNetLite
+    from pixlink.models.backends.efficientnet import to_input
+
+    plain = EfficientNetLite()
+    plain.load_state_dict(torch.load(enc.weights_file, map_location="cpu", weights_only=True), strict=True)
+    with pytest.raises(ValueError):
+        plain.fold_batchnorm()  # a training-mode network keeps its statistics
+    plain.eval()
+    x = torch.from_numpy(np.stack([to_input(load_image(shared_data("photos", p)), enc.resize) for p in PHOTOS[:4]]))
+    keep = {0, 6, 10, 13, 16, 17}
+    with torch.inference_mode():
+        pooled, logits, maps = plain.forward_all(x, keep)
+        f_pooled, f_logits, f_maps = enc.net.forward_all(x, keep)
+    for layer in keep:
+        scale = float(maps[layer].abs().max())
+        assert float((maps[layer] - f_maps[layer]).abs().max()) < 1e-4 * scale, layer
+    assert torch.equal(logits.argmax(1), f_logits.argmax(1))
+    assert float((pooled - f_pooled).abs().max()) < 1e-4 * float(pooled.abs().max())
 
 
 @pytest.mark.slow
