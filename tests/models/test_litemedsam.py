@@ -52,6 +52,29 @@ def test_checkpoint_loads_strictly_and_a_damaged_one_is_refused(seg, tmp_path, m
 
 
 @pytest.mark.slow
+def test_the_folded_encoder_gives_the_unfolded_embedding(seg, two_people):
+    """The backend runs the encoder with its Conv-BN pairs folded: same embedding to rounding."""
+    import torch
+
+    from pixlink.models.arch.sam_decoder import LiteMedSAM
+    from pixlink.models.arch.tiny_vit_sam import Conv2d_BN
+
+    plain = LiteMedSAM()
+    plain.load_state_dict(torch.load(seg.weights_file, map_location="cpu", weights_only=True), strict=True)
+    folded = [m for m in seg.net.modules() if isinstance(m, Conv2d_BN)]
+    assert folded and all(isinstance(m.bn, torch.nn.Identity) for m in folded)
+    img, h = two_people
+    again = seg.embed_image(img)
+    assert torch.equal(again.embedding, h.embedding)  # deterministic
+    seg_net, seg.net = seg.net, plain.eval()
+    try:
+        ref = seg.embed_image(img).embedding
+    finally:
+        seg.net = seg_net
+    assert float((ref - h.embedding).abs().max()) < 1e-4 * float(ref.abs().max())
+
+
+@pytest.mark.slow
 def test_box_on_a_real_photo_gives_a_mask_of_the_object_inside_the_box(seg, two_people):
     """Issue #6: LiteMedSAM turns a box on a real photo into a mask inside the box."""
     img, handle = two_people

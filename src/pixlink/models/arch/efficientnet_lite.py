@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .fold import fold_conv_bn
+
 # (width_coefficient, depth_coefficient, resolution, dropout) from efficientnet_lite_builder.py
 LITE_PARAMS: dict[str, tuple[float, float, int, float]] = {
     "efficientnet-lite0": (1.0, 1.0, 224, 0.2),
@@ -196,15 +198,11 @@ class EfficientNetLite(nn.Module):
         return self.forward_all(x)[1]
 
     def fold_batchnorm(self) -> "EfficientNetLite":
-        """Fold every BatchNorm into the convolution before it, for inference (in place).
-
-        In eval mode a BatchNorm is a per-channel affine map, ``y = g (x - m) / sqrt(v + eps) + b``,
-        so ``BN(conv(x))`` is one convolution with weights ``w g / sqrt(v + eps)`` and bias
-        ``b - m g / sqrt(v + eps)``; the BatchNorm becomes an identity. The outputs agree with
-        the unfolded network's to float32 rounding (~1e-5 absolute on feature maps of magnitude
-        ~10) and a forward pass on CPU takes about half the time (each BatchNorm was a full pass
-        over its map). Not for training: the running statistics are gone. Load the state dict
-        first (its keys are those of the unfolded network). Returns ``self``.
+        """Fold every BatchNorm into the convolution before it, for inference, in place
+        (:func:`~pixlink.models.arch.fold.fold_conv_bn`; the BatchNorms become identities). The
+        outputs agree with the unfolded network's to float32 rounding (~1e-5 absolute on feature
+        maps of magnitude ~10); with channels-last weights a CPU forward pass takes half the time.
+        Load the state dict first (its keys are the unfolded network's). Returns ``self``.
         """
         if self.training:
             raise ValueError("fold_batchnorm is for inference: call .eval() first")
@@ -213,16 +211,9 @@ class EfficientNetLite(nn.Module):
             if b.expand != 1:
                 pairs.append((b, "_expand_conv", "_bn0"))
             pairs += [(b, "_depthwise_conv", "_bn1"), (b, "_project_conv", "_bn2")]
-        with torch.no_grad():
-            for owner, conv_name, bn_name in pairs:
-                conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
-                if not isinstance(bn, nn.BatchNorm2d):
-                    continue  # folded already
-                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
-                bias = bn.bias - bn.running_mean * scale
-                if conv.bias is not None:
-                    bias = bias + conv.bias * scale
-                conv.bias = nn.Parameter(bias.clone(), requires_grad=False)
+        for owner, conv_name, bn_name in pairs:
+            bn = getattr(owner, bn_name)
+            if isinstance(bn, nn.BatchNorm2d):  # else folded already
+                fold_conv_bn(getattr(owner, conv_name), bn)
                 setattr(owner, bn_name, nn.Identity())
         return self

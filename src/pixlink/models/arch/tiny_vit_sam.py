@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fold import fold_conv_bn
+
 
 class Conv2d_BN(torch.nn.Sequential):
     """Conv2d (no bias) followed by BatchNorm2d; children named ``c`` and ``bn``."""
@@ -38,6 +40,21 @@ class Conv2d_BN(torch.nn.Sequential):
         torch.nn.init.constant_(bn.weight, bn_weight_init)
         torch.nn.init.constant_(bn.bias, 0)
         self.add_module("bn", bn)
+
+    def fold(self) -> None:
+        """Fold the BatchNorm into the convolution (inference only; :mod:`.fold`)."""
+        if isinstance(self.bn, torch.nn.BatchNorm2d):
+            fold_conv_bn(self.c, self.bn)
+            self.bn = torch.nn.Identity()
+
+
+def fold_batchnorms(net: nn.Module) -> nn.Module:
+    """Fold every :class:`Conv2d_BN` of ``net`` (eval mode) in place; returns ``net``. Outputs
+    agree to float32 rounding."""
+    for m in net.modules():
+        if isinstance(m, Conv2d_BN):
+            m.fold()
+    return net
 
 
 class PatchEmbed(nn.Module):
