@@ -4,6 +4,7 @@ references, written into the KB, used by every linker over it with its own calib
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,23 +123,36 @@ def test_a_head_that_finds_held_out_photos_worse_than_the_shipped_one_is_not_ins
     assert kb_head(kb) is None and (kb / "models" / "instance_head.rejected.safetensors").is_file()
 
 
-def test_a_kb_too_large_for_a_full_batch_training_is_refused_before_rendering(logo_kb, tmp_path):
+def test_a_kb_too_large_for_a_full_batch_trains_in_mini_batches_and_one_too_large_for_either_is_refused(logo_kb, tmp_path):
     import shutil
 
     from pixlink.errors import InputError
-    from pixlink.train.instance_adapt import AdaptOptions, adapt_instance_head, training_memory_gb
+    from pixlink.train.instance_adapt import AdaptOptions, adapt_instance_head, training_memory_gb, training_mode
 
-    # the composite set's KB with the defaults: 13,938 views, 3,493 references
-    assert 0.7 < training_memory_gb(3493, AdaptOptions()) < 0.9
-    assert training_memory_gb(20_000, AdaptOptions()) > 8.0  # a 20k-image KB: more than the default
+    o = AdaptOptions()
+    # the composite set's KB with the defaults: 13,938 views, 3,493 references, a full batch
+    assert 0.7 < training_memory_gb(3493, o) < 0.9 and training_mode(3493, o) == "full"
+    # a 20k-image KB: its full batch is more than the default limit, mini-batches are not
+    assert training_memory_gb(20_000, o) > 8.0
+    assert training_memory_gb(20_000, o, mode="mini-batch") < 3.0 and training_mode(20_000, o) == "mini-batch"
+    assert training_mode(20_000, AdaptOptions(training="full")) == "full"
+    with pytest.raises(InputError, match="E010.*training"):
+        AdaptOptions(training="online")
+
     _, kb0 = logo_kb
     kb = tmp_path / "kb"
     shutil.copytree(kb0, kb)
     need = training_memory_gb(10, AdaptOptions(photos=3))
-    with pytest.raises(InputError, match="E421.*10 reference images x 3 photos") as err:
-        adapt_instance_head(kb, AdaptOptions(photos=3, max_memory_gb=need / 2), progress=False)
+    with pytest.raises(InputError, match="E421.*full training.*10 reference images x 3 photos") as err:
+        adapt_instance_head(kb, AdaptOptions(photos=3, training="full", max_memory_gb=need / 2), progress=False)
     assert f"{need:.3g} GB" in str(err.value)
     assert not (kb / "models").exists()  # nothing rendered, nothing cached
+
+    rep = adapt_instance_head(kb, AdaptOptions(photos=1, held_out=8, training="mini-batch", views_per_step=4,
+                                               references_per_step=3, passes=5), progress=False)
+    assert rep["fit"]["training"] == {"mode": "mini-batch", "views_per_step": 4, "references_per_step": 3,
+                                      "steps": -(-5 * rep["views"] // 4)}
+    assert rep["views"] >= 10 and rep["held_out"]["views"] >= 5 and Path(rep["head"]).is_file()
 
 
 def test_a_kb_with_fewer_than_two_images_is_E421(tmp_path):

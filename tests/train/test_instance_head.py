@@ -36,6 +36,27 @@ def test_the_head_learns_what_a_view_keeps_of_its_reference():
     assert np.linalg.norm(w @ basis.T) < 0.5 * np.linalg.norm(w) * np.sqrt(16 / 48)
 
 
+def test_mini_batches_against_sampled_references_learn_the_same():
+    """A set too large for one batch: each step scores 32 views against their own references
+    and 16 drawn at random (of 80); the head still learns what a view keeps."""
+    rng = np.random.default_rng(0)
+    refs, x, rows, _ = _data(rng, 120, 4)
+    train = rows < 80
+    w, log = train_head(x[train], rows[train], refs, dim=16, epochs=300, views_per_step=32, references_per_step=16)
+    assert log["training"] == {"mode": "mini-batch", "views_per_step": 32, "references_per_step": 16}
+    held = ~train
+
+    def hits(q, r):
+        return float((np.argmax(q @ r.T, axis=1) == rows[held]).mean())
+
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    raw = hits(unit(x[held]), unit(refs))
+    assert hits(project(x[held], w), project(refs, w)) > raw + 0.2
+    # a step as large as the set is the full batch
+    _, full = train_head(x[train][:40], rows[train][:40], refs, dim=16, epochs=2, views_per_step=40)
+    assert full["training"] == {"mode": "full batch"}
+
+
 def test_saved_head_round_trips(tmp_path):
     from pixlink.models.backends.instance_head import load_head
 

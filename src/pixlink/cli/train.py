@@ -4,7 +4,7 @@ checkpoints. The guide is docs/train.md.
     pixlink train split DATA --out DIR [--ratios 7:1:2] [--seed 0]
     pixlink train biencoder --train DATA --dev DATA --kb KB --out DIR [--task text|v2vel|v2tel|v2vtel]
     pixlink train iier --train DATA --dev DATA --kb KB --out DIR [--text-only] [--no-visual-prompt]
-    pixlink train instance-head KB [--photos 2] [--held-out 600]
+    pixlink train instance-head KB [--photos 2] [--held-out 600] [--training auto|full|mini-batch]
     pixlink train show DIR
 
 ``DATA`` is any dataset ``pixlink eval link`` reads: a ``mentions.jsonl`` or ``FORMAT:PATH``
@@ -227,8 +227,11 @@ def instance_head_command(
                                  help="Held-out photos (other seeds) for the head's calibration and figures."),
     epochs: int = typer.Option(300, "--epochs", min=1),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes rendering the photos."),
+    training: str = typer.Option("auto", "--training",
+                                 help="full, mini-batch, or auto: full batch when it fits --max-memory-gb."),
+    passes: int = typer.Option(100, "--passes", min=1, help="Mini-batch training: times each view is seen."),
     max_memory_gb: float = typer.Option(8.0, "--max-memory-gb", min=0.001,
-                                        help="Refuse a KB whose full-batch training needs more (estimated first)."),
+                                        help="Refuse a KB whose training needs more (estimated first)."),
     embed: bool = typer.Option(True, "--embed/--no-embed", help="Then embed the KB's instance vectors with the head."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard cached parts and a head already in the KB."),
     as_json: bool = typer.Option(False, "--json"),
@@ -245,7 +248,7 @@ def instance_head_command(
 
         raise InputError(Errors.E776.format(path=str(kb / "models")))
     opts = AdaptOptions(photos=photos, crops=crops, held_out=held_out, epochs=epochs, workers=workers,
-                        max_memory_gb=max_memory_gb)
+                        training=training, passes=passes, max_memory_gb=max_memory_gb)
     report = adapt_instance_head(kb, opts, overwrite=overwrite, progress=not as_json)
     embed = embed and report["installed"]
     if embed:
@@ -256,7 +259,8 @@ def instance_head_command(
         return
     h, c = report["held_out"], report["calibration"]
     console.print(f"[bold]instance head[/] of {report['references']} reference images ({report['entities']} entities), "
-                  f"{report['views']} training views, in {report['seconds']:.0f} s: {report['head']}", highlight=False)
+                  f"{report['views']} training views ({report['fit']['training']['mode']}), in {report['seconds']:.0f} s: "
+                  f"{report['head']}", highlight=False)
     if h["views"]:
         console.print(f"held-out views ({h['views']}), Hits@1 / Hits@5: this head {h['adapted']['hits@1']:.3f} / "
                       f"{h['adapted']['hits@5']:.3f}, the shipped head {h['shipped']['hits@1']:.3f} / "

@@ -51,14 +51,21 @@ class AdaptOptions:
         negatives: wrong entities per held-out view in the calibration (its best-scored ones).
         start: ``"shipped"`` fine-tunes the shipped head (what a small KB needs: a few hundred
             views do not train 4,800 x 256 weights from nothing), ``"random"`` trains from scratch.
-        epochs, lr, dim: the head's training (full batch, AdamW) and its output size.
+        epochs, lr, dim: the head's training (AdamW, ``epochs`` steps) and its output size.
+        training: ``"full"`` (every step scores every view against every reference), ``"mini-batch"``
+            (each step ``views_per_step`` views against their own references and
+            ``references_per_step`` others drawn at random) or ``"auto"``: full batch when its
+            estimate (:func:`training_memory_gb`) fits ``max_memory_gb``, else mini-batches
+            (logged, and named in the report's ``fit``).
+        views_per_step, references_per_step, passes: the mini-batches' sizes, and how many
+            times each view is seen (``passes x views / views_per_step`` steps; ``epochs`` is the
+            full batch's).
         batch_size: images per backbone call.
         part_size: reference images per cached part (a stopped run resumes part by part).
         workers: processes rendering photos.
         seed: the photos' seeds start here (the composite set's own queries use other seeds).
-        max_memory_gb: the training is full batch: every view's features and its softmax over
-            every reference are held at once (:func:`training_memory_gb`); a KB whose estimate is
-            above this is refused before anything is rendered (E421), with the estimate.
+        max_memory_gb: a KB whose training (in the chosen mode) is estimated to need more is
+            refused before anything is rendered (E421), with the estimate.
     """
 
     photos: int = 2
@@ -70,6 +77,10 @@ class AdaptOptions:
     epochs: int = 300
     lr: float = 3e-4
     dim: int = 256
+    training: str = "auto"
+    views_per_step: int = 1024
+    references_per_step: int = 1024
+    passes: int = 100
     batch_size: int = 32
     part_size: int = 256
     workers: int = 1
@@ -77,11 +88,15 @@ class AdaptOptions:
     max_memory_gb: float = 8.0
 
     def __post_init__(self) -> None:
-        for k in ("photos", "crops", "epochs", "dim", "batch_size", "part_size", "workers"):
+        for k in ("photos", "crops", "epochs", "dim", "batch_size", "part_size", "workers", "views_per_step",
+                  "references_per_step", "passes"):
             if int(getattr(self, k)) < 1:
                 raise InputError(Errors.E010.format(what=k, value=getattr(self, k), reason="at least 1"))
         if self.start not in ("shipped", "random"):
             raise InputError(Errors.E010.format(what="start", value=self.start, reason="shipped or random"))
+        if self.training not in TRAINING_MODES:
+            raise InputError(Errors.E010.format(what="training", value=self.training,
+                                                reason=" or ".join(TRAINING_MODES)))
         if int(self.held_out) < 0 or int(self.negatives) < 1 or not 0.0 <= float(self.partial) <= 1.0 \
                 or not float(self.max_memory_gb) > 0:
             raise InputError(Errors.E010.format(what="instance head options", value=asdict(self),
@@ -89,12 +104,30 @@ class AdaptOptions:
                                                        "max_memory_gb > 0"))
 
 
-def training_memory_gb(n_references: int, options: AdaptOptions, dim_in: int = 4800) -> float:
-    """The full-batch training's main memory, GB: the views' features (``(N, dim_in)`` float32,
-    N = references x photos x crops) and their logits over every reference with the softmax's
-    gradient and intermediates (``3 x (N, M)`` float32)."""
+TRAINING_MODES = ("auto", "full", "mini-batch")
+
+
+def training_memory_gb(n_references: int, options: AdaptOptions, dim_in: int = 4800,
+                       mode: str = "full") -> float:
+    """The training's main memory, GB: the views' and references' features (``(N, dim_in)`` and
+    ``(M, dim_in)`` float32; N = references x photos x crops) and the logits with the softmax's
+    gradient and intermediates: ``3 x (N, M)`` float32 in a full batch, ``3 x (B, B + K)`` and
+    the step's gathered features in a mini-batch (B views, K sampled references)."""
     n = n_references * options.photos * options.crops
-    return (n * dim_in * 4 + 3 * n * n_references * 4 + n_references * dim_in * 4) / 2**30
+    held = (n + n_references) * dim_in * 4
+    if mode == "full":
+        return (held + 3 * n * n_references * 4) / 2**30
+    b = min(options.views_per_step, n)
+    k = b + min(options.references_per_step, n_references)
+    return (held + 3 * b * k * 4 + 2 * (b + k) * dim_in * 4) / 2**30
+
+
+def training_mode(n_references: int, options: AdaptOptions) -> str:
+    """``"full"`` or ``"mini-batch"``: the option, or for ``"auto"`` full batch when it fits
+    ``max_memory_gb``."""
+    if options.training != "auto":
+        return options.training
+    return "full" if training_memory_gb(n_references, options) <= options.max_memory_gb else "mini-batch"
 
 
 def kb_references(kb: Any) -> list[Any]:
@@ -144,12 +177,17 @@ def adapt_instance_head(kb_dir: str | Path, options: AdaptOptions | None = None,
                                             reason=f"{len(refs)} local image(s) of {n_ent} "
                                                    f"{'entity' if n_ent == 1 else 'entities'}; at least two entities "
                                                    "with an image are needed"))
-    need = training_memory_gb(len(refs), o)
+    mode = training_mode(len(refs), o)
+    need = training_memory_gb(len(refs), o, mode=mode)
     if need > o.max_memory_gb:
-        raise InputError(Errors.E421.format(kb=str(kb_dir), what="room for a full-batch training",
+        raise InputError(Errors.E421.format(kb=str(kb_dir), what=f"room for a {mode} training",
                                             reason=f"{len(refs):,} reference images x {o.photos} photos x {o.crops} "
                                                    f"views need about {need:.3g} GB, above max_memory_gb "
                                                    f"{o.max_memory_gb:g}; fewer photos or views, or a larger limit"))
+    if mode != "full" and o.training == "auto":
+        log.warning("instance head: a full batch would need about %.3g GB (above max_memory_gb %g): training in "
+                    "mini-batches of %d views against their own and %d sampled references (about %.3g GB)",
+                    training_memory_gb(len(refs), o), o.max_memory_gb, o.views_per_step, o.references_per_step, need)
     head_path = Path(kb_dir) / KB_HEAD
     work = head_path.with_suffix(".work")
     if overwrite and work.exists():
@@ -189,7 +227,11 @@ def adapt_instance_head(kb_dir: str | Path, options: AdaptOptions | None = None,
                                             reason="no photo kept enough of any reference to cut a view"))
     log.info("instance head: training on %d views of %d references", len(x), len(refs))
     shipped = load_head(HEAD_PATH)[0]
-    W, fit = train_head(x, y, R, dim=o.dim, epochs=o.epochs, lr=o.lr, init=shipped if o.start == "shipped" else None)
+    mini = mode == "mini-batch"
+    steps = -(-o.passes * len(x) // o.views_per_step) if mini else o.epochs
+    W, fit = train_head(x, y, R, dim=o.dim, epochs=steps, lr=o.lr, init=shipped if o.start == "shipped" else None,
+                        views_per_step=o.views_per_step if mini else None, references_per_step=o.references_per_step)
+    fit["training"]["steps"] = int(steps)
     owner = np.array([r.entity_id for r in refs])
     adapted = _entity_scores(project(H["x"], W), project(R, W), H["row"], owner)
     held = {"views": int(len(H["row"])), "adapted": _hits(*adapted),
@@ -266,10 +308,9 @@ def _entity_scores(q: np.ndarray, r: np.ndarray, rows: np.ndarray, owner: np.nda
     """``(scores (N, E), gold (N,))``: each view's best cosine with each entity's images, and
     the column of the entity of the view's reference ``rows``."""
     ents, inv = np.unique(owner, return_inverse=True)
-    cos = q @ r.T
-    out = np.full((len(q), len(ents)), -np.inf, np.float32)
-    for j in range(len(ents)):
-        out[:, j] = cos[:, inv == j].max(axis=1)
+    order = np.argsort(inv, kind="stable")  # each entity's references side by side, then a max per run
+    starts = np.searchsorted(inv[order], np.arange(len(ents)))
+    out = np.maximum.reduceat((q @ r.T)[:, order], starts, axis=1).astype(np.float32)
     return out, np.searchsorted(ents, owner[rows])
 
 

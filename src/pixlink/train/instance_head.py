@@ -115,7 +115,8 @@ def _views_of(rendered: Iterable[tuple[int, list[np.ndarray]] | None]) -> Iterat
 
 def train_head(queries: np.ndarray, targets: np.ndarray, references: np.ndarray, *, dim: int = 256, epochs: int = 300,
                lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0,
-               init: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+               init: np.ndarray | None = None, views_per_step: int | None = None,
+               references_per_step: int = 1024) -> tuple[np.ndarray, dict[str, Any]]:
     """Fit ``W`` ``(dim, D)`` so that ``normalise(W q)`` is nearest ``normalise(W r)`` of its own
     reference among all the references that are targets.
 
@@ -124,11 +125,16 @@ def train_head(queries: np.ndarray, targets: np.ndarray, references: np.ndarray,
         targets: ``(N,)`` the row of each view's reference in ``references``.
         references: ``(M, D)`` float32 features of the reference images.
         dim, epochs, lr, weight_decay, seed: the head's size and the optimiser's settings
-            (full batch, AdamW; the temperature is learned, from 0.07).
+            (AdamW, ``epochs`` steps; the temperature is learned, from 0.07).
         init: ``(dim, D)`` weights to start from (another head: fine-tuning); default random.
+        views_per_step: None (default): full batch, every step scores every view against every
+            target reference (memory ``~3 N M`` floats). Else mini-batches for a set too large for
+            that: each step takes this many views (shuffled passes) and scores them against their
+            own references and ``references_per_step`` other target references drawn at random
+            (a sampled softmax; memory ``~3 B (B + K)`` floats a step).
 
     Returns:
-        ``(W, log)``: the weight and ``{"loss_first", "loss_last", "temperature"}``.
+        ``(W, log)``: the weight and ``{"loss_first", "loss_last", "temperature", "training"}``.
     """
     import torch
 
@@ -151,21 +157,55 @@ def train_head(queries: np.ndarray, targets: np.ndarray, references: np.ndarray,
             head.weight.copy_(torch.from_numpy(w0))
     scale = torch.nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
     opt = torch.optim.AdamW([*head.parameters(), scale], lr=lr, weight_decay=weight_decay)
+    full = views_per_step is None or int(views_per_step) >= len(q)
+    steps = _full_steps(len(q)) if full else _sampled_steps(y.numpy(), len(cand), int(views_per_step),
+                                                            int(references_per_step), seed)
     first = last = float("nan")
     for ep in range(int(epochs)):
+        views, refs, labels = next(steps)
         opt.zero_grad()
-        eq = torch.nn.functional.normalize(head(qx), dim=1)
-        er = torch.nn.functional.normalize(head(rx), dim=1)
-        loss = torch.nn.functional.cross_entropy(scale.exp().clamp(max=100.0) * eq @ er.T, y)
+        eq = torch.nn.functional.normalize(head(qx if views is None else qx[views]), dim=1)
+        er = torch.nn.functional.normalize(head(rx if refs is None else rx[refs]), dim=1)
+        loss = torch.nn.functional.cross_entropy(scale.exp().clamp(max=100.0) * eq @ er.T,
+                                                 y if labels is None else labels)
         loss.backward()
         opt.step()
         last = loss.item()
         first = last if ep == 0 else first
         if ep % 50 == 0:
-            log.debug("instance head: epoch %d loss %.4f", ep, last)
+            log.debug("instance head: step %d loss %.4f", ep, last)
     w = head.weight.detach().numpy().astype(np.float32)
+    training = {"mode": "full batch"} if full else {"mode": "mini-batch", "views_per_step": int(views_per_step),
+                                                   "references_per_step": int(references_per_step)}
     return w, {"loss_first": round(first, 4), "loss_last": round(last, 4),
-               "temperature": round(float(1 / scale.detach().exp().clamp(max=100.0)), 4)}
+               "temperature": round(float(1 / scale.detach().exp().clamp(max=100.0)), 4), "training": training}
+
+
+def _full_steps(n: int) -> Iterator[tuple[None, None, None]]:
+    """Every step: every view against every reference."""
+    while True:
+        yield None, None, None
+
+
+def _sampled_steps(labels: np.ndarray, n_refs: int, batch: int, sampled: int,
+                   seed: int) -> Iterator[tuple[Any, Any, Any]]:
+    """``(view rows, reference rows, labels)`` of each mini-batch step: ``batch`` views of a
+    shuffled pass over ``labels`` (a view's reference row), their own references first and then
+    up to ``sampled`` others drawn at random, each view's label its reference's position."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    order, at = rng.permutation(len(labels)), 0
+    while True:
+        if at + batch > len(labels):
+            order, at = rng.permutation(len(labels)), 0
+        views = order[at:at + batch]
+        at += batch
+        own = np.unique(labels[views])
+        others = np.setdiff1d(rng.choice(n_refs, size=min(sampled, n_refs), replace=False), own)
+        refs = np.concatenate([own, others])
+        yield (torch.from_numpy(views), torch.from_numpy(refs),
+               torch.from_numpy(np.searchsorted(own, labels[views])))
 
 
 def project(features: np.ndarray, weight: np.ndarray) -> np.ndarray:
