@@ -28,6 +28,7 @@ head's held-out figures and calibration, and the time of each step. Nothing else
 Usage::
 
     python benchmarks/bench_instance_kb.py --kb KB [--work /tmp/bench_instance_kb] [--n-test 400]
+        [--training mini-batch --reuse-views DIR --out benchmarks/results/instance_kb_minibatch.json]
 
 Writes ``benchmarks/results/instance_kb.json`` (+ ``instance_kb.png``).
 """
@@ -59,6 +60,10 @@ def main() -> None:
     ap.add_argument("--n-calibration", type=int, default=250)
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--training", default="auto", help="the head's training: auto, full or mini-batch")
+    ap.add_argument("--reuse-views", default=None,
+                    help="a kept instance_head.work of the same KB and recipe: the command resumes from its "
+                         "rendered views (as a stopped run does) instead of rendering them again")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "instance_kb.json"))
     args = ap.parse_args()
 
@@ -89,8 +94,13 @@ def main() -> None:
         if adapted_kb.exists():
             shutil.rmtree(adapted_kb)
         subprocess.run(["cp", "-al", str(kb), str(adapted_kb)], check=True)
+        if args.reuse_views:
+            (adapted_kb / "models").mkdir(exist_ok=True)
+            shutil.copytree(args.reuse_views, adapted_kb / "models" / "instance_head.work")
         t0 = time.perf_counter()
-        rep = adapt_instance_head(adapted_kb, AdaptOptions(workers=args.workers), keep_work=True, progress=False)
+        rep = adapt_instance_head(adapted_kb, AdaptOptions(workers=args.workers, training=args.training),
+                                  keep_work=True, progress=False)
+        rep["reused_views"] = args.reuse_views
         rep["adapt_s"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
         emb = embed_kb(adapted_kb, Profile("offline"), ["instance"], progress=False)["instance"]

@@ -16,6 +16,9 @@ the median of ``--repeats`` calls.
 * classical_proposals: ``generate`` on two_people.jpg.
 * proposals_fallback: ``detect`` of a thing phrase (proposals + ConSE) and of a person phrase
   (faces -> upper bodies) on two_people.jpg.
+* folding: EfficientNet-Lite0 (a batch of 32 photos) and LiteMedSAM's image encoder as published
+  against what the backends run (BatchNorms folded into the convolutions, EfficientNet
+  channels-last), interleaved on the same inputs: median times and the largest output difference.
 
 ``quality`` (one more subprocess) measures what can be measured here without labelled data,
 on the hand-made probe benchmarks/data/offline_vision_probe.json:
@@ -60,6 +63,7 @@ PROBE = REPO / "benchmarks" / "data" / "offline_vision_probe.json"
 PARTS = {  # name -> role
     "efficientnet_lite": "image_embed", "conse_efficientnet": "image_text", "litemedsam": "segment",
     "grabcut": "segment", "classical_proposals": "segment_all", "proposals_fallback": "detect", "quality": "",
+    "folding": "",
 }
 PHOTOS = ("obama.jpg", "biden.jpg", "two_people.jpg", "obama_and_biden.jpg", "kit_with_rose.jpg",
           "johnsnow_test1.jpg", "lin-manuel-miranda.png", "alex-lacamoire.png")
@@ -247,11 +251,66 @@ def _quality() -> dict[str, Any]:
     return out
 
 
+def _folding(repeats: int) -> dict[str, Any]:
+    """The networks as published (BatchNorms apart, contiguous weights) against what the
+    backends run (BatchNorms folded into the convolutions; EfficientNet also channels-last),
+    interleaved call by call on the same inputs so that a busy machine slows both alike: the
+    median seconds of each and the largest difference of their outputs."""
+    import numpy as np
+    import torch
+
+    from pixlink.io import load_image
+    from pixlink.models.arch.efficientnet_lite import EfficientNetLite
+    from pixlink.models.arch.sam_decoder import LiteMedSAM
+    from pixlink.models.backends.efficientnet import EfficientNetLiteEncoder, to_input
+    from pixlink.models.backends.litemedsam import LiteMedSAMSegmenter
+
+    def race(a, b, x_a, x_b):
+        ta, tb = [], []
+        with torch.inference_mode():
+            out_a, out_b = a(x_a), b(x_b)  # warm-up, and the outputs compared
+            for _ in range(max(repeats, 3)):
+                for f, x, t in ((a, x_a, ta), (b, x_b, tb)):
+                    t0 = time.perf_counter()
+                    f(x)
+                    t.append(time.perf_counter() - t0)
+        return float(np.median(ta)), float(np.median(tb)), out_a, out_b
+
+    out: dict[str, Any] = {}
+    enc = EfficientNetLiteEncoder()
+    plain = EfficientNetLite()
+    plain.load_state_dict(torch.load(enc.weights_file, map_location="cpu", weights_only=True), strict=True)
+    plain.eval()
+    imgs = [load_image(_shared() / "photos" / p) for p in PHOTOS] * 4  # a batch of 32
+    x = torch.from_numpy(np.stack([to_input(im, enc.resize) for im in imgs]))
+    keep = {6, 10, 13, 16, 17}
+    a, b, oa, ob = race(lambda t: plain.forward_all(t, keep), lambda t: enc.net.forward_all(t, keep), x,
+                        x.contiguous(memory_format=torch.channels_last))
+    out["efficientnet_lite"] = {"batch": len(imgs), "plain_ms_per_image": round(a / len(imgs) * 1e3, 2),
+                                "folded_ms_per_image": round(b / len(imgs) * 1e3, 2), "speedup": round(a / b, 2),
+                                "max_abs_diff_maps": max(float((oa[2][k] - ob[2][k]).abs().max()) for k in keep),
+                                "max_abs_maps": max(float(oa[2][k].abs().max()) for k in keep)}
+    seg = LiteMedSAMSegmenter()
+    msam = LiteMedSAM()
+    msam.load_state_dict(torch.load(seg.weights_file, map_location="cpu", weights_only=True), strict=True)
+    msam.eval()
+    xi = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    a, b, oa, ob = race(msam.image_encoder, seg.net.image_encoder, xi, xi)
+    out["litemedsam_encoder"] = {"plain_ms": round(a * 1e3, 1), "folded_ms": round(b * 1e3, 1), "speedup": round(a / b, 2),
+                                 "max_abs_diff": float((oa - ob).abs().max()), "max_abs": float(oa.abs().max())}
+    return out
+
+
 def worker(part: str, repeats: int, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    res = _quality() if part == "quality" else _latency(part, repeats)
+    if part == "quality":
+        res = _quality()
+    elif part == "folding":
+        res = _folding(repeats)
+    else:
+        res = _latency(part, repeats)
     res["peak_rss_mb"] = round(peak_mb(), 1)
     print("RESULT " + json.dumps(res))
 
@@ -306,6 +365,13 @@ def main() -> None:
 
 def _print(e: dict[str, Any]) -> None:
     if "error" in e:
+        return
+    if e["part"] == "folding":
+        f, m = e["efficientnet_lite"], e["litemedsam_encoder"]
+        print(f"folding: efficientnet_lite {f['plain_ms_per_image']} -> {f['folded_ms_per_image']} ms/image "
+              f"(x{f['speedup']}, max diff {f['max_abs_diff_maps']:.1e} of {f['max_abs_maps']:.1f}); litemedsam "
+              f"encoder {m['plain_ms']} -> {m['folded_ms']} ms (x{m['speedup']}, max diff {m['max_abs_diff']:.1e})  "
+              f"[load avg {e['loadavg_before']:.1f}]")
         return
     if e["part"] != "quality":
         lat = ", ".join(f"{k}={v:.0f}" for k, v in e["latency"].items())
