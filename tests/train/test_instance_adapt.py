@@ -186,9 +186,11 @@ def test_cli_trains_embeds_and_refuses_to_overwrite_a_head(logo_kb, tmp_path):
     assert again.exit_code == 2 and "E776" in again.output
     info = json.loads(runner.invoke(app, ["kb", "info", str(kb), "--json"]).stdout)["instance_head"]
     assert info["path"] == rep["head"] and info["references"] == 10 and info["views"] == rep["views"]
+    assert info["training"] == rep["fit"]["training"] and info["training"]["mode"] == "full batch"
     assert json.loads(runner.invoke(app, ["kb", "info", str(kb0), "--json"]).stdout)["instance_head"] is None
     shown = runner.invoke(app, ["kb", "info", str(kb)], terminal_width=200)
     assert shown.exit_code == 0 and "instance head" in shown.output and "trained on 10 images" in shown.output
+    assert "full batch" in shown.output
 
 
 def test_an_embed_job_over_a_kb_with_its_own_head_embeds_with_that_head(logo_kb, tmp_path):

@@ -107,8 +107,9 @@ def info_command(
     h = info["instance_head"]
     if h is not None:
         held = (h.get("held_out") or {}).get("adapted") or {}
-        t.add_row("instance head", f"its own, trained on {h.get('references')} images ({h.get('views')} views; held-out "
-                                   f"Hits@1 {held.get('hits@1')}) — {h['path']}")
+        mode = (h.get("training") or {}).get("mode")
+        t.add_row("instance head", f"its own, trained on {h.get('references')} images ({h.get('views')} views"
+                                   f"{', ' + mode if mode else ''}; held-out Hits@1 {held.get('hits@1')}) — {h['path']}")
     if info["issues"]:
         t.add_row("reported", ", ".join(f"{k}: {v:,}" for k, v in info["issues"].items()) + f" — {info['build_report']}")
     from rich.console import Console

@@ -57,14 +57,16 @@ def use_kb_head(kb_dir: str | Path, profile: Any) -> Path | None:
 
 def head_summary(kb_dir: str | Path) -> dict[str, Any] | None:
     """What the KB's own head is (for ``pixlink kb info``): its file and, from its metadata, the
-    references and views it was trained on, its held-out figures and calibration; None without one."""
+    references and views it was trained on, its held-out figures, calibration and training (full
+    batch or mini-batches; None for a head of an earlier release); None without one."""
     from ..models.backends.instance_head import head_metadata
 
     head = kb_head(kb_dir)
     if head is None:
         return None
     info = head_metadata(head)
-    return {"path": str(head), **{k: info.get(k) for k in ("references", "entities", "views", "held_out", "calibration")}}
+    return {"path": str(head), **{k: info.get(k) for k in ("references", "entities", "views", "held_out", "calibration")},
+            "training": (info.get("fit") or {}).get("training")}
 
 
 def head_calibration(head: str | Path) -> dict[str, float] | None:
