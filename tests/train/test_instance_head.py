@@ -43,7 +43,7 @@ def test_mini_batches_against_sampled_references_learn_the_same():
     refs, x, rows, _ = _data(rng, 120, 4)
     train = rows < 80
     w, log = train_head(x[train], rows[train], refs, dim=16, epochs=300, views_per_step=32, references_per_step=16)
-    assert log["training"] == {"mode": "mini-batch", "views_per_step": 32, "references_per_step": 16}
+    assert log["training"] == {"mode": "mini-batch", "views_per_step": 32, "references_per_step": 16, "steps": 300}
     held = ~train
 
     def hits(q, r):
@@ -54,7 +54,7 @@ def test_mini_batches_against_sampled_references_learn_the_same():
     assert hits(project(x[held], w), project(refs, w)) > raw + 0.2
     # a step as large as the set is the full batch
     _, full = train_head(x[train][:40], rows[train][:40], refs, dim=16, epochs=2, views_per_step=40)
-    assert full["training"] == {"mode": "full batch"}
+    assert full["training"] == {"mode": "full batch", "steps": 2}
 
 
 def test_saved_head_round_trips(tmp_path):

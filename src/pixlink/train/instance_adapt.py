@@ -231,7 +231,6 @@ def adapt_instance_head(kb_dir: str | Path, options: AdaptOptions | None = None,
     steps = -(-o.passes * len(x) // o.views_per_step) if mini else o.epochs
     W, fit = train_head(x, y, R, dim=o.dim, epochs=steps, lr=o.lr, init=shipped if o.start == "shipped" else None,
                         views_per_step=o.views_per_step if mini else None, references_per_step=o.references_per_step)
-    fit["training"]["steps"] = int(steps)
     owner = np.array([r.entity_id for r in refs])
     adapted = _entity_scores(project(H["x"], W), project(R, W), H["row"], owner)
     held = {"views": int(len(H["row"])), "adapted": _hits(*adapted),

@@ -18,6 +18,7 @@ No test entity is seen: the set's test split (its own entities) measures it
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -158,16 +159,17 @@ def train_head(queries: np.ndarray, targets: np.ndarray, references: np.ndarray,
     scale = torch.nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
     opt = torch.optim.AdamW([*head.parameters(), scale], lr=lr, weight_decay=weight_decay)
     full = views_per_step is None or int(views_per_step) >= len(q)
-    steps = _full_steps(len(q)) if full else _sampled_steps(y.numpy(), len(cand), int(views_per_step),
-                                                            int(references_per_step), seed)
+    # each step's (views, references, labels): a full batch is every view against every reference
+    # (the slices are views of the tensors, no copy)
+    steps = itertools.repeat((slice(None), slice(None), y)) if full else _sampled_steps(
+        y.numpy(), len(cand), int(views_per_step), int(references_per_step), seed)
     first = last = float("nan")
     for ep in range(int(epochs)):
         views, refs, labels = next(steps)
         opt.zero_grad()
-        eq = torch.nn.functional.normalize(head(qx if views is None else qx[views]), dim=1)
-        er = torch.nn.functional.normalize(head(rx if refs is None else rx[refs]), dim=1)
-        loss = torch.nn.functional.cross_entropy(scale.exp().clamp(max=100.0) * eq @ er.T,
-                                                 y if labels is None else labels)
+        eq = torch.nn.functional.normalize(head(qx[views]), dim=1)
+        er = torch.nn.functional.normalize(head(rx[refs]), dim=1)
+        loss = torch.nn.functional.cross_entropy(scale.exp().clamp(max=100.0) * eq @ er.T, labels)
         loss.backward()
         opt.step()
         last = loss.item()
@@ -177,14 +179,9 @@ def train_head(queries: np.ndarray, targets: np.ndarray, references: np.ndarray,
     w = head.weight.detach().numpy().astype(np.float32)
     training = {"mode": "full batch"} if full else {"mode": "mini-batch", "views_per_step": int(views_per_step),
                                                    "references_per_step": int(references_per_step)}
+    training["steps"] = int(epochs)
     return w, {"loss_first": round(first, 4), "loss_last": round(last, 4),
                "temperature": round(float(1 / scale.detach().exp().clamp(max=100.0)), 4), "training": training}
-
-
-def _full_steps(n: int) -> Iterator[tuple[None, None, None]]:
-    """Every step: every view against every reference."""
-    while True:
-        yield None, None, None
 
 
 def _sampled_steps(labels: np.ndarray, n_refs: int, batch: int, sampled: int,
